@@ -1,0 +1,60 @@
+/**
+ * The contract between the builder service and whatever actually builds images.
+ *
+ * The service owns queuing, state, logs and HTTP; an engine only turns an unpacked context into a pushed
+ * image and reports what it prints as it goes. Two engines exist: the scripted engine (deterministic, for tests
+ * and benchmarks) and the buildah engine (real builds pushed to a real registry).
+ *
+ * @packageDocumentation
+ */
+import type { BuildStepWire } from '../shared/wire';
+
+/** One build for an engine to run. Everything is already validated and unpacked by the service. */
+export interface EngineJob {
+  buildId: string;
+  /** Absolute path of the unpacked, validated build context (inside the service's data dir). */
+  contextDir: string;
+  /** Dockerfile path relative to `contextDir` (already checked not to escape it). */
+  dockerfile: string;
+  /** `name:tag` as submitted (tag defaulted to `latest`). */
+  imageName: string;
+  /** Where to push: `registry/namespace/name:tag`. */
+  imageRef: string;
+  buildArgs: Record<string, string>;
+  /** The client asked for `nydus_convert`. */
+  nydus: boolean;
+  cacheKey: string | null;
+  /** A scratch directory for this build only (removed by the service afterwards). */
+  workDir: string;
+}
+
+/** Where an engine reports as it runs. Calls are cheap and synchronous; the service persists and fans out. */
+export interface EngineSink {
+  /** One line of output, without its trailing newline. */
+  log(line: string): void;
+  /** Structured progress, e.g. buildah's `STEP n/m: …`. */
+  step(step: BuildStepWire): void;
+}
+
+/** A successful engine run. */
+export interface EngineResult {
+  /** The pushed image reference (normally `job.imageRef`). */
+  imageRef: string;
+  /** The pushed manifest digest, `sha256:…`. */
+  digest: string;
+  /** What was done for a `nydus_convert` request, or `null` when nothing was applied. */
+  nydusApplied: string | null;
+}
+
+/**
+ * Builds images. `run` resolves with the pushed image, rejects with an `Error` whose message is the build's
+ * failure, and must stop everything it started (whole process tree) within a second of `signal` aborting,
+ * then reject.
+ */
+export interface Engine {
+  /** Short name for logs and status (`scripted`, `buildah`). */
+  readonly name: string;
+  run(job: EngineJob, sink: EngineSink, signal: AbortSignal): Promise<EngineResult>;
+  /** Release anything the engine holds (child processes, registry). Called once when the service stops. */
+  close?(): Promise<void>;
+}

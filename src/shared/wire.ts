@@ -1,0 +1,137 @@
+/**
+ * The wire protocol between rxbuild clients and a remote image builder.
+ *
+ * This is the one place where the shapes that cross HTTP are written down. The client (`src/client`) and the
+ * local service (`src/server`) both import from here and never from each other. `docs/api.md` is the prose
+ * version of this file; keep them in step.
+ *
+ * Field names on the wire are snake_case, as in the reference builder.
+ *
+ * @packageDocumentation
+ */
+
+/** Every state a build can be in. `succeeded`, `failed` and `cancelled` are terminal. */
+export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+/** The terminal build states: once a build is in one of these it never changes again. */
+export const TERMINAL_BUILD_STATUSES: readonly BuildStatus[] = ['succeeded', 'failed', 'cancelled'];
+
+/** True when `status` is terminal (`succeeded`, `failed` or `cancelled`). */
+export function isTerminalBuildStatus(status: BuildStatus): boolean {
+  return TERMINAL_BUILD_STATUSES.includes(status);
+}
+
+/** Progress through a Dockerfile: step `index` of `total`, with the step's own text (`RUN make`). */
+export interface BuildStepWire {
+  /** 1-based step number. */
+  index: number;
+  /** Number of steps in the Dockerfile, when the engine knows it. */
+  total: number;
+  /** The instruction being run, as the engine printed it. */
+  text: string;
+}
+
+/** What `nydus_convert` did for a build: requested by the client, and what the engine honestly applied. */
+export interface NydusWire {
+  /** The client asked for a nydus conversion. */
+  requested: boolean;
+  /** What the engine actually did instead (e.g. `"zstd:chunked"`), or `null` when nothing was applied. */
+  applied: string | null;
+}
+
+/** `GET /builds/{id}`: the state of one build. */
+export interface BuildRecordWire {
+  build_id: string;
+  status: BuildStatus;
+  /** The image name as submitted (`name` or `name:tag`). */
+  image_name: string;
+  /** Where the image was pushed (`registry/namespace/name:tag`); `null` until the build succeeded. */
+  image_ref: string | null;
+  /** The pushed manifest digest (`sha256:…`); `null` until the build succeeded. */
+  digest: string | null;
+  /** The failure message of a `failed` build (`"interrupted"` when the service died under it). */
+  error: string | null;
+  /** 1-based place in the queue while `queued`, otherwise `null`. */
+  queue_position: number | null;
+  /** The step being run while `running` (the last step once finished), when the engine reports steps. */
+  step: BuildStepWire | null;
+  nydus: NydusWire;
+  /** ISO-8601 timestamps. */
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+/** `POST /builds` answer. */
+export interface CreateBuildResponseWire {
+  build_id: string;
+}
+
+/** Every error answer: `{"error": {"code", "message"}}` with a 4xx/5xx status. */
+export interface ErrorBodyWire {
+  error: {
+    /** Stable machine-readable code, e.g. `unauthorized`, `not_found`, `payload_too_large`. */
+    code: string;
+    /** One human-readable sentence. */
+    message: string;
+  };
+}
+
+/** Names of the multipart form fields of `POST /builds`. The `context` part is a tar.gz file. */
+export const BUILD_FORM_FIELDS = {
+  imageName: 'image_name',
+  dockerfile: 'dockerfile',
+  buildArgs: 'build_args',
+  nydusConvert: 'nydus_convert',
+  cacheKey: 'cache_key',
+  context: 'context',
+} as const;
+
+/** Header carrying the client's idempotency key on `POST /builds`; a repeated key answers the same build. */
+export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
+
+/**
+ * Response header on `GET /builds/{id}/logs` by which a server says that control events (`done`/`error`) come
+ * with their own SSE `event:` type ({@link SSE_CONTROL_EVENT}). Against such a server every plain message is a
+ * log line, even one that happens to be JSON. Without it the client keeps the reference's rule.
+ */
+export const CONTROL_EVENTS_HEADER = 'x-rxbuild-control-events';
+/** The value of {@link CONTROL_EVENTS_HEADER} meaning "control events are typed". */
+export const CONTROL_EVENTS_TYPED = 'typed';
+
+/** SSE `event:` type of the end-of-stream control event (data: {@link ControlMessageWire}). */
+export const SSE_CONTROL_EVENT = 'control';
+/** SSE `event:` type of a status/progress update (data: {@link ProgressMessageWire}). Optional for servers. */
+export const SSE_PROGRESS_EVENT = 'progress';
+/** Plain SSE messages (no `event:` line, i.e. type `message`) are log lines; `data` is the line's text. */
+export const SSE_LOG_EVENT = 'message';
+
+/** The control event that ends a log stream. */
+export type ControlMessageWire = { done: true } | { error: string };
+
+/** A status update pushed on the log stream (queue position, step progress, phase changes). */
+export interface ProgressMessageWire {
+  status: BuildStatus;
+  queue_position: number | null;
+  step: BuildStepWire | null;
+}
+
+/** The server sends an SSE comment at least this often so clients can detect a dead connection. */
+export const HEARTBEAT_INTERVAL_MS = 15_000;
+
+/** Parse a plain SSE message as a reference-style control event; `null` when it is anything else. */
+export function parseReferenceControl(data: string): ControlMessageWire | null {
+  // Cheap pre-check: nearly every log line is not a JSON object.
+  if (!data.startsWith('{')) return null;
+  try {
+    const value: unknown = JSON.parse(data);
+    if (value && typeof value === 'object' && !Array.isArray(value)) {
+      const v = value as Record<string, unknown>;
+      if (v.done === true) return { done: true };
+      if (typeof v.error === 'string') return { error: v.error };
+    }
+  } catch {
+    // Not JSON: an ordinary log line.
+  }
+  return null;
+}
