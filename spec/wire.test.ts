@@ -1,0 +1,19 @@
+import { parseReferenceControl, isTerminalBuildStatus } from '../src/shared/wire';
+
+describe('wire helpers', () => {
+  it('reads the reference control events from plain messages', () => {
+    expect(parseReferenceControl('{"done": true}')).toEqual({ done: true });
+    expect(parseReferenceControl('{"error": "boom"}')).toEqual({ error: 'boom' });
+  });
+  it('treats everything else as a log line', () => {
+    expect(parseReferenceControl('STEP 1/2: FROM scratch')).toBeNull();
+    expect(parseReferenceControl('{"done": false}')).toBeNull();
+    expect(parseReferenceControl('{"error": {"nested": 1}}')).toBeNull();
+    expect(parseReferenceControl('[1,2]')).toBeNull();
+    expect(parseReferenceControl('{not json')).toBeNull();
+  });
+  it('knows which statuses are terminal', () => {
+    expect(['queued', 'running'].map((s) => isTerminalBuildStatus(s as never))).toEqual([false, false]);
+    expect(['succeeded', 'failed', 'cancelled'].map((s) => isTerminalBuildStatus(s as never))).toEqual([true, true, true]);
+  });
+});
