@@ -1,0 +1,338 @@
+/**
+ * The buildah engine: real image builds with `buildah bud`, pushed to a registry with `buildah push`.
+ *
+ * - Rootful buildah with `--isolation chroot` and the `vfs` storage driver (no kernel overlay or user
+ *   namespaces needed), storage under `storageDir`, temporary files there too (`TMPDIR`).
+ * - Each buildah invocation leads its own process group (`spawnInGroup`), recorded through the sink
+ *   (`trackProcessGroup`, durable state) while it runs, so a restarted service can kill leftovers; on abort
+ *   the whole group gets SIGTERM, then SIGKILL after a short grace, and `run` rejects once it is gone.
+ * - Output is streamed line by line to the sink as it is printed; `STEP n/m: …` lines become step progress.
+ * - The image is built under a per-build local name, pushed to `job.imageRef` (digest from `--digestfile`),
+ *   then removed from local storage, so disk use does not grow with the number of builds (base images pulled
+ *   by `FROM` stay, as a cache).
+ * - Concurrent builds share one storage: containers/storage locks it, so parallel `bud`s are safe. Working
+ *   containers left behind by a SIGKILLed build are removed the next time no build is running.
+ * - `nydus_convert`: there are no nydus tools here. The closest honest thing this buildah can do is push the
+ *   layers with `zstd:chunked` compression (lazily pullable by containers/storage). What was really applied is
+ *   read back from the pushed manifest, never assumed. See docs/engine.md.
+ *
+ * @packageDocumentation
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Engine, EngineJob, EngineResult, EngineSink } from '../engine';
+import { spawnInGroup } from '../process-group';
+import { registryGetManifest, splitImageRef } from '../registry';
+import { writeRegistriesConf, writeSignaturePolicy } from './buildah-config';
+import { LastLines, parseStepLine } from './buildah-lines';
+
+const execFileAsync = promisify(execFile);
+
+/** How one buildah invocation ended. */
+interface ProcessOutcome {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** The last lines it printed (both streams), for error messages. */
+  lastLines: string[];
+}
+
+/** The error a cancelled build rejects with (`name` is `AbortError`, `cause` the signal's reason). */
+export class EngineAbortError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AbortError';
+  }
+}
+
+/** The compression used for a `nydus_convert` request (the closest honest thing to nydus this buildah has). */
+export const NYDUS_SUBSTITUTE_COMPRESSION = 'zstd:chunked';
+
+/** Options of {@link createBuildahEngine}. */
+export interface BuildahEngineOptions {
+  /** Directory for buildah's storage (`root/`, `runroot/`), temp files and config. Created if missing. */
+  storageDir: string;
+  /** `host:port` of the registry builds push to (plain HTTP); it is also the Docker Hub mirror. */
+  registry: string;
+  /**
+   * A registries.conf to use instead of the one the engine writes to `<storageDir>/registries.conf`
+   * (which marks `registry` insecure and mirrors `docker.io` to it).
+   */
+  registriesConf?: string;
+  /** The buildah binary. Default `buildah` (from `$PATH`). */
+  buildahPath?: string;
+  /** SIGTERM → SIGKILL grace on abort. Default 300 ms (everything is gone within 1 s). */
+  killGraceMs?: number;
+  /** Keep built images in local storage after pushing (default `false`: they are removed). */
+  keepImages?: boolean;
+  /**
+   * Sweep leftovers from storage (working containers of killed builds, our unpushed images) before the first
+   * build and whenever the engine goes idle after a killed build. Default `true`. Turn it off for a short-lived
+   * engine that shares storage with another one (the sweep would remove the other's working containers).
+   */
+  sweepStorage?: boolean;
+}
+
+/** The buildah engine, with the paths it uses (handy for tests and for `base-image.ts`). */
+export interface BuildahEngine extends Engine {
+  readonly name: 'buildah';
+  readonly storageDir: string;
+  readonly registry: string;
+  readonly registriesConf: string;
+  /** Run `buildah` with this engine's storage and config; resolves stdout. For maintenance, not builds. */
+  buildah(args: string[]): Promise<string>;
+  /** Cancel running builds, wait for them and for any storage sweep to finish. */
+  close(): Promise<void>;
+}
+
+/** Throw a clear error unless `buildah` can be run. Resolves the version line. */
+export async function checkBuildah(buildahPath = 'buildah'): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync(buildahPath, ['--version'], { timeout: 10_000 });
+    return stdout.trim();
+  } catch (err) {
+    throw new Error(
+      `buildah cannot run (${(err as Error).message.split('\n')[0]}); ` +
+        'install it with: apt-get install -y buildah docker-registry busybox-static',
+      { cause: err },
+    );
+  }
+}
+
+/** A local image name for one build, unique per build id, so concurrent builds never share a tag. */
+function localTagFor(buildId: string): string {
+  const safe = buildId.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 100) || 'build';
+  return `localhost/rxbuild-build-${safe}:latest`;
+}
+
+/** The message of a failed buildah run: its `Error: …` line when it printed one, else the exit and last lines. */
+function failureMessage(what: string, outcome: ProcessOutcome): string {
+  const errorLine = [...outcome.lastLines].reverse().find((l) => l.startsWith('Error: '));
+  if (errorLine) return `${what}: ${errorLine.slice('Error: '.length)}`;
+  const how = outcome.code !== null ? `exit status ${outcome.code}` : `killed by ${outcome.signal}`;
+  const lastLines = outcome.lastLines.slice(-5).join(' | ');
+  return `${what}: buildah ended with ${how}${lastLines ? ` (last output: ${lastLines})` : ''}`;
+}
+
+/**
+ * Decide from the pushed manifest what compression was really applied for a nydus request: layers pushed as
+ * `zstd:chunked` carry the `io.containers.zstd-chunked.manifest-checksum` annotation. Layers the registry
+ * already had (e.g. a base image's, pushed earlier with gzip) are reused as they are by buildah 1.28.
+ */
+export function appliedChunkedCompression(
+  layers: Array<{ mediaType?: string; annotations?: Record<string, string> }>,
+): string | null {
+  const chunked = layers.filter(
+    (l) =>
+      l.mediaType === 'application/vnd.oci.image.layer.v1.tar+zstd' &&
+      l.annotations?.['io.containers.zstd-chunked.manifest-checksum'] !== undefined,
+  ).length;
+  if (chunked === 0) return null;
+  if (chunked === layers.length) return NYDUS_SUBSTITUTE_COMPRESSION;
+  return `${NYDUS_SUBSTITUTE_COMPRESSION} (${chunked} of ${layers.length} layers)`;
+}
+
+/** Create the buildah engine. Writes its registries.conf and signature policy under `storageDir`. */
+export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngine {
+  const { storageDir, registry } = options;
+  const buildahPath = options.buildahPath ?? 'buildah';
+  const root = join(storageDir, 'root');
+  const runroot = join(storageDir, 'runroot');
+  const tmpDir = join(storageDir, 'tmp');
+  const policy = join(storageDir, 'policy.json');
+  for (const dir of [root, runroot, tmpDir]) mkdirSync(dir, { recursive: true });
+  writeSignaturePolicy(policy);
+  let registriesConf = options.registriesConf;
+  if (!registriesConf) {
+    registriesConf = join(storageDir, 'registries.conf');
+    writeRegistriesConf(registriesConf, registry);
+  }
+  const globalArgs = ['--root', root, '--runroot', runroot, '--storage-driver', 'vfs'];
+  // Our own config and temp dir, never the system's; chroot isolation even if the caller's env says otherwise.
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CONTAINERS_REGISTRIES_CONF: registriesConf,
+    TMPDIR: tmpDir,
+    BUILDAH_ISOLATION: 'chroot',
+  };
+
+  // Storage housekeeping runs only while no build does: `buildah rm --all` would pull a working container
+  // from under a running build. It runs before the first build (leftovers of a crashed predecessor) and
+  // whenever the engine goes idle after a build had to be SIGKILLed.
+  let running = 0;
+  const sweep = options.sweepStorage ?? true;
+  let dirty = sweep;
+  let housekeeping: Promise<void> | null = null;
+  const closing = new AbortController();
+  const inFlight = new Set<Promise<unknown>>();
+
+  const buildah = async (args: string[]): Promise<string> => {
+    const { stdout } = await execFileAsync(buildahPath, [...globalArgs, ...args], {
+      env,
+      cwd: storageDir,
+      maxBuffer: 64 * 1024 * 1024,
+      timeout: 60_000,
+    });
+    return stdout;
+  };
+
+  const cleanStorage = async (): Promise<void> => {
+    try {
+      await buildah(['rm', '--all']);
+      // Images committed by builds that were killed before their cleanup (only ours, by their local name).
+      const images = JSON.parse((await buildah(['images', '--json'])) || '[]') as Array<{ names?: string[] }>;
+      const ours = images.flatMap((i) => i.names ?? []).filter((n) => n.startsWith('localhost/rxbuild-build-'));
+      if (ours.length > 0) await buildah(['rmi', '--force', ...ours]);
+    } catch {
+      // Housekeeping is best effort; a failure here must not fail the next build.
+    }
+  };
+
+  const enter = async (): Promise<void> => {
+    while (housekeeping) await housekeeping;
+    if (dirty && running === 0) {
+      dirty = false;
+      housekeeping = cleanStorage().finally(() => (housekeeping = null));
+      await housekeeping;
+    }
+    running++;
+  };
+  const leave = (): void => {
+    running--;
+    if (dirty && running === 0 && !housekeeping) {
+      dirty = false;
+      housekeeping = cleanStorage().finally(() => (housekeeping = null));
+    }
+  };
+
+  const runBuild = async (job: EngineJob, sink: EngineSink, signal: AbortSignal): Promise<EngineResult> => {
+    mkdirSync(job.workDir, { recursive: true });
+    const localTag = localTagFor(job.buildId);
+    // One buildah invocation in its own process group, recorded with the sink (durable state) while it runs,
+    // output streamed line by line; on abort the whole group is killed before this rejects.
+    const run = async (args: string[]): Promise<ProcessOutcome> => {
+      if (signal.aborted) throw new EngineAbortError('build cancelled', { cause: signal.reason });
+      const last = new LastLines(20);
+      const proc = spawnInGroup(buildahPath, [...globalArgs, ...args], {
+        cwd: job.workDir,
+        env,
+        signal,
+        killGraceMs: options.killGraceMs ?? 300,
+        tracker: sink,
+        onLine: (line) => {
+          last.push(line);
+          sink.log(line);
+          const step = parseStepLine(line);
+          if (step) sink.step(step);
+        },
+      });
+      const outcome = await proc.exited;
+      if (signal.aborted) {
+        // A killed buildah may leave its working container behind: sweep when idle.
+        dirty = sweep;
+        throw new EngineAbortError('build cancelled', { cause: signal.reason });
+      }
+      if (outcome.error) throw new Error(`cannot run ${buildahPath}: ${outcome.error.message}`, { cause: outcome.error });
+      return { code: outcome.code, signal: outcome.signal, lastLines: last.get() };
+    };
+
+    const buildArgs = Object.entries(job.buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]);
+    const bud = await run([
+      'bud',
+      '--isolation', 'chroot',
+      '--signature-policy', policy,
+      '--format', 'oci',
+      '-f', join(job.contextDir, job.dockerfile),
+      ...buildArgs,
+      '-t', localTag,
+      job.contextDir,
+    ]);
+    if (bud.code !== 0) throw new Error(failureMessage('build failed', bud));
+
+    try {
+      const digestFile = join(job.workDir, 'digest');
+      const compression = job.nydus ? ['--compression-format', NYDUS_SUBSTITUTE_COMPRESSION] : [];
+      if (job.nydus) {
+        sink.log(
+          `nydus_convert: nydus tools are not available here; pushing with ${NYDUS_SUBSTITUTE_COMPRESSION} ` +
+            'compression instead (lazy-pull capable with containers/storage)',
+        );
+      }
+      sink.log(`Pushing ${job.imageRef}`);
+      const push = await run([
+        'push',
+        '--tls-verify=false',
+        '--signature-policy', policy,
+        '--retry', '1',
+        '--digestfile', digestFile,
+        ...compression,
+        localTag,
+        `docker://${job.imageRef}`,
+      ]);
+      if (push.code !== 0) throw new Error(failureMessage(`push to ${job.imageRef} failed`, push));
+      const digest = readFileSync(digestFile, 'utf8').trim();
+      if (!/^sha256:[0-9a-f]{64}$/.test(digest)) {
+        throw new Error(`push to ${job.imageRef} wrote an unexpected digest ${JSON.stringify(digest)}`);
+      }
+
+      let nydusApplied: string | null = null;
+      if (job.nydus) {
+        const { registry: host, repository } = splitImageRef(job.imageRef);
+        const pushed = await registryGetManifest(host, repository, digest);
+        nydusApplied = appliedChunkedCompression(pushed?.manifest.layers ?? []);
+        sink.log(
+          nydusApplied
+            ? `nydus_convert: applied ${nydusApplied}`
+            : 'nydus_convert: nothing applied (every layer was already in the registry and was reused as it was)',
+        );
+      }
+      sink.log(`Pushed ${job.imageRef}@${digest}`);
+      return { imageRef: job.imageRef, digest, nydusApplied };
+    } finally {
+      if (signal.aborted) {
+        // Cancelled: reject now; the next idle sweep removes the image (it carries our local prefix).
+        dirty = sweep;
+      } else if (!options.keepImages) {
+        // Keep disk use bounded: the image now lives in the registry. A failure only means a later sweep.
+        try {
+          await buildah(['rmi', localTag]);
+        } catch {
+          dirty = sweep;
+        }
+      }
+    }
+  };
+
+  return {
+    name: 'buildah',
+    storageDir,
+    registry,
+    registriesConf,
+    buildah,
+    async run(job, sink, signal) {
+      if (closing.signal.aborted) throw new Error('the buildah engine is closed');
+      const combined = AbortSignal.any([signal, closing.signal]);
+      await enter();
+      const p = (async () => {
+        try {
+          if (combined.aborted) throw new EngineAbortError('build cancelled', { cause: combined.reason });
+          return await runBuild(job, sink, combined);
+        } finally {
+          leave();
+        }
+      })();
+      inFlight.add(p);
+      p.then(
+        () => inFlight.delete(p),
+        () => inFlight.delete(p),
+      );
+      return p;
+    },
+    async close() {
+      closing.abort(new Error('the buildah engine is closing'));
+      await Promise.allSettled([...inFlight]);
+      while (housekeeping) await housekeeping;
+    },
+  };
+}
