@@ -61,9 +61,9 @@ export function pickMode(json: boolean, stdout: { isTTY?: boolean }, env: NodeJS
  * the terminal (or the live view); keep tabs, and keep colour (SGR) sequences only when `keepColor`.
  */
 export function sanitizeLine(line: string, keepColor: boolean): string {
-  // One pass: SGR colour sequences | any other CSI sequence | other escape | C0 controls except tab, and DEL.
+  // One pass: SGR colour | other CSI | OSC (titles, links) | other escape | C0 controls except tab, and DEL.
   // eslint-disable-next-line no-control-regex
-  return line.replace(/(\x1b\[[0-9;]*m)|\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]?|[\x00-\x08\x0a-\x1f\x7f]/g, (seq, sgr) =>
+  return line.replace(/(\x1b\[[0-9;]*m)|\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|[\x00-\x08\x0a-\x1f\x7f]/g, (seq, sgr) =>
     sgr && keepColor ? seq : '',
   );
 }
