@@ -8,6 +8,7 @@
  * @packageDocumentation
  */
 import type { BuildStepWire } from '../shared/wire';
+import type { TrackedProcessGroup } from './process-group';
 
 /** One build for an engine to run. Everything is already validated and unpacked by the service. */
 export interface EngineJob {
@@ -34,6 +35,13 @@ export interface EngineSink {
   log(line: string): void;
   /** Structured progress, e.g. buildah's `STEP n/m: …`. */
   step(step: BuildStepWire): void;
+  /**
+   * Record a process group the engine started, in the build's durable state, so that a service restarted after
+   * a crash can kill what was left running. Returns a function to call once the group is gone. `spawnInGroup`
+   * (`./process-group`) calls this for you when given the sink as `tracker`. Optional so that test sinks need
+   * not implement it; the service's sink always does.
+   */
+  trackProcessGroup?(group: TrackedProcessGroup): () => void;
 }
 
 /** A successful engine run. */

@@ -1,0 +1,352 @@
+/**
+ * The local builder service: the rxbuild wire protocol (docs/api.md) over node:http, with a pluggable engine,
+ * durable state under a data dir, and fault injection for tests.
+ *
+ * @packageDocumentation
+ */
+import { once } from 'node:events';
+import { promises as fsp } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import {
+  HEARTBEAT_INTERVAL_MS,
+  IDEMPOTENCY_KEY_HEADER,
+  type BuildRecordWire,
+  type BuildStatus,
+  type CreateBuildResponseWire,
+} from '../shared/wire';
+import { authenticate, namespaceForToken } from './auth';
+import { BuildService, controlFor } from './build-service';
+import { resolveInRoot } from './context-extract';
+import type { Engine } from './engine';
+import { HttpError, badRequest, sendError, sendJson } from './errors';
+import { ScriptedEngine } from './engines/scripted';
+import { parseLastEventId, streamLogs } from './sse';
+import { drainRequest, receiveSubmission } from './upload';
+import { createHash } from 'node:crypto';
+
+export type { Engine, EngineJob, EngineResult, EngineSink } from './engine';
+export { ScriptedEngine, SCRIPT_ARGS, parseScript, type Script } from './engines/scripted';
+export {
+  spawnInGroup,
+  killProcessGroup,
+  killLeftoverGroup,
+  groupAlive,
+  processStartTime,
+  type GroupProcess,
+  type SpawnInGroupOptions,
+  type TrackedProcessGroup,
+  type ProcessGroupTracker,
+} from './process-group';
+export { createLineSplitter } from './line-splitter';
+export { namespaceForToken } from './auth';
+export { parseImageName, type ImageName } from './image-name';
+export { INTERRUPTED } from './build-service';
+
+/** Default upload cap: 4 GiB of compressed context. */
+export const DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024 ** 3;
+/** Default cap on unpacked context bytes: 16 GiB. */
+export const DEFAULT_MAX_UNPACKED_BYTES = 16 * 1024 ** 3;
+/** Default cap on context entries. */
+export const DEFAULT_MAX_ENTRIES = 1_000_000;
+
+/** Options of {@link startServer}. */
+export interface StartServerOptions {
+  /** Interface to listen on (default `127.0.0.1`). */
+  host?: string;
+  /** Port (default 0: a free port). */
+  port?: number;
+  /** Bearer token; a missing or wrong one is answered 401. */
+  token: string;
+  /** Where builds, journals and contexts live (default: a fresh temp dir, removed on close()). */
+  dataDir?: string;
+  /** Default: the scripted engine. */
+  engine?: Engine;
+  /** `host:port` used in image refs (default `registry.invalid`). */
+  registry?: string;
+  /** Builds run at once (default 2); the rest are `queued` with `queue_position`. */
+  maxConcurrent?: number;
+  faults?: FaultOptions;
+  /** SSE heartbeat period (default {@link HEARTBEAT_INTERVAL_MS}). */
+  heartbeatMs?: number;
+  limits?: { maxUploadBytes?: number; maxUnpackedBytes?: number; maxEntries?: number };
+}
+
+/** Fault injection, per server instance; {@link RunningServer.setFaults} replaces them and resets the counters. */
+export interface FaultOptions {
+  /** Answer `status` (JSON error body, optional Retry-After) to the first `times` log connections of each build. */
+  logStatus?: { status: number; times: number; retryAfter?: string };
+  /** Abruptly destroy each log connection after it has sent this many events. */
+  cutLogAfterEvents?: number;
+  /** Cleanly end the log response (EOF, no control event) after `events` events, for the first `times` connections of each build. */
+  endLogWithoutControl?: { events: number; times: number };
+  /** GET /builds/{id} and its /logs answer 404 until this many ms after the build was created. */
+  materialiseAfterMs?: number;
+  /** Answer `status` to the first `times` POST /builds. */
+  submitStatus?: { status: number; times: number; retryAfter?: string };
+  /** Create the build but destroy the socket before answering, for the first `times` POST /builds (idempotency tests). */
+  dropSubmitResponse?: { times: number };
+  /** Reference-compatible mode: control events as plain `message` events and no CONTROL_EVENTS_HEADER. */
+  referenceControl?: boolean;
+}
+
+/** A request as the server received it. */
+export interface RecordedRequest {
+  method: string;
+  /** Path and query, as sent. */
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+  /** `Date.now()` on arrival. */
+  at: number;
+  /** The answered status (set when the response head is written; unset for dropped connections). */
+  status?: number;
+}
+
+/** A started server. */
+export interface RunningServer {
+  /** `http://host:port` */
+  url: string;
+  port: number;
+  /** Every request received, in arrival order (recorded on arrival; `status` filled when answered). */
+  readonly requests: RecordedRequest[];
+  /** Resolves with the first recorded request (past or future) matching `pred`. */
+  waitForRequest(pred: (r: RecordedRequest) => boolean): Promise<RecordedRequest>;
+  /** Resolves when build `id` reaches a terminal status, or one matching `pred` (past or future). */
+  waitForBuild(id: string, pred?: (status: BuildStatus) => boolean): Promise<BuildRecordWire>;
+  setFaults(faults: FaultOptions): void;
+  /** Cancels running builds (they end failed, "interrupted"), ends SSE streams, closes the socket server, removes a temp dataDir. */
+  close(): Promise<void>;
+}
+
+/** Counters behind the "first N times" faults. */
+class FaultState {
+  submits = 0;
+  readonly logConnections = new Map<string, number>();
+  constructor(readonly options: FaultOptions) {}
+}
+
+function retryHeaders(retryAfter: string | undefined): Record<string, string> {
+  return retryAfter === undefined ? {} : { 'retry-after': retryAfter };
+}
+
+function faultError(status: number, retryAfter?: string): HttpError {
+  return new HttpError(status, 'injected_fault', `Injected fault: status ${status}.`, retryHeaders(retryAfter));
+}
+
+function idempotencyKeyHash(namespace: string, req: IncomingMessage): string | null {
+  const raw = req.headers[IDEMPOTENCY_KEY_HEADER];
+  const key = Array.isArray(raw) ? raw[0] : raw;
+  if (key === undefined) return null;
+  if (!/^[\x21-\x7e]{1,255}$/.test(key)) {
+    throw badRequest('Idempotency-Key must be 1–255 printable ASCII characters.', 'invalid_idempotency_key');
+  }
+  return createHash('sha256').update(`${namespace}\0${key}`).digest('hex');
+}
+
+/** Start the builder service. Resolves once it accepts connections. */
+export async function startServer(options: StartServerOptions): Promise<RunningServer> {
+  const host = options.host ?? '127.0.0.1';
+  const ownsDataDir = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? (await fsp.mkdtemp(path.join(tmpdir(), 'rxbuild-data-')));
+  await fsp.mkdir(dataDir, { recursive: true });
+  const engine = options.engine ?? new ScriptedEngine();
+  const registry = options.registry ?? 'registry.invalid';
+  const namespace = namespaceForToken(options.token);
+  const heartbeatMs = options.heartbeatMs ?? HEARTBEAT_INTERVAL_MS;
+  const limits = {
+    maxUploadBytes: options.limits?.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES,
+    maxUnpackedBytes: options.limits?.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES,
+    maxEntries: options.limits?.maxEntries ?? DEFAULT_MAX_ENTRIES,
+  };
+  const service = await BuildService.open({ dataDir, engine, maxConcurrent: options.maxConcurrent ?? 2 });
+  let faults = new FaultState(options.faults ?? {});
+
+  const requests: RecordedRequest[] = [];
+  let requestWaiters: Array<{ pred: (r: RecordedRequest) => boolean; resolve: (r: RecordedRequest) => void }> = [];
+  const sockets = new Set<Socket>();
+  const streams = new Set<ServerResponse>();
+
+  /** 404 while the `materialiseAfterMs` fault hides a young build. */
+  const visible = (id: string) => {
+    const stored = service.get(id);
+    if (!stored) return undefined;
+    const hideFor = faults.options.materialiseAfterMs;
+    if (hideFor && Date.now() - Date.parse(stored.record.created_at) < hideFor) return undefined;
+    return stored;
+  };
+  const notFound = (id: string): HttpError => new HttpError(404, 'not_found', `No build ${JSON.stringify(id)}.`);
+
+  async function handleSubmit(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const f = faults.options;
+    if (f.submitStatus && faults.submits < f.submitStatus.times) {
+      faults.submits++;
+      drainRequest(req);
+      throw faultError(f.submitStatus.status, f.submitStatus.retryAfter);
+    }
+    const idemKey = idempotencyKeyHash(namespace, req);
+    let staging: string | null = null;
+    try {
+      const { build, reused } = await service.submitOnce(idemKey, async () => {
+        staging = await service.createStagingDir();
+        const contextDir = path.join(staging, 'context');
+        await fsp.mkdir(contextDir);
+        const sub = await receiveSubmission(req, contextDir, limits, namespace.length + 1);
+        const resolved = resolveInRoot(contextDir, sub.dockerfile);
+        if (resolved === null) throw badRequest(`dockerfile ${JSON.stringify(sub.dockerfile)} resolves outside the context.`, 'context_escape');
+        const st = await fsp.stat(path.join(contextDir, resolved)).catch(() => null);
+        if (!st?.isFile()) throw badRequest(`dockerfile ${JSON.stringify(sub.dockerfile)} is not a file in the context.`, 'invalid_dockerfile');
+        return service.create({
+          namespace,
+          imageName: sub.imageNameRaw,
+          imageRef: `${registry}/${namespace}/${sub.image.name}:${sub.image.tag}`,
+          dockerfile: sub.dockerfile,
+          buildArgs: sub.buildArgs,
+          nydus: sub.nydus,
+          cacheKey: sub.cacheKey,
+          idempotencyKey: idemKey,
+          stagedContextDir: contextDir,
+        });
+      });
+      if (reused) {
+        // The body is a retry of an upload we already have: read it to the end, then answer.
+        if (!req.readableEnded) {
+          drainRequest(req);
+          await once(req, 'end').catch(() => undefined);
+        }
+      }
+      if (f.dropSubmitResponse && faults.submits < f.dropSubmitResponse.times && !reused) {
+        faults.submits++;
+        req.socket.destroy();
+        return;
+      }
+      const body: CreateBuildResponseWire = { build_id: build.record.build_id };
+      sendJson(res, reused ? 200 : 201, body, { location: `/builds/${build.record.build_id}` });
+    } finally {
+      if (staging) await fsp.rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  async function handleLogs(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    const stored = visible(id);
+    if (!stored) throw notFound(id);
+    const f = faults.options;
+    const count = faults.logConnections.get(id) ?? 0;
+    faults.logConnections.set(id, count + 1);
+    if (f.logStatus && count < f.logStatus.times) throw faultError(f.logStatus.status, f.logStatus.retryAfter);
+    const journal = await service.journal(id);
+    streams.add(res);
+    await streamLogs(res, {
+      journal,
+      cursor: parseLastEventId(req),
+      control: () => controlFor(stored.record),
+      heartbeatMs,
+      typedControl: !f.referenceControl,
+      cutAfterEvents: f.cutLogAfterEvents,
+      endAfterEvents: f.endLogWithoutControl && count < f.endLogWithoutControl.times ? f.endLogWithoutControl.events : undefined,
+      onClose: () => streams.delete(res),
+    });
+  }
+
+  async function handleDelete(res: ServerResponse, id: string): Promise<void> {
+    const outcome = await service.cancel(id);
+    switch (outcome.kind) {
+      case 'not_found':
+        throw notFound(id);
+      case 'finished':
+        throw new HttpError(409, 'build_finished', `Build ${id} already ${outcome.build.record.status}; there is nothing to cancel.`);
+      case 'cancelled':
+        return sendJson(res, 200, outcome.build.record);
+      case 'cancelling':
+        return sendJson(res, 202, outcome.build.record);
+    }
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const parts = url.pathname.split('/').filter(Boolean);
+    const method = req.method ?? 'GET';
+    if (parts[0] !== 'builds' || parts.length > 3 || (parts.length === 3 && parts[2] !== 'logs')) {
+      throw new HttpError(404, 'not_found', `No route ${method} ${url.pathname}.`);
+    }
+    authenticate(req, options.token);
+    if (parts.length === 1) {
+      if (method === 'POST') return handleSubmit(req, res);
+      if (method === 'GET') return sendJson(res, 200, { builds: service.list().map((b) => b.record) });
+      throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on /builds.`, { allow: 'GET, POST' });
+    }
+    const id = decodeURIComponent(parts[1]);
+    if (parts.length === 3) {
+      if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on logs.`, { allow: 'GET' });
+      return handleLogs(req, res, id);
+    }
+    if (method === 'GET') {
+      const stored = visible(id);
+      if (!stored) throw notFound(id);
+      return sendJson(res, 200, stored.record);
+    }
+    if (method === 'DELETE') return handleDelete(res, id);
+    throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on a build.`, { allow: 'GET, DELETE' });
+  }
+
+  const server: Server = createServer((req, res) => {
+    const recorded: RecordedRequest = { method: req.method ?? 'GET', path: req.url ?? '/', headers: { ...req.headers }, at: Date.now() };
+    requests.push(recorded);
+    const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => ServerResponse;
+    res.writeHead = ((...args: unknown[]) => {
+      recorded.status = args[0] as number;
+      return writeHead(...args);
+    }) as typeof res.writeHead;
+    const matched = requestWaiters.filter((w) => w.pred(recorded));
+    requestWaiters = requestWaiters.filter((w) => !matched.includes(w));
+    for (const w of matched) w.resolve(recorded);
+    route(req, res).catch((err: unknown) => {
+      if (!(err instanceof HttpError)) console.error('rxbuild server: unexpected error', err);
+      // A body the handler never read would otherwise sit unread on a keep-alive connection.
+      if (!req.readableEnded && !req.readableFlowing) drainRequest(req);
+      sendError(res, err);
+    });
+  });
+  // Uploads of large contexts may take long; the heartbeat keeps log streams alive.
+  server.requestTimeout = 0;
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  server.listen(options.port ?? 0, host);
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+
+  let closing: Promise<void> | null = null;
+  return {
+    url: `http://${urlHost}:${port}`,
+    port,
+    requests,
+    waitForRequest(pred) {
+      const found = requests.find(pred);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve) => requestWaiters.push({ pred, resolve }));
+    },
+    waitForBuild(id, pred) {
+      return service.waitForBuild(id, pred);
+    },
+    setFaults(next) {
+      faults = new FaultState(next);
+    },
+    close() {
+      closing ??= (async () => {
+        server.close();
+        // Builds end first, so attached log streams get their control event before the sockets go.
+        await service.close();
+        const deadline = Date.now() + 2000;
+        while (streams.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+        for (const s of sockets) s.destroy();
+        server.closeAllConnections();
+        if (ownsDataDir) await fsp.rm(dataDir, { recursive: true, force: true });
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,305 @@
+/**
+ * A build's event journal: every log line and progress update, numbered from 1 (the SSE `id`), appended to a
+ * JSON-lines file and fanned out to live readers.
+ *
+ * Memory stays bounded however long the log: the journal keeps only the events not yet written plus a short
+ * window of recent ones; a reader that is further behind (a late subscriber, a slow client, a resume from an old
+ * `Last-Event-ID`) reads the file. Writes are batched once per event-loop turn, and the file is fsynced when the
+ * build ends ({@link Journal.seal}).
+ *
+ * @packageDocumentation
+ */
+import { promises as fsp } from 'node:fs';
+import type { ProgressMessageWire } from '../shared/wire';
+
+/** One journal entry. `seq` is the SSE event id. */
+export type JournalEvent =
+  | { seq: number; type: 'log'; data: string }
+  | { seq: number; type: 'progress'; data: ProgressMessageWire };
+
+/** Recent events kept in memory after they are on disk, so most live readers and resumes never touch the file. */
+const MEMORY_WINDOW = 4096;
+/** Minimum distance (in events) between two entries of the sparse seq → file offset index. */
+const INDEX_EVERY = 512;
+/** Read size for replays from disk. */
+const READ_CHUNK = 256 * 1024;
+
+/** What a scan of an existing journal file found. */
+interface ScanResult {
+  lastSeq: number;
+  /** Bytes up to and including the last complete line. */
+  size: number;
+  /** Sparse index: `[seq, offset of that event's line]`. */
+  index: Array<[number, number]>;
+}
+
+async function scanFile(file: string): Promise<ScanResult> {
+  const result: ScanResult = { lastSeq: 0, size: 0, index: [[1, 0]] };
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return result;
+    throw err;
+  }
+  try {
+    const buf = Buffer.allocUnsafe(READ_CHUNK);
+    let pos = 0;
+    let lineStart = 0;
+    let seq = 0;
+    let lastIndexed = 1;
+    for (;;) {
+      const { bytesRead } = await handle.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) break;
+      for (let i = 0; i < bytesRead; i++) {
+        if (buf[i] === 10) {
+          seq++;
+          if (seq - lastIndexed >= INDEX_EVERY) {
+            result.index.push([seq, lineStart]);
+            lastIndexed = seq;
+          }
+          lineStart = pos + i + 1;
+        }
+      }
+      pos += bytesRead;
+    }
+    // Lines are written in seq order starting at 1, so the number of complete lines is the last seq.
+    result.lastSeq = seq;
+    result.size = lineStart;
+  } finally {
+    await handle.close();
+  }
+  return result;
+}
+
+/** The event journal of one build. Create with {@link Journal.open}. */
+export class Journal {
+  private mem: JournalEvent[] = [];
+  /** Seq of `mem[0]` (`lastSeq + 1` when `mem` is empty). */
+  private memStart: number;
+  private flushedSeq: number;
+  private fileSize: number;
+  private handle: fsp.FileHandle | null = null;
+  private flushing: Promise<void> | null = null;
+  private flushScheduled = false;
+  private notifyScheduled = false;
+  private waiters: Array<() => void> = [];
+  private writeError: Error | null = null;
+  private _lastSeq: number;
+  private _sealed: boolean;
+
+  private constructor(
+    readonly file: string,
+    scan: ScanResult,
+    sealed: boolean,
+    private readonly index: Array<[number, number]>,
+  ) {
+    this._lastSeq = scan.lastSeq;
+    this.flushedSeq = scan.lastSeq;
+    this.memStart = scan.lastSeq + 1;
+    this.fileSize = scan.size;
+    this._sealed = sealed;
+  }
+
+  /**
+   * Open (or create) a journal file. `sealed` journals are read-only (finished builds). An open journal drops a
+   * torn last line left by a crash before appending.
+   */
+  static async open(file: string, options: { sealed: boolean }): Promise<Journal> {
+    const scan = await scanFile(file);
+    const journal = new Journal(file, scan, options.sealed, scan.index);
+    if (!options.sealed) {
+      journal.handle = await fsp.open(file, 'a+');
+      const { size } = await journal.handle.stat();
+      if (size !== scan.size) await journal.handle.truncate(scan.size);
+    }
+    return journal;
+  }
+
+  /** Seq of the newest event (0 when empty). */
+  get lastSeq(): number {
+    return this._lastSeq;
+  }
+
+  /** True once the build ended: no event will ever be appended again. */
+  get sealed(): boolean {
+    return this._sealed;
+  }
+
+  /** Append one log line; returns its seq. */
+  appendLog(line: string): number {
+    return this.append({ seq: 0, type: 'log', data: line });
+  }
+
+  /** Append one progress update; returns its seq. */
+  appendProgress(progress: ProgressMessageWire): number {
+    return this.append({ seq: 0, type: 'progress', data: progress });
+  }
+
+  private append(event: JournalEvent): number {
+    if (this._sealed) throw new Error('journal is sealed');
+    event.seq = ++this._lastSeq;
+    this.mem.push(event);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        void this.flush();
+      });
+    }
+    this.scheduleNotify();
+    return event.seq;
+  }
+
+  private scheduleNotify(): void {
+    if (this.notifyScheduled) return;
+    this.notifyScheduled = true;
+    setImmediate(() => {
+      this.notifyScheduled = false;
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const w of waiters) w();
+    });
+  }
+
+  /** Write everything appended so far; resolves once it is in the file. One write is in flight at a time. */
+  flush(): Promise<void> {
+    if (this.flushing) return this.flushing.then(() => (this.flushedSeq < this._lastSeq ? this.flush() : undefined));
+    if (this.flushedSeq >= this._lastSeq || !this.handle) return Promise.resolve();
+    const from = this.flushedSeq + 1 - this.memStart;
+    const batch = this.mem.slice(from);
+    const text = batch.map((e) => JSON.stringify(e)).join('\n') + '\n';
+    const buffer = Buffer.from(text, 'utf8');
+    const firstSeq = batch[0].seq;
+    const offset = this.fileSize;
+    const handle = this.handle;
+    this.flushing = (async () => {
+      try {
+        let written = 0;
+        while (written < buffer.length) {
+          const r = await handle.write(buffer, written, buffer.length - written);
+          written += r.bytesWritten;
+        }
+        const lastIndexed = this.index[this.index.length - 1][0];
+        if (firstSeq - lastIndexed >= INDEX_EVERY) this.index.push([firstSeq, offset]);
+        this.fileSize += buffer.length;
+        this.flushedSeq = batch[batch.length - 1].seq;
+        this.trim();
+      } catch (err) {
+        // Keep the events in memory; report once at seal time.
+        this.writeError ??= err as Error;
+      } finally {
+        this.flushing = null;
+      }
+    })();
+    return this.flushing;
+  }
+
+  /** Forget events that are on disk beyond the memory window. */
+  private trim(): void {
+    const keepFrom = Math.min(this.flushedSeq + 1, this._lastSeq - MEMORY_WINDOW + 1);
+    const drop = keepFrom - this.memStart;
+    // Drop in chunks so the array shift is amortised.
+    if (drop >= MEMORY_WINDOW) {
+      this.mem.splice(0, drop);
+      this.memStart += drop;
+    }
+  }
+
+  /** Write what is left, fsync, close the file and wake readers: the journal is complete. Idempotent. */
+  async seal(): Promise<void> {
+    if (this._sealed) return;
+    await this.flush();
+    const handle = this.handle;
+    this.handle = null;
+    this._sealed = true;
+    if (handle) {
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }
+    // Everything is on disk now: readers replay from the file, memory goes.
+    this.mem = [];
+    this.memStart = this._lastSeq + 1;
+    this.scheduleNotify();
+    if (this.writeError) throw this.writeError;
+  }
+
+  /**
+   * Events after `cursor` from memory (at most `max`), `[]` when there are none yet, or `null` when some of
+   * them are only on disk (use {@link readDisk}).
+   */
+  memorySince(cursor: number, max: number): JournalEvent[] | null {
+    if (cursor >= this._lastSeq) return [];
+    if (cursor + 1 < this.memStart) return null;
+    const from = cursor + 1 - this.memStart;
+    return this.mem.slice(from, from + max);
+  }
+
+  /** A file offset at or before the line of event `cursor + 1`. */
+  offsetAfter(cursor: number): number {
+    let best = 0;
+    for (const [seq, offset] of this.index) {
+      if (seq <= cursor + 1) best = offset;
+      else break;
+    }
+    return best;
+  }
+
+  /** Resolves at the next append or seal (or at once if there is already something after `cursor`). */
+  waitForChange(cursor: number): Promise<void> {
+    if (cursor < this._lastSeq || this._sealed) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
+/** A reader's handle on a journal file: reads complete lines from a byte position. */
+export class JournalFileReader {
+  private handle: fsp.FileHandle | null = null;
+  private buf = Buffer.allocUnsafe(READ_CHUNK);
+
+  constructor(private readonly file: string) {}
+
+  /**
+   * Read events from byte `pos`, skipping those with `seq <= cursor`. Returns them with the position after the
+   * last complete line read. Returns no events at the end of what is written.
+   */
+  async read(pos: number, cursor: number): Promise<{ events: JournalEvent[]; pos: number }> {
+    if (!this.handle) {
+      try {
+        this.handle = await fsp.open(this.file, 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { events: [], pos };
+        throw err;
+      }
+    }
+    for (;;) {
+      const { bytesRead } = await this.handle.read(this.buf, 0, this.buf.length, pos);
+      if (bytesRead === 0) return { events: [], pos };
+      const end = this.buf.lastIndexOf(10, bytesRead - 1);
+      if (end === -1) {
+        if (bytesRead < this.buf.length) return { events: [], pos }; // a line still being written
+        this.buf = Buffer.allocUnsafe(this.buf.length * 2); // one very long line
+        continue;
+      }
+      const events: JournalEvent[] = [];
+      let start = 0;
+      while (start <= end) {
+        const nl = this.buf.indexOf(10, start);
+        const event = JSON.parse(this.buf.toString('utf8', start, nl)) as JournalEvent;
+        if (event.seq > cursor) events.push(event);
+        start = nl + 1;
+      }
+      return { events, pos: pos + end + 1 };
+    }
+  }
+
+  /** Release the file handle. */
+  async close(): Promise<void> {
+    const h = this.handle;
+    this.handle = null;
+    await h?.close();
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * `GET /builds/{id}/logs`: a build's journal as Server-Sent Events.
+ *
+ * Log lines are plain messages (`id: <seq>`, `data: <line>`), progress updates are `event: progress`, in the same
+ * id sequence so `Last-Event-ID` resumes both; the stream ends with `event: control` (`{"done":true}` or
+ * `{"error":"…"}`). Replays come from memory when recent and from the journal file otherwise, always with
+ * backpressure, so a slow reader costs no memory.
+ *
+ * @packageDocumentation
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  CONTROL_EVENTS_HEADER,
+  CONTROL_EVENTS_TYPED,
+  SSE_CONTROL_EVENT,
+  SSE_PROGRESS_EVENT,
+  type ControlMessageWire,
+} from '../shared/wire';
+import { JournalFileReader, type Journal, type JournalEvent } from './journal';
+
+/** Events written per batch (one `write` call). */
+const BATCH = 4096;
+
+/** Options of {@link streamLogs}. */
+export interface StreamLogsOptions {
+  journal: Journal;
+  /** Last event id the client has (`Last-Event-ID`), 0 for all. */
+  cursor: number;
+  /** The control event, asked once the journal is complete. */
+  control: () => ControlMessageWire;
+  heartbeatMs: number;
+  /** Send control events as `event: control` and say so in a header (false: reference style plain message). */
+  typedControl: boolean;
+  /** Fault: destroy the socket after this many events. */
+  cutAfterEvents?: number;
+  /** Fault: end cleanly without the control event after this many events (or instead of the control event). */
+  endAfterEvents?: number;
+  /** Called once the response is over (however it ended). */
+  onClose?: () => void;
+}
+
+/** Parse a `Last-Event-ID` header: a non-negative integer, anything else means "from the start". */
+export function parseLastEventId(req: IncomingMessage): number {
+  const raw = req.headers['last-event-id'];
+  const value = Array.isArray(raw) ? raw[0] : raw;
+  if (value && /^\d{1,15}$/.test(value.trim())) return Number(value.trim());
+  return 0;
+}
+
+/** Multi-line safe SSE `data:` lines (a raw CR or LF inside would split the event). */
+function dataLines(text: string): string {
+  if (!text.includes('\n') && !text.includes('\r')) return `data: ${text}\n`;
+  return text
+    .split(/\r\n|\r|\n/)
+    .map((l) => `data: ${l}\n`)
+    .join('');
+}
+
+function encode(event: JournalEvent): string {
+  if (event.type === 'log') return `id: ${event.seq}\n${dataLines(event.data)}\n`;
+  return `event: ${SSE_PROGRESS_EVENT}\nid: ${event.seq}\ndata: ${JSON.stringify(event.data)}\n\n`;
+}
+
+/** Serve the journal as SSE on `res` until the build ends, the client goes, or a fault says otherwise. */
+export async function streamLogs(res: ServerResponse, options: StreamLogsOptions): Promise<void> {
+  const { journal } = options;
+  const headers: Record<string, string> = {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache, no-transform',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  };
+  if (options.typedControl) headers[CONTROL_EVENTS_HEADER] = CONTROL_EVENTS_TYPED;
+  res.writeHead(200, headers);
+  res.flushHeaders();
+  res.socket?.setNoDelay(true);
+
+  let closed = false;
+  let wake: (() => void) | null = null;
+  const onClose = (): void => {
+    closed = true;
+    wake?.();
+  };
+  res.on('close', onClose);
+  const heartbeat = setInterval(() => {
+    if (!closed) res.write(': hb\n\n');
+  }, options.heartbeatMs);
+  heartbeat.unref();
+
+  const reader = new JournalFileReader(journal.file);
+  let cursor = options.cursor;
+  let pos = journal.offsetAfter(cursor);
+  let sent = 0;
+  const limit = Math.min(options.cutAfterEvents ?? Infinity, options.endAfterEvents ?? Infinity);
+
+  const waitFor = (p: Promise<void>): Promise<void> =>
+    new Promise<void>((resolve) => {
+      wake = resolve;
+      void p.then(resolve);
+    }).finally(() => {
+      wake = null;
+    });
+
+  try {
+    while (!closed) {
+      let batch = journal.memorySince(cursor, BATCH);
+      if (batch === null) {
+        // Behind the memory window: read the file (everything before the window is on disk).
+        pos = Math.max(pos, journal.offsetAfter(cursor));
+        const r = await reader.read(pos, cursor);
+        pos = r.pos;
+        batch = r.events;
+        if (batch.length === 0) {
+          // Written but not yet visible to this reader: look again shortly.
+          await waitFor(new Promise((r) => setTimeout(r, 5)));
+          continue;
+        }
+      }
+      if (batch.length > 0) {
+        if (sent + batch.length > limit) batch = batch.slice(0, limit - sent);
+        const chunk = batch.map(encode).join('');
+        cursor = batch[batch.length - 1].seq;
+        sent += batch.length;
+        const ok = res.write(chunk);
+        if (sent >= limit) {
+          if (sent >= (options.cutAfterEvents ?? Infinity)) {
+            // Abrupt: the client sees a transport error, not a clean end.
+            res.socket?.destroy();
+          } else {
+            res.end();
+          }
+          return;
+        }
+        if (!ok && !closed) await waitFor(new Promise((r) => res.once('drain', r)));
+        continue;
+      }
+      if (journal.sealed && cursor >= journal.lastSeq) {
+        if (options.endAfterEvents !== undefined) {
+          res.end(); // fault: EOF where the control event would be
+          return;
+        }
+        const control = JSON.stringify(options.control());
+        res.end(options.typedControl ? `event: ${SSE_CONTROL_EVENT}\ndata: ${control}\n\n` : `data: ${control}\n\n`);
+        return;
+      }
+      await waitFor(journal.waitForChange(cursor));
+    }
+  } finally {
+    clearInterval(heartbeat);
+    res.off('close', onClose);
+    await reader.close().catch(() => undefined);
+    options.onClose?.();
+  }
+}
