@@ -96,6 +96,33 @@ export interface ClientOptions {
   };
   /** A log stream silent for this long (no event, no heartbeat) counts as dropped. Default 45 000. */
   idleTimeoutMs?: number;
+  /**
+   * `POST /builds` retry tuning: transport errors, 408, 429 and 5xx, exponential backoff with jitter from
+   * `delayMs` (defaults: 4 retries, 500 ms base, 30 s cap).
+   */
+  submitRetry?: {
+    count?: number;
+    delayMs?: number;
+    maxDelayMs?: number;
+  };
+  /** Teardown `DELETE` tuning (defaults: 3 retries, 200 ms base backoff, 10 s deadline in all). */
+  teardown?: {
+    retries?: number;
+    delayMs?: number;
+    deadlineMs?: number;
+  };
+  /**
+   * Called when a teardown `DELETE` failed (after its own retries and deadline). Without it, failures are
+   * emitted as a process warning (`RXBUILD_TEARDOWN_FAILED`) and `client.close()` rejects with them.
+   */
+  onTeardownError?: (error: import('./errors').TeardownError) => void;
+  /** Directory for packed contexts (default: the OS temp dir). */
+  tmpDir?: string;
+  /**
+   * Consecutive log reconnects that bring nothing new (stream ends without a control event) after which the
+   * client asks `GET /builds/{id}` and finishes from a terminal status (default 3).
+   */
+  maxEmptyReconnects?: number;
 }
 
 /** Options of `client.builds.build` / `client.builds.run`. */

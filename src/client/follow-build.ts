@@ -1,0 +1,233 @@
+/**
+ * Following a build that exists: its log stream, reconnected and deduplicated, until a terminal status.
+ *
+ * - Each connection is {@link logStream$}; the whole is wrapped in {@link retryPolicy} (reference rules:
+ *   404/408/429/5xx-gateway and transport errors, 5 retries, 1 s base delay, `resetOnSuccess`), and every retry
+ *   is announced as a visible `reconnecting` event.
+ * - Reconnects send `Last-Event-ID`; events are also deduplicated by SSE id here, so a server that replays
+ *   from the start still delivers every line exactly once and in order.
+ * - A stream that ends without a control event reconnects; when that happens repeatedly with nothing new,
+ *   `GET /builds/{id}` decides instead (finish from a terminal status) so there is no endless loop.
+ * - `done` → `GET /builds/{id}` → `status: succeeded` with `imageRef`/`digest`; `error` → {@link BuildFailedError}.
+ *
+ * @packageDocumentation
+ */
+import { Observable, catchError, concat, defer, from, mergeMap, of, throwError, type ObservableInput } from 'rxjs';
+import { isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire } from '../shared/wire';
+import { BuildFailedError, CancelledError, ProtocolError, RetriesExhaustedError, TransportError } from './errors';
+import { requestJson, type HttpContext } from './http';
+import { logStream$, type StreamItem } from './log-stream';
+import { isRetryableLogError, retryPolicy, type RetryTuning } from './retry-policy';
+import type { BuildEvent, BuildInfo, BuildStatusEvent } from './types';
+
+/** Options of {@link followBuild$}. */
+export interface FollowOptions {
+  http: HttpContext;
+  buildId: string;
+  /** Resume after this SSE id. */
+  lastEventId?: string;
+  idleTimeoutMs: number;
+  retry: RetryTuning;
+  /** Consecutive reconnects with no new event after which `GET /builds/{id}` is asked (default 3). */
+  maxEmptyReconnects?: number;
+}
+
+/**
+ * Remembers which SSE ids were delivered. Numeric ids (our server, the reference) are compared as numbers, so
+ * memory is constant; other ids are remembered in a set. Events without an id cannot be deduplicated.
+ */
+export class EventDeduper {
+  private lastNumeric: bigint | undefined;
+  private readonly seen = new Set<string>();
+  /** The id to send as `Last-Event-ID`. */
+  lastId: string | undefined;
+
+  constructor(lastEventId?: string) {
+    if (lastEventId) this.accept(lastEventId);
+  }
+
+  /** True when the event with `id` is new (and records it). */
+  accept(id: string): boolean {
+    if (id === '') return true;
+    if (/^\d{1,30}$/.test(id)) {
+      const n = BigInt(id);
+      if (this.lastNumeric !== undefined && n <= this.lastNumeric) return false;
+      this.lastNumeric = n;
+    } else {
+      if (this.seen.has(id)) return false;
+      this.seen.add(id);
+    }
+    this.lastId = id;
+    return true;
+  }
+}
+
+/** camelCase view of a wire build record. */
+export function toBuildInfo(r: BuildRecordWire): BuildInfo {
+  return {
+    buildId: r.build_id,
+    status: r.status,
+    imageName: r.image_name,
+    imageRef: r.image_ref ?? null,
+    digest: r.digest ?? null,
+    error: r.error ?? null,
+    queuePosition: r.queue_position ?? null,
+    step: r.step ?? null,
+    nydus: r.nydus ?? { requested: false, applied: null },
+    createdAt: r.created_at,
+    startedAt: r.started_at ?? null,
+    finishedAt: r.finished_at ?? null,
+  };
+}
+
+/** `GET /builds/{id}`. */
+export async function getBuild(http: HttpContext, buildId: string, signal?: AbortSignal): Promise<BuildInfo> {
+  const res = await requestJson<BuildRecordWire>(http, { method: 'GET', path: `builds/${encodeURIComponent(buildId)}`, signal });
+  if (!res.data || typeof res.data.build_id !== 'string' || typeof res.data.status !== 'string') {
+    throw new ProtocolError(`GET /builds/${buildId}: malformed build record`);
+  }
+  return toBuildInfo(res.data);
+}
+
+/**
+ * The events that end a build in terminal state `info.status`: the final `status` event, then completion
+ * (succeeded) or a typed error (failed → {@link BuildFailedError}, cancelled → {@link CancelledError}).
+ */
+export function finishFrom(info: BuildInfo): Observable<BuildEvent> {
+  const buildId = info.buildId;
+  switch (info.status) {
+    case 'succeeded':
+      if (!info.imageRef || !info.digest) {
+        return throwError(() => new ProtocolError(`build ${buildId} succeeded without image_ref/digest`));
+      }
+      return of<BuildEvent>({ type: 'status', phase: 'succeeded', buildId, imageRef: info.imageRef, digest: info.digest });
+    case 'failed': {
+      const error = info.error ?? 'build failed';
+      return concat(
+        of<BuildEvent>({ type: 'status', phase: 'failed', buildId, error }),
+        throwError(() => new BuildFailedError(buildId, error)),
+      );
+    }
+    case 'cancelled':
+      return concat(
+        of<BuildEvent>({ type: 'status', phase: 'cancelled', buildId }),
+        throwError(() => new CancelledError(`build ${buildId} was cancelled on the server`, { buildId })),
+      );
+    default:
+      return throwError(() => new ProtocolError(`build ${buildId} is not finished (status ${info.status})`));
+  }
+}
+
+/** Follow `buildId` until a terminal status. Cold; unsubscribing closes the stream (it does not DELETE). */
+export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
+  const { http, buildId } = options;
+  const maxEmpty = options.maxEmptyReconnects ?? 3;
+
+  return new Observable<BuildEvent>((subscriber) => {
+    const dedupe = new EventDeduper(options.lastEventId);
+    let phase: 'queued' | 'running' | undefined;
+    let lastQueuePosition: number | null | undefined;
+    let lastStepKey: string | undefined;
+    let emptyStreak = 0;
+    const abort = new AbortController();
+
+    /** After `done`: the status must be terminal; give a slow server a few short tries to record it. */
+    const finishAfterDone = async (): Promise<Observable<BuildEvent>> => {
+      for (let i = 0; ; i++) {
+        const info = await getBuild(http, buildId, abort.signal);
+        if (isTerminalBuildStatus(info.status) || i >= 10) return finishFrom(info);
+        await new Promise((r) => setTimeout(r, 50 * (i + 1)));
+      }
+    };
+
+    const progressEvents = (p: ProgressMessageWire): BuildEvent[] => {
+      const out: BuildEvent[] = [];
+      // Only changes are emitted: a server repeating its progress on every reconnect must not look like news
+      // (any emission restores the retry budget).
+      if ((p.status === 'queued' || p.status === 'running') && (p.status !== phase || (p.status === 'queued' && p.queue_position !== lastQueuePosition))) {
+        phase = p.status;
+        lastQueuePosition = p.queue_position;
+        const ev: BuildStatusEvent = { type: 'status', phase: p.status, buildId };
+        if (p.status === 'queued') ev.queuePosition = p.queue_position;
+        out.push(ev);
+      }
+      if (p.step) {
+        const key = `${p.step.index}/${p.step.total}:${p.step.text}`;
+        if (key !== lastStepKey) {
+          lastStepKey = key;
+          out.push({ type: 'step', buildId, index: p.step.index, total: p.step.total, text: p.step.text });
+        }
+      }
+      return out;
+    };
+
+    const attempt$ = defer(() => {
+      let fresh = 0;
+      return logStream$({ http, buildId, lastEventId: dedupe.lastId, idleTimeoutMs: options.idleTimeoutMs }).pipe(
+        mergeMap((item: StreamItem): ObservableInput<BuildEvent> => {
+          switch (item.kind) {
+            case 'log': {
+              if (!dedupe.accept(item.id)) return [];
+              fresh++;
+              emptyStreak = 0;
+              const out: BuildEvent[] = [];
+              if (phase !== 'running') {
+                // Output means it runs, whether or not the server sends progress events.
+                phase = 'running';
+                out.push({ type: 'status', phase: 'running', buildId });
+              }
+              out.push({ type: 'log', buildId, id: item.id, line: item.line });
+              return out;
+            }
+            case 'progress':
+              return progressEvents(item.progress);
+            case 'control':
+              if ('error' in item.control) {
+                return finishFrom({ buildId, status: 'failed', error: item.control.error } as BuildInfo);
+              }
+              return from(finishAfterDone()).pipe(mergeMap((o) => o));
+          }
+        }),
+        catchError((err: unknown) => {
+          if (err instanceof TransportError && err.reason === 'eof') {
+            if (fresh === 0) emptyStreak++;
+            if (emptyStreak >= maxEmpty) {
+              // The server keeps closing the stream with nothing new: let the build's status decide.
+              return from(getBuild(http, buildId, abort.signal)).pipe(
+                mergeMap((info) => (isTerminalBuildStatus(info.status) ? finishFrom(info) : throwError(() => err))),
+              );
+            }
+          }
+          return throwError(() => err);
+        }),
+      );
+    });
+
+    const sub = attempt$
+      .pipe(
+        retryPolicy<BuildEvent>({
+          ...options.retry,
+          isRetryable: isRetryableLogError,
+          onRetry: ({ attempt, error, delayMs }) => {
+            subscriber.next({
+              type: 'reconnecting',
+              buildId,
+              attempt,
+              delayMs,
+              ...(error instanceof TransportError
+                ? { reason: error.reason }
+                : typeof (error as { status?: unknown }).status === 'number'
+                  ? { status: (error as { status: number }).status }
+                  : {}),
+            });
+          },
+          onExhausted: (error, attempts) => new RetriesExhaustedError(buildId, attempts, error),
+        }),
+      )
+      .subscribe(subscriber);
+    return () => {
+      abort.abort();
+      sub.unsubscribe();
+    };
+  });
+}

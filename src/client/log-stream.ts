@@ -1,0 +1,219 @@
+/**
+ * One connection to `GET /builds/{id}/logs`, as a cold Observable of raw stream items.
+ *
+ * It uses the `eventsource` package (v4) with a `fetch` wrapper around undici's fetch and our dispatcher. The
+ * wrapper is where this module sees what `EventSource` hides:
+ * - it adds `Authorization` and `Last-Event-ID`;
+ * - it reads the response headers (typed control events, `Retry-After`) and consumes error bodies;
+ * - it wraps the response body so every chunk, heartbeat comments included (EventSource never surfaces
+ *   comments), re-arms the idle timer;
+ * - it reports end-of-stream and network failures itself and hands EventSource an `AbortError` instead, which
+ *   EventSource ignores: so EventSource never schedules a reconnect of its own. Only one thing reconnects:
+ *   the RxJS `retry` around this Observable.
+ *
+ * Every failure closes the EventSource and errors the Observable with a typed error: {@link HttpError} /
+ * {@link AuthError} (status), {@link TransportError} (`eof`, `idle_timeout`, network), {@link ProtocolError}.
+ * A control event is emitted and then the Observable completes.
+ *
+ * @packageDocumentation
+ */
+import { EventSource, type ErrorEvent as EventSourceErrorEvent, type FetchLike, type FetchLikeResponse } from 'eventsource';
+import { Observable } from 'rxjs';
+import { fetch as undiciFetch } from 'undici';
+import {
+  CONTROL_EVENTS_HEADER,
+  CONTROL_EVENTS_TYPED,
+  SSE_CONTROL_EVENT,
+  SSE_LOG_EVENT,
+  SSE_PROGRESS_EVENT,
+  parseReferenceControl,
+  type ControlMessageWire,
+  type ProgressMessageWire,
+} from '../shared/wire';
+import { ProtocolError, TransportError, toTransportError } from './errors';
+import { authHeader, endpoint, httpErrorFrom, readErrorBody, type HttpContext } from './http';
+
+/** What one log connection yields. */
+export type StreamItem =
+  | { kind: 'log'; id: string; line: string }
+  | { kind: 'progress'; progress: ProgressMessageWire }
+  | { kind: 'control'; control: ControlMessageWire };
+
+/** Options of {@link logStream$}. */
+export interface LogStreamOptions {
+  http: HttpContext;
+  buildId: string;
+  /** Sent as `Last-Event-ID`: the server replays only what came after it. */
+  lastEventId?: string;
+  /** No byte (event or heartbeat) for this long → {@link TransportError} `idle_timeout`. */
+  idleTimeoutMs: number;
+}
+
+function abortError(): DOMException {
+  return new DOMException('log stream closed by rxbuild', 'AbortError');
+}
+
+/** Parse a typed `control` event's data. */
+function parseControl(data: string): ControlMessageWire | null {
+  try {
+    const v = JSON.parse(data) as Record<string, unknown>;
+    if (v && v.done === true) return { done: true };
+    if (v && typeof v.error === 'string') return { error: v.error };
+  } catch {
+    // fall through
+  }
+  return null;
+}
+
+/** One log connection. Cold; unsubscribing closes it. Completes after the control event. */
+export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
+  return new Observable<StreamItem>((subscriber) => {
+    const what = `GET /builds/${options.buildId}/logs`;
+    let closed = false;
+    let es: EventSource | undefined;
+    let idleTimer: NodeJS.Timeout | undefined;
+    /** Set by the fetch wrapper when it already knows why the connection failed (better than ErrorEvent). */
+    let knownFailure: unknown;
+    /** The server says control events come typed: plain messages are always log lines. */
+    let typedControl = false;
+
+    const cleanup = () => {
+      closed = true;
+      clearTimeout(idleTimer);
+      es?.close();
+    };
+    const fail = (err: unknown) => {
+      if (closed) return;
+      cleanup();
+      subscriber.error(err);
+    };
+    const armIdle = () => {
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(
+        () => fail(new TransportError('idle_timeout', `${what}: no data for ${options.idleTimeoutMs} ms`)),
+        options.idleTimeoutMs,
+      );
+    };
+    const control = (c: ControlMessageWire) => {
+      if (closed) return;
+      cleanup();
+      subscriber.next({ kind: 'control', control: c });
+      subscriber.complete();
+    };
+
+    const fetchWrapper: FetchLike = async (url, init) => {
+      armIdle();
+      const headers: Record<string, string> = { ...(init.headers as Record<string, string>), Authorization: authHeader(options.http) };
+      if (options.lastEventId && !Object.keys(headers).some((h) => h.toLowerCase() === 'last-event-id')) {
+        headers['Last-Event-ID'] = options.lastEventId;
+      }
+      let res: Awaited<ReturnType<typeof undiciFetch>>;
+      try {
+        res = await undiciFetch(url, {
+          method: 'GET',
+          headers,
+          signal: init.signal,
+          redirect: init.redirect,
+          cache: init.cache,
+          dispatcher: options.http.dispatcher,
+        });
+      } catch (err) {
+        if (init.signal?.aborted || closed) throw err; // We closed it ourselves.
+        // A programmer error (bad URL, bad header) passes through untouched and is not retried.
+        fail(toTransportError(err) ?? err);
+        throw abortError(); // EventSource ignores AbortError: no reconnect timer of its own.
+      }
+      const plain = (status: number): FetchLikeResponse => ({
+        status,
+        headers: res.headers,
+        body: null,
+        url: res.url,
+        redirected: res.redirected,
+      });
+      if (res.status !== 200) {
+        // Consume the (small) error body so the socket is freed, and keep it for the typed error.
+        const text = res.body ? await readErrorBody(res.body as unknown as AsyncIterable<Uint8Array>) : '';
+        knownFailure = httpErrorFrom(res.status, text, res.headers.get('retry-after'), what);
+        return plain(res.status);
+      }
+      if (!(res.headers.get('content-type') ?? '').startsWith('text/event-stream') || !res.body) {
+        await res.body?.cancel().catch(() => undefined);
+        knownFailure = new ProtocolError(`${what}: expected text/event-stream, got ${res.headers.get('content-type') ?? 'no content type'}`);
+        return plain(res.status);
+      }
+      typedControl = res.headers.get(CONTROL_EVENTS_HEADER)?.toLowerCase() === CONTROL_EVENTS_TYPED;
+      armIdle();
+      const reader = res.body.getReader();
+      // highWaterMark 0: we read upstream only when EventSource asks, so when upstream ends EventSource has
+      // already parsed (and we have handled) every earlier chunk; a control event in it has completed us.
+      const body = new ReadableStream<Uint8Array>(
+        {
+          async pull(controller) {
+            let r: ReadableStreamReadResult<Uint8Array>;
+            try {
+              r = await reader.read();
+            } catch (err) {
+              if (!closed) fail(new TransportError('read', `${what}: connection lost (${(err as Error).message})`, { cause: err }));
+              controller.error(abortError());
+              return;
+            }
+            if (r.done) {
+              fail(new TransportError('eof', `${what}: stream ended without a control event`));
+              controller.error(abortError());
+              return;
+            }
+            armIdle();
+            controller.enqueue(r.value);
+          },
+          cancel(reason) {
+            return reader.cancel(reason).catch(() => undefined);
+          },
+        },
+        { highWaterMark: 0 },
+      );
+      return { status: 200, headers: res.headers, body, url: res.url, redirected: res.redirected };
+    };
+
+    try {
+      es = new EventSource(endpoint(options.http, `builds/${encodeURIComponent(options.buildId)}/logs`), { fetch: fetchWrapper });
+    } catch (err) {
+      // Invalid URL: a programmer error, failed at once.
+      fail(err);
+      return cleanup;
+    }
+
+    es.addEventListener('error', (ev: Event) => {
+      if (closed) return;
+      const e = ev as EventSourceErrorEvent;
+      if (knownFailure) return fail(knownFailure);
+      if (typeof e.code === 'number' && e.code !== 200) return fail(httpErrorFrom(e.code, '', null, what));
+      fail(new TransportError('eventsource', `${what}: ${e.message ?? 'connection failed'}`));
+    });
+    es.addEventListener(SSE_LOG_EVENT, (ev: MessageEvent<string>) => {
+      if (closed) return;
+      armIdle();
+      if (!typedControl) {
+        // A server without typed control events: the reference's rule.
+        const c = parseReferenceControl(ev.data);
+        if (c) return control(c);
+      }
+      subscriber.next({ kind: 'log', id: ev.lastEventId, line: ev.data });
+    });
+    es.addEventListener(SSE_CONTROL_EVENT, (ev: MessageEvent<string>) => {
+      if (closed) return;
+      const c = parseControl(ev.data);
+      if (!c) return fail(new ProtocolError(`${what}: malformed control event ${JSON.stringify(ev.data.slice(0, 200))}`));
+      control(c);
+    });
+    es.addEventListener(SSE_PROGRESS_EVENT, (ev: MessageEvent<string>) => {
+      if (closed) return;
+      try {
+        const progress = JSON.parse(ev.data) as ProgressMessageWire;
+        if (progress && typeof progress.status === 'string') subscriber.next({ kind: 'progress', progress });
+      } catch {
+        // Progress is informational: a malformed one is dropped, the log goes on.
+      }
+    });
+    return cleanup;
+  });
+}

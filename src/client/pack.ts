@@ -1,0 +1,223 @@
+/**
+ * Packing: walk a build context, honour `.dockerignore` with Docker's rules, and stream a tar.gz into a temp
+ * file. Memory stays flat whatever the context size: one directory listing and one file chunk at a time.
+ *
+ * Docker's rules, as in moby's `archive.TarWithOptions` and the CLI's `TrimBuildFilesFromExcludes`:
+ * - patterns are matched by `@balena/dockerignore` (a port of moby's matcher), case-sensitively;
+ * - the Dockerfile and `.dockerignore` are never dropped (they are added back as exceptions);
+ * - an ignored directory is skipped entirely unless an exception pattern (`!x`) names a path below it.
+ *
+ * @packageDocumentation
+ */
+import { createReadStream, createWriteStream, type Stats } from 'node:fs';
+import { lstat, opendir, readFile, readlink, stat } from 'node:fs/promises';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import ignore, { type Ignore } from '@balena/dockerignore';
+import * as tar from 'tar-stream';
+import { file as tmpFile } from 'tmp-promise';
+import { InvalidInputError } from './errors';
+
+/** A packed context on disk. `cleanup` removes it; call it on every path. */
+export interface PackedContext {
+  path: string;
+  /** Size of the tar.gz in bytes. */
+  size: number;
+  /** Entries written (files, directories, symlinks). */
+  entries: number;
+  cleanup(): Promise<void>;
+}
+
+/** Options of {@link packContext}. */
+export interface PackOptions {
+  /** Absolute path of the context directory. */
+  contextDir: string;
+  /** Dockerfile path relative to the context (`/` separators). */
+  dockerfile: string;
+  /** Where to create the temp file (default: the OS temp dir). */
+  tmpDir?: string;
+  signal?: AbortSignal;
+}
+
+/** The parsed `.dockerignore`: the matcher plus the exception patterns, needed to decide on skipping a dir. */
+export interface IgnoreRules {
+  matcher: Ignore;
+  /** Cleaned exception patterns (`!x` → `x`), `/` separated, no leading `/`. */
+  exceptions: string[];
+}
+
+/** Clean a pattern the way moby does (filepath.Clean, no leading `/`). */
+function cleanPattern(p: string): string {
+  let out = path.posix.normalize(p.trim());
+  if (out.length > 1 && out.startsWith('/')) out = out.slice(1);
+  if (out.length > 1 && out.endsWith('/')) out = out.slice(0, -1);
+  return out;
+}
+
+/**
+ * Parse `.dockerignore` content for a context whose Dockerfile is `dockerfile`. The Dockerfile and
+ * `.dockerignore` are added back as exceptions when a pattern would drop them, as the Docker CLI does.
+ */
+export function parseDockerignore(content: string, dockerfile: string): IgnoreRules {
+  const lines = content
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  const matcher = ignore({ ignorecase: false }).add(lines);
+  for (const keep of ['.dockerignore', dockerfile]) {
+    if (matcher.ignores(keep)) {
+      lines.push(`!${keep}`);
+      matcher.add(`!${keep}`);
+    }
+  }
+  const exceptions = lines.filter((l) => l.startsWith('!')).map((l) => cleanPattern(l.slice(1))).filter((p) => p !== '');
+  return { matcher, exceptions };
+}
+
+/** moby's rule: an ignored directory must still be walked when an exception pattern lies below it. */
+export function mustDescendIgnoredDir(rules: IgnoreRules, relDir: string): boolean {
+  const dirSlash = `${relDir}/`;
+  return rules.exceptions.some((p) => `${p}/`.startsWith(dirSlash));
+}
+
+/** Read `.dockerignore` from the context root; empty rules when there is none. */
+export async function loadDockerignore(contextDir: string, dockerfile: string): Promise<IgnoreRules> {
+  let content = '';
+  try {
+    content = await readFile(path.join(contextDir, '.dockerignore'), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new InvalidInputError('context', `cannot read .dockerignore: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  return parseDockerignore(content, dockerfile);
+}
+
+/** What `pack.entry` takes: a tar header with at least a name. */
+type TarHeader = Partial<tar.Header> & Pick<tar.Header, 'name'>;
+
+function abortReason(signal: AbortSignal | undefined): unknown {
+  return signal?.reason ?? new DOMException('packing aborted', 'AbortError');
+}
+
+/** Write one entry's header and, for files, its content; resolves when tar-stream has taken it all. */
+async function writeEntry(pack: tar.Pack, header: TarHeader, absPath: string | null, signal?: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+    if (!absPath) {
+      entry.end(null);
+      return;
+    }
+    const input = createReadStream(absPath, { signal });
+    input.on('error', (err) => {
+      entry.destroy(err);
+      reject(err);
+    });
+    // Manual pump with backpressure: tar-stream entries are streamx streams.
+    input.on('data', (chunk) => {
+      if (!entry.write(chunk)) {
+        input.pause();
+        entry.once('drain', () => input.resume());
+      }
+    });
+    input.on('end', () => entry.end(null));
+  });
+}
+
+/**
+ * Pack `contextDir` (honouring its `.dockerignore`) into a gzip'd tar in a new temp file. On failure or abort the
+ * temp file is removed before the promise rejects.
+ */
+export async function packContext(options: PackOptions): Promise<PackedContext> {
+  const { contextDir, dockerfile, signal } = options;
+  if (signal?.aborted) throw abortReason(signal);
+  const rules = await loadDockerignore(contextDir, dockerfile);
+  const tmp = await tmpFile({ tmpdir: options.tmpDir, prefix: 'rxbuild-context-', postfix: '.tar.gz', discardDescriptor: true });
+  let entries = 0;
+  try {
+    const pack = tar.pack();
+    const out = createWriteStream(tmp.path);
+    const written = pipeline(pack as unknown as NodeJS.ReadableStream, createGzip(), out, { signal });
+    // If the sink fails (disk full, abort) stop feeding entries.
+    let sinkError: unknown;
+    written.catch((err) => {
+      sinkError = err;
+      pack.destroy(err);
+    });
+
+    const add = async (header: TarHeader, abs: string | null) => {
+      if (signal?.aborted) throw abortReason(signal);
+      if (sinkError) throw sinkError;
+      await writeEntry(pack, header, abs, signal);
+      entries++;
+    };
+    const headerFor = (rel: string, st: Stats, type: TarHeader['type'], extra: Partial<TarHeader> = {}): TarHeader => ({
+      name: rel,
+      mode: st.mode & 0o7777,
+      mtime: st.mtime,
+      type,
+      ...extra,
+    });
+
+    // Directories that are ignored but walked for exceptions: emitted lazily, only if something inside is kept.
+    const walk = async (relDir: string, pendingDirs: Array<{ rel: string; st: Stats }>): Promise<void> => {
+      const absDir = relDir === '' ? contextDir : path.join(contextDir, relDir);
+      const names: string[] = [];
+      for await (const dirent of await opendir(absDir)) names.push(dirent.name);
+      names.sort();
+      for (const name of names) {
+        const rel = relDir === '' ? name : `${relDir}/${name}`;
+        const abs = path.join(absDir, name);
+        const st = await lstat(abs);
+        const ignored = rules.matcher.ignores(rel);
+        if (st.isDirectory()) {
+          if (ignored) {
+            if (mustDescendIgnoredDir(rules, rel)) await walk(rel, [...pendingDirs, { rel, st }]);
+            continue;
+          }
+          await flush(pendingDirs);
+          await add(headerFor(rel, st, 'directory'), null);
+          await walk(rel, []);
+          continue;
+        }
+        if (ignored) continue;
+        if (st.isFile()) {
+          await flush(pendingDirs);
+          await add(headerFor(rel, st, 'file', { size: st.size }), abs);
+        } else if (st.isSymbolicLink()) {
+          await flush(pendingDirs);
+          await add(headerFor(rel, st, 'symlink', { linkname: await readlink(abs) }), null);
+        }
+        // Sockets, FIFOs and devices have no place in a build context: skipped, as the Docker CLI does.
+      }
+    };
+    const flush = async (pendingDirs: Array<{ rel: string; st: Stats }>) => {
+      while (pendingDirs.length) {
+        const d = pendingDirs.shift()!;
+        await add(headerFor(d.rel, d.st, 'directory'), null);
+      }
+    };
+
+    try {
+      await walk('', []);
+      pack.finalize();
+    } catch (err) {
+      pack.destroy(err as Error);
+      await written.catch(() => undefined);
+      throw err;
+    }
+    await written;
+    const { size } = await stat(tmp.path);
+    return { path: tmp.path, size, entries, cleanup: tmp.cleanup };
+  } catch (err) {
+    await tmp.cleanup().catch(() => undefined);
+    if (signal?.aborted) throw abortReason(signal);
+    if (err instanceof InvalidInputError) throw err;
+    const code = (err as NodeJS.ErrnoException)?.code;
+    if (code === 'EACCES' || code === 'ENOENT' || code === 'ELOOP' || code === 'EPERM') {
+      throw new InvalidInputError('context', `cannot pack build context: ${(err as Error).message}`, { cause: err });
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Teardown: cancelling remote builds and keeping track of the work that outlives a subscription.
+ *
+ * Teardown is synchronous for the subscriber: unsubscribing *starts* a `DELETE /builds/{id}` and hands the
+ * promise to the client's {@link Teardowns} tracker; `client.close()` awaits every tracked promise. There is
+ * exactly one DELETE per build however many paths ask for it (unsubscribe, SIGINT, retries exhausted).
+ *
+ * The DELETE has its own short retry (transport, 408, 429, 5xx) and a deadline, is never aborted by anything
+ * else (a second Ctrl+C included), treats 404 as "already gone", and reports failure as a
+ * {@link TeardownError} instead of hiding it.
+ *
+ * @packageDocumentation
+ */
+import { TeardownError } from './errors';
+import { requestJson, type HttpContext } from './http';
+import { computeRetryDelay, isRetryableSubmitError } from './retry-policy';
+import { HttpError } from './errors';
+
+/** Tuning of the teardown DELETE. */
+export interface TeardownTuning {
+  /** Retries after the first attempt (default 3). */
+  retries: number;
+  /** Base backoff in ms (default 200, doubling). */
+  delayMs: number;
+  /** Give up (and report) after this long in all (default 10 000). */
+  deadlineMs: number;
+}
+
+/** Default {@link TeardownTuning}. */
+export const DEFAULT_TEARDOWN: TeardownTuning = { retries: 3, delayMs: 200, deadlineMs: 10_000 };
+
+/**
+ * `DELETE /builds/{id}` with a short retry and an overall deadline. Resolves when the build is gone (2xx or
+ * 404); rejects with {@link TeardownError} otherwise.
+ */
+export async function deleteBuild(http: HttpContext, buildId: string, tuning: TeardownTuning = DEFAULT_TEARDOWN): Promise<void> {
+  // Our own controller: nothing outside (unsubscribe, SIGINT) can abort a teardown DELETE, only its deadline.
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(new DOMException('teardown deadline passed', 'TimeoutError')), tuning.deadlineMs);
+  let lastError: unknown;
+  try {
+    for (let n = 0; n <= tuning.retries; n++) {
+      try {
+        await requestJson(http, {
+          method: 'DELETE',
+          path: `builds/${encodeURIComponent(buildId)}`,
+          signal: deadline.signal,
+        });
+        return;
+      } catch (err) {
+        if (err instanceof HttpError && err.status === 404) return; // Already gone: DELETE is idempotent.
+        lastError = err;
+        if (deadline.signal.aborted || !isRetryableSubmitError(err) || n === tuning.retries) break;
+        const delayMs = computeRetryDelay(err, n + 1, {
+          count: tuning.retries,
+          delayMs: tuning.delayMs,
+          maxDelayMs: tuning.deadlineMs,
+          backoff: 'exponential',
+        });
+        const waited = await new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => resolve(true), delayMs);
+          deadline.signal.addEventListener('abort', () => (clearTimeout(t), resolve(false)), { once: true });
+        });
+        if (!waited) break;
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  const why = deadline.signal.aborted
+    ? `no answer within ${tuning.deadlineMs} ms`
+    : lastError instanceof Error
+      ? lastError.message
+      : String(lastError);
+  throw new TeardownError(buildId, `could not cancel build ${buildId}: ${why}`, { cause: lastError });
+}
+
+/**
+ * The client's record of work that outlives subscriptions: teardown DELETEs and temp-file cleanups.
+ * One instance per client; `settle()` is what `client.close()` awaits.
+ */
+export class Teardowns {
+  private readonly deletes = new Map<string, Promise<void>>();
+  private readonly pending = new Set<Promise<unknown>>();
+  private readonly unreported: TeardownError[] = [];
+
+  constructor(
+    private readonly http: HttpContext,
+    private readonly tuning: TeardownTuning,
+    /** Called with each failed teardown; when absent the failure is kept for `settle()` and warned about. */
+    private readonly onError?: (err: TeardownError) => void,
+  ) {}
+
+  /**
+   * Start (or join) the one DELETE of `buildId`. The returned promise never rejects: failures go to `onError`,
+   * or are kept for {@link Teardowns.settle} and emitted as a process warning.
+   */
+  cancelBuild(buildId: string): Promise<void> {
+    let p = this.deletes.get(buildId);
+    if (!p) {
+      p = deleteBuild(this.http, buildId, this.tuning).catch((err: unknown) => {
+        const e = err instanceof TeardownError ? err : new TeardownError(buildId, String(err), { cause: err });
+        if (this.onError) {
+          this.onError(e);
+        } else {
+          this.unreported.push(e);
+          process.emitWarning(e.message, { code: 'RXBUILD_TEARDOWN_FAILED' });
+        }
+      });
+      this.deletes.set(buildId, p);
+      this.track(p);
+    }
+    return p;
+  }
+
+  /** Keep `p` (which must not reject, or whose rejection does not matter) until it settles. */
+  track<T>(p: Promise<T>): Promise<T> {
+    const guarded = p.catch(() => undefined);
+    this.pending.add(guarded);
+    void guarded.finally(() => this.pending.delete(guarded));
+    return p;
+  }
+
+  /** Work still running. */
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** DELETE already started (or done) for `buildId`. */
+  hasDelete(buildId: string): boolean {
+    return this.deletes.has(buildId);
+  }
+
+  /**
+   * Wait until nothing is pending (teardowns may start more teardowns), then reject with the failures nobody
+   * was told about: the {@link TeardownError} itself when one, a combined one when several.
+   */
+  async settle(): Promise<void> {
+    while (this.pending.size) await Promise.all([...this.pending]);
+    const failures = this.unreported.splice(0);
+    if (failures.length === 1) throw failures[0];
+    if (failures.length > 1) {
+      throw new TeardownError(
+        failures.map((f) => f.buildId).join(','),
+        `${failures.length} builds could not be cancelled: ${failures.map((f) => f.message).join('; ')}`,
+        { cause: new AggregateError(failures) },
+      );
+    }
+  }
+}
