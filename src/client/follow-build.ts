@@ -180,6 +180,10 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
               return out;
             }
             case 'progress':
+              // Progress shares the log's id sequence (so Last-Event-ID resumes both): deduplicate it too.
+              if (!dedupe.accept(item.id)) return [];
+              fresh++;
+              emptyStreak = 0;
               return progressEvents(item.progress);
             case 'control':
               if ('error' in item.control) {

@@ -36,7 +36,7 @@ import { authHeader, endpoint, httpErrorFrom, readErrorBody, type HttpContext } 
 /** What one log connection yields. */
 export type StreamItem =
   | { kind: 'log'; id: string; line: string }
-  | { kind: 'progress'; progress: ProgressMessageWire }
+  | { kind: 'progress'; id: string; progress: ProgressMessageWire }
   | { kind: 'control'; control: ControlMessageWire };
 
 /** Options of {@link logStream$}. */
@@ -207,9 +207,10 @@ export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
     });
     es.addEventListener(SSE_PROGRESS_EVENT, (ev: MessageEvent<string>) => {
       if (closed) return;
+      armIdle();
       try {
         const progress = JSON.parse(ev.data) as ProgressMessageWire;
-        if (progress && typeof progress.status === 'string') subscriber.next({ kind: 'progress', progress });
+        if (progress && typeof progress.status === 'string') subscriber.next({ kind: 'progress', id: ev.lastEventId, progress });
       } catch {
         // Progress is informational: a malformed one is dropped, the log goes on.
       }

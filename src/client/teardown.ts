@@ -6,7 +6,7 @@
  * exactly one DELETE per build however many paths ask for it (unsubscribe, SIGINT, retries exhausted).
  *
  * The DELETE has its own short retry (transport, 408, 429, 5xx) and a deadline, is never aborted by anything
- * else (a second Ctrl+C included), treats 404 as "already gone", and reports failure as a
+ * else (a second Ctrl+C included), treats 404/409 as "already gone/finished", and reports failure as a
  * {@link TeardownError} instead of hiding it.
  *
  * @packageDocumentation
@@ -48,7 +48,8 @@ export async function deleteBuild(http: HttpContext, buildId: string, tuning: Te
         });
         return;
       } catch (err) {
-        if (err instanceof HttpError && err.status === 404) return; // Already gone: DELETE is idempotent.
+        // 404: already gone; 409: already finished. Either way nothing is left running.
+        if (err instanceof HttpError && (err.status === 404 || err.status === 409)) return;
         lastError = err;
         if (deadline.signal.aborted || !isRetryableSubmitError(err) || n === tuning.retries) break;
         const delayMs = computeRetryDelay(err, n + 1, {
