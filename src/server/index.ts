@@ -90,6 +90,8 @@ export interface FaultOptions {
   dropSubmitResponse?: { times: number };
   /** Reference-compatible mode: control events as plain `message` events and no CONTROL_EVENTS_HEADER. */
   referenceControl?: boolean;
+  /** Wait this long before handling each DELETE /builds/{id} (client teardown tests: a DELETE in flight). */
+  deleteDelayMs?: number;
 }
 
 /** A request as the server received it. */
@@ -250,6 +252,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   }
 
   async function handleDelete(res: ServerResponse, id: string): Promise<void> {
+    const delay = faults.options.deleteDelayMs;
+    if (delay) await new Promise((r) => setTimeout(r, delay));
     const outcome = await service.cancel(id);
     switch (outcome.kind) {
       case 'not_found':
