@@ -95,7 +95,9 @@ export async function killProcessGroup(pgid: number, graceMs = 300, waitMs = 200
   signalGroup(pgid, 'SIGTERM');
   const start = Date.now();
   let killed = false;
-  while (groupAlive(pgid)) {
+  // Zombies do not count: a member orphaned to pid 1 stays a zombie until init reaps it, which can take
+  // seconds (seen with buildah's RUN processes here), yet it is already dead.
+  while (listGroupMembers(pgid).length > 0) {
     const elapsed = Date.now() - start;
     if (!killed && elapsed >= graceMs) {
       signalGroup(pgid, 'SIGKILL');
