@@ -181,7 +181,8 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
     try {
       await buildah(['rm', '--all']);
       // Images committed by builds that were killed before their cleanup (only ours, by their local name).
-      const images = JSON.parse((await buildah(['images', '--json'])) || '[]') as Array<{ names?: string[] }>;
+      // (buildah prints `null` for an empty list.)
+      const images = (JSON.parse((await buildah(['images', '--json'])) || 'null') ?? []) as Array<{ names?: string[] }>;
       const ours = images.flatMap((i) => i.names ?? []).filter((n) => n.startsWith('localhost/rxbuild-build-'));
       if (ours.length > 0) await buildah(['rmi', '--force', ...ours]);
     } catch {
