@@ -276,11 +276,22 @@ export class BuildService {
     const journal = await Journal.open(this.journalFile(id), { sealed: false });
     this.journals.set(id, journal);
     this.builds.set(id, stored);
-    this.queue.push(id);
-    stored.record.queue_position = this.queue.length;
+    stored.record.queue_position = this.queue.length + 1;
     // Durable before the client hears the id: a crash now leaves a build that recovery marks interrupted.
     await this.persist(stored, true);
     if (input.idempotencyKey) this.idempotency.set(input.idempotencyKey, id);
+    if (this.closing) {
+      // The service began stopping while this build was being stored: it ends like every other queued build.
+      stored.record.status = 'failed';
+      stored.record.error = INTERRUPTED;
+      stored.record.queue_position = null;
+      stored.record.finished_at = new Date().toISOString();
+      await this.finish(stored, journal);
+      return stored;
+    }
+    // Queued only now, synchronously with its first event: nothing can start it before it is journaled.
+    this.queue.push(id);
+    stored.record.queue_position = this.queue.length;
     journal.appendProgress(this.progressOf(stored));
     this.emitStatus(stored);
     this.pump();
