@@ -1,0 +1,131 @@
+/**
+ * `serve()`: the whole local builder service in one call, as `rxbuild serve` runs it.
+ *
+ * With the buildah engine (the default) it checks that buildah can run, starts a CNCF Distribution registry
+ * under the data dir (unless `registry` names an existing one), makes sure the offline busybox base image is
+ * in that registry, creates the buildah engine and starts the HTTP service. `close()` stops the service
+ * (which cancels running builds and closes the engine), then the registry it started.
+ *
+ * Data dir layout: `registry/` (the registry's config, storage and log), `buildah/` (buildah's storage,
+ * registries.conf, temp files), and whatever the HTTP service keeps (builds, logs).
+ *
+ * @packageDocumentation
+ */
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ensureBaseImage } from './base-image';
+import { checkBuildah, createBuildahEngine } from './engines/buildah';
+import { ScriptedEngine } from './engines/scripted';
+import { startServer, type RunningServer } from './index';
+import { startRegistry, type RunningRegistry } from './registry';
+
+/** Options of {@link serve}. */
+export interface ServeOptions {
+  /** Interface to listen on. Default `127.0.0.1`. */
+  host?: string;
+  /** Port; `0` picks a free one. Default `0`. */
+  port?: number;
+  /** Where everything is kept (created if missing). */
+  dataDir: string;
+  /** The bearer token clients must send. */
+  token: string;
+  /** Use this existing registry (`host:port`, plain HTTP) instead of starting one. */
+  registry?: string;
+  /** Builds run at once; the rest are queued. Default 2. */
+  maxConcurrent?: number;
+  /** `buildah` (real builds, the default) or `scripted` (deterministic fake builds; no registry is started). */
+  engine?: 'buildah' | 'scripted';
+  /** Start-up progress lines (e.g. "building the base image"). */
+  log?: (line: string) => void;
+}
+
+/** A running service started by {@link serve}. */
+export interface RunningService {
+  /** `http://host:port` of the API. */
+  url: string;
+  /** `host:port` of the registry builds push to. */
+  registry: string;
+  dataDir: string;
+  /** The HTTP service itself (request log, waiters; handy in tests). */
+  server: RunningServer;
+  /** Stop the service (running builds are cancelled), then the registry if `serve` started it. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Start the local builder service. On any start-up failure, whatever was started is stopped again. */
+export async function serve(options: ServeOptions): Promise<RunningService> {
+  const dataDir = resolve(options.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const log = options.log ?? ((): void => undefined);
+  const kind = options.engine ?? 'buildah';
+
+  if (kind === 'scripted') {
+    const registry = options.registry ?? 'registry.invalid';
+    const server = await startServer({
+      host: options.host,
+      port: options.port ?? 0,
+      token: options.token,
+      dataDir,
+      engine: new ScriptedEngine(),
+      registry,
+      maxConcurrent: options.maxConcurrent,
+    });
+    return { url: server.url, registry, dataDir, server, close: onceOnly(() => server.close()) };
+  }
+
+  // Fail fast, with an install hint, before starting anything.
+  await checkBuildah();
+
+  let ownRegistry: RunningRegistry | null = null;
+  try {
+    let registry = options.registry;
+    if (registry === undefined) {
+      ownRegistry = await startRegistry({ dataDir: join(dataDir, 'registry') });
+      registry = ownRegistry.address;
+      log(`registry listening on ${registry}`);
+    }
+    const storageDir = join(dataDir, 'buildah');
+    // Built with its own short-lived engine, before the service exists: the service's engine sweeps storage
+    // before its first build, and must do so only after the service killed a crashed predecessor's leftovers.
+    const base = await ensureBaseImage({ registry, storageDir, log });
+    log(base.built ? `built base image ${base.imageRef}@${base.digest}` : `base image ${base.imageRef} present`);
+    const engine = createBuildahEngine({ storageDir, registry });
+    let server: RunningServer;
+    try {
+      server = await startServer({
+        host: options.host,
+        port: options.port ?? 0,
+        token: options.token,
+        dataDir,
+        engine,
+        registry,
+        maxConcurrent: options.maxConcurrent,
+      });
+    } catch (err) {
+      await engine.close();
+      throw err;
+    }
+    const started = ownRegistry;
+    return {
+      url: server.url,
+      registry,
+      dataDir,
+      server,
+      close: onceOnly(async () => {
+        try {
+          await server.close();
+        } finally {
+          await started?.stop();
+        }
+      }),
+    };
+  } catch (err) {
+    await ownRegistry?.stop();
+    throw err;
+  }
+}
+
+function onceOnly(fn: () => Promise<void>): () => Promise<void> {
+  let done: Promise<void> | null = null;
+  return () => (done ??= fn());
+}
