@@ -121,16 +121,17 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
         const chunk = batch.map(encode).join('');
         cursor = batch[batch.length - 1].seq;
         sent += batch.length;
-        const ok = res.write(chunk);
         if (sent >= limit) {
           if (sent >= (options.cutAfterEvents ?? Infinity)) {
-            // Abrupt: the client sees a transport error, not a clean end.
-            res.socket?.destroy();
+            // Abrupt, once the events are handed to the kernel: the client sees them, then a transport error.
+            const socket = res.socket;
+            res.write(chunk, () => socket?.destroy());
           } else {
-            res.end();
+            res.end(chunk);
           }
           return;
         }
+        const ok = res.write(chunk);
         if (!ok && !closed) await waitFor(new Promise((r) => res.once('drain', r)));
         continue;
       }
