@@ -62,7 +62,6 @@ function positive(name: string, v: number | undefined, fallback: number, allowZe
 /** Create a client. Validates options synchronously (throws {@link InvalidInputError}); makes no request. */
 export function createClient(options: ClientOptions): RxbuildClient {
   if (!options || typeof options.baseUrl !== 'string') throw new InvalidInputError('baseUrl', 'baseUrl is required');
-  let http: HttpContext;
   let ownAgent: Agent | undefined;
   try {
     const url = new URL(options.baseUrl);
@@ -71,16 +70,6 @@ export function createClient(options: ClientOptions): RxbuildClient {
     throw new InvalidInputError('baseUrl', `invalid baseUrl ${JSON.stringify(options.baseUrl)}: ${(err as Error).message}`, { cause: err });
   }
   if (typeof options.token !== 'string' || options.token === '') throw new InvalidInputError('token', 'token is required');
-  let dispatcher: Dispatcher;
-  if (options.dispatcher) {
-    dispatcher = options.dispatcher;
-  } else {
-    // Long-lived SSE streams: no body timeout (liveness is our idle timeout); headers still time out.
-    ownAgent = new Agent({ bodyTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 4_000 });
-    dispatcher = ownAgent;
-  }
-  http = createHttpContext(options.baseUrl, options.token, dispatcher);
-
   const r = options.retry ?? {};
   const logRetry: RetryTuning = {
     count: positive('retry.count', r.count, DEFAULT_LOG_RETRY.count, true),
@@ -101,6 +90,19 @@ export function createClient(options: ClientOptions): RxbuildClient {
     delayMs: positive('teardown.delayMs', t.delayMs, DEFAULT_TEARDOWN.delayMs, true),
     deadlineMs: positive('teardown.deadlineMs', t.deadlineMs, DEFAULT_TEARDOWN.deadlineMs),
   };
+  const idleTimeoutMs = positive('idleTimeoutMs', options.idleTimeoutMs, DEFAULT_IDLE_TIMEOUT_MS);
+  const maxEmptyReconnects = positive('maxEmptyReconnects', options.maxEmptyReconnects, 3);
+
+  // Options are valid: only now create the Agent (nothing to leak when they were not).
+  let dispatcher: Dispatcher;
+  if (options.dispatcher) {
+    dispatcher = options.dispatcher;
+  } else {
+    // Long-lived SSE streams: no body timeout (liveness is our idle timeout); headers still time out.
+    ownAgent = new Agent({ bodyTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 4_000 });
+    dispatcher = ownAgent;
+  }
+  const http: HttpContext = createHttpContext(options.baseUrl, options.token, dispatcher);
   const teardowns = new Teardowns(http, teardownTuning, options.onTeardownError);
   let closed = false;
 
@@ -110,8 +112,8 @@ export function createClient(options: ClientOptions): RxbuildClient {
     interrupts: options.handleSigint === false ? undefined : interruptRegistry,
     logRetry,
     submitRetry,
-    idleTimeoutMs: positive('idleTimeoutMs', options.idleTimeoutMs, DEFAULT_IDLE_TIMEOUT_MS),
-    maxEmptyReconnects: positive('maxEmptyReconnects', options.maxEmptyReconnects, 3),
+    idleTimeoutMs,
+    maxEmptyReconnects,
     tmpDir: options.tmpDir,
     submitCancelDeadlineMs: teardownTuning.deadlineMs,
     isClosed: () => closed,

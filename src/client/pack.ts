@@ -38,6 +38,8 @@ export interface PackOptions {
   /** Where to create the temp file (default: the OS temp dir). */
   tmpDir?: string;
   signal?: AbortSignal;
+  /** Called with each directory walked (relative, `''` for the root): diagnostics, and proof of what is skipped. */
+  onWalk?(relDir: string): void;
 }
 
 /** The parsed `.dockerignore`: the matcher plus the exception patterns, needed to decide on skipping a dir. */
@@ -162,6 +164,7 @@ export async function packContext(options: PackOptions): Promise<PackedContext> 
 
     // Directories that are ignored but walked for exceptions: emitted lazily, only if something inside is kept.
     const walk = async (relDir: string, pendingDirs: Array<{ rel: string; st: Stats }>): Promise<void> => {
+      options.onWalk?.(relDir);
       const absDir = relDir === '' ? contextDir : path.join(contextDir, relDir);
       const names: string[] = [];
       for await (const dirent of await opendir(absDir)) names.push(dirent.name);

@@ -96,7 +96,16 @@ export class InterruptRegistry extends EventEmitter<InterruptEvents> {
     this.draining = true;
     const handlers = [...this.entries];
     this.emit('interrupt', { builds: handlers.length });
-    const all = Promise.allSettled(handlers.map((h) => Promise.resolve().then(h)));
+    // Called synchronously: each build errors (and starts its DELETE) before this handler returns.
+    const all = Promise.allSettled(
+      handlers.map((h) => {
+        try {
+          return h();
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      }),
+    );
     let timer: NodeJS.Timeout | undefined;
     const bound = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(true), this.waitMs);
