@@ -220,7 +220,8 @@ export async function startRegistry(options: StartRegistryOptions): Promise<Runn
             await exited(child);
             clearTimeout(killTimer);
           }
-          rmSync(pidFile, { force: true });
+          // Only our own record: a successor on the same data dir may have replaced it.
+          if (readJson(pidFile)?.pgid === pid) rmSync(pidFile, { force: true });
         })();
         return stopping;
       },
