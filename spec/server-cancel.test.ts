@@ -2,7 +2,7 @@
  * DELETE semantics and the queue: cancel running and queued builds, 409 for finished ones, 404 for unknown
  * ones, real child processes killed, queue positions with maxConcurrent.
  */
-import { groupAlive, startServer, type RunningServer } from '../src/server';
+import { listGroupMembers, startServer, type RunningServer } from '../src/server';
 import { api, controlOf, logLines, readSse, submitOk, TOKEN } from './server-helpers';
 
 let server: RunningServer;
@@ -45,12 +45,12 @@ describe('DELETE /builds/{id}', () => {
     const first = await readSse(`${server.url}/builds/${id}/logs`, { onEvent: (e) => e.data.startsWith('pid ') });
     const pid = Number(logLines(first)[0].slice(4));
     expect(pidAlive(pid)).toBe(true);
-    expect(groupAlive(pid)).toBe(true);
+    expect(listGroupMembers(pid)).toEqual([pid]);
     const started = Date.now();
     const del = await api(server.url, 'DELETE', `/builds/${id}`);
     expect(del.status).toBe(200);
     expect(del.body.status).toBe('cancelled');
-    expect(groupAlive(pid)).toBe(false);
+    expect(listGroupMembers(pid)).toEqual([]);
     expect(Date.now() - started).toBeLessThan(1000);
   });
 
@@ -147,5 +147,5 @@ it('close() ends running and queued builds as interrupted and ends attached stre
   expect(r1).toMatchObject({ status: 'failed', error: 'interrupted' });
   expect(r2).toMatchObject({ status: 'failed', error: 'interrupted' });
   expect(controlOf(await attached)).toEqual({ error: 'interrupted' });
-  expect(groupAlive(pid)).toBe(false);
+  expect(listGroupMembers(pid)).toEqual([]);
 });

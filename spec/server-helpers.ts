@@ -16,7 +16,9 @@ export async function makeTar(entries: TarEntry[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   const done = new Promise<void>((resolve, reject) => {
-    pack.on('data', (c: Buffer) => chunks.push(c));
+    pack.on('data', (c: unknown) => {
+      chunks.push(c as Buffer);
+    });
     pack.on('end', () => resolve());
     pack.on('error', reject);
   });
@@ -26,7 +28,7 @@ export async function makeTar(entries: TarEntry[]): Promise<Buffer> {
       await new Promise<void>((res, rej) => pack.entry({ name: e.name, mode: e.mode ?? 0o644 }, content, (err) => (err ? rej(err) : res())));
     } else {
       await new Promise<void>((res, rej) =>
-        pack.entry({ name: e.name, type: e.type, linkname: e.linkname, mode: 0o755 }, (err) => (err ? rej(err) : res())).end(),
+        pack.entry({ name: e.name, type: e.type, linkname: e.linkname, mode: 0o755 }, '', (err) => (err ? rej(err) : res())),
       );
     }
   }
@@ -73,7 +75,7 @@ export async function submit(baseUrl: string, opts: SubmitOptions = {}): Promise
   const addFile = async (): Promise<void> => {
     if (opts.context === null) return;
     const context = opts.context ?? (await simpleContext());
-    form.append('context', new Blob([context], { type: 'application/gzip' }), 'context.tar.gz');
+    form.append('context', new Blob([new Uint8Array(context)], { type: 'application/gzip' }), 'context.tar.gz');
   };
   if (opts.fieldsAfterFile) await addFile();
   for (const [k, v] of fields) form.append(k, v);
@@ -128,19 +130,26 @@ export interface SseResult {
 /** Read an SSE response to its end (a small spec-following parser). `onEvent` may return true to stop early. */
 export function readSse(
   url: string,
-  opts: { token?: string | null; lastEventId?: string; onEvent?: (e: SseEvent, all: SseEvent[]) => boolean | void; onComment?: (c: string) => boolean | void } = {},
+  opts: { token?: string | null; lastEventId?: string; onResponse?: () => void; onEvent?: (e: SseEvent, all: SseEvent[]) => boolean | void; onComment?: (c: string) => boolean | void } = {},
 ): Promise<SseResult> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { accept: 'text/event-stream' };
     if (opts.token !== null) headers.authorization = `Bearer ${opts.token ?? TOKEN}`;
     if (opts.lastEventId !== undefined) headers['last-event-id'] = opts.lastEventId;
+    let current: { result: SseResult; settled: boolean } | null = null;
+    // (A function, so TypeScript does not narrow `current` to null inside the error handler.)
+    const currentRef = (): { result: SseResult; settled: boolean } | null => current;
     const req = request(url, { headers }, (res) => {
       const result: SseResult = { status: res.statusCode ?? 0, headers: res.headers, events: [], comments: [], ending: 'end', body: '' };
+      current = { result, settled: false };
+      const state = current;
+      opts.onResponse?.();
       let buffer = '';
       let cur: { event: string; id: string | null; data: string[] } = { event: 'message', id: null, data: [] };
       let stopped = false;
       const stop = (): void => {
         stopped = true;
+        state.settled = true;
         req.destroy();
         resolve(result);
       };
@@ -180,21 +189,31 @@ export function readSse(
         }
       });
       res.on('end', () => {
-        if (!stopped) resolve(result);
-      });
-      res.on('error', () => {
-        if (stopped) return;
-        result.ending = 'error';
+        if (state.settled) return;
+        state.settled = true;
         resolve(result);
       });
-      res.on('aborted', () => {
-        if (stopped) return;
+      const broken = (): void => {
+        if (state.settled) return;
+        state.settled = true;
         result.ending = 'error';
         resolve(result);
-      });
+      };
+      res.on('error', broken);
+      res.on('aborted', broken);
     });
     req.on('error', (err) => {
-      reject(err);
+      const current = currentRef();
+      // After the response started, a broken connection is a result ("error" ending), not a failure.
+      if (current) {
+        if (!current.settled) {
+          current.settled = true;
+          current.result.ending = 'error';
+          resolve(current.result);
+        }
+      } else {
+        reject(err);
+      }
     });
     req.end();
   });

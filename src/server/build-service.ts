@@ -17,7 +17,7 @@ import type { BuildRecordWire, BuildStatus, BuildStepWire, ProgressMessageWire }
 import { isTerminalBuildStatus } from '../shared/wire';
 import type { Engine, EngineJob, EngineSink } from './engine';
 import { Journal } from './journal';
-import { killLeftoverGroup, type TrackedProcessGroup } from './process-group';
+import { killLeftoverGroupAndWait, type TrackedProcessGroup } from './process-group';
 
 /** The error recorded on builds that were running or queued when the service stopped or died. */
 export const INTERRUPTED = 'interrupted';
@@ -161,7 +161,7 @@ export class BuildService {
 
   /** A build the previous process left queued or running: kill its leftovers, fail it, end its journal. */
   private async recoverInterrupted(stored: StoredBuild): Promise<void> {
-    for (const group of stored.process_groups) killLeftoverGroup(group);
+    for (const group of stored.process_groups) await killLeftoverGroupAndWait(group);
     stored.process_groups = [];
     const journal = await Journal.open(this.journalFile(stored.record.build_id), { sealed: false });
     stored.record.status = 'failed';

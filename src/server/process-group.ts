@@ -124,6 +124,19 @@ export function killLeftoverGroup(group: TrackedProcessGroup): number {
   return members.length;
 }
 
+/**
+ * {@link killLeftoverGroup}, then wait (bounded by `waitMs`) until the processes are dead (zombies left for init
+ * to reap count as dead). Resolves with the number of processes signalled.
+ */
+export async function killLeftoverGroupAndWait(group: TrackedProcessGroup, waitMs = 2000): Promise<number> {
+  const signalled = killLeftoverGroup(group);
+  const deadline = Date.now() + waitMs;
+  while (signalled > 0 && listGroupMembers(group.pgid).length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return signalled;
+}
+
 /** Pids whose process group is `pgid` (via `/proc`). */
 export function listGroupMembers(pgid: number): number[] {
   const out: number[] = [];
