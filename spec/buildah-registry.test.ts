@@ -11,6 +11,7 @@ import { once } from 'node:events';
 import { request } from 'undici';
 import { registryManifestDigest, startRegistry, type RunningRegistry } from '../src/server/registry';
 import { listGroupMembers } from '../src/server/process-group';
+import { ensureBaseImage } from '../src/server/base-image';
 
 let tmp: string;
 const started: RunningRegistry[] = [];
@@ -90,6 +91,17 @@ describe('startRegistry', () => {
   it('fails clearly when the registry binary cannot run', async () => {
     await expect(startRegistry({ dataDir: join(tmp, 'f'), binary: join(tmp, 'no-such-registry') })).rejects.toThrow(
       /cannot run .*no-such-registry/,
+    );
+  });
+});
+
+describe('ensureBaseImage', () => {
+  it('says which registry it cannot reach', async () => {
+    // A port that was free a moment ago, with nothing listening on it now.
+    const port = await occupyPort();
+    await new Promise((r) => servers.pop()!.close(r));
+    await expect(ensureBaseImage({ registry: `127.0.0.1:${port}`, storageDir: join(tmp, 'g') })).rejects.toThrow(
+      new RegExp(`cannot reach the registry at 127\\.0\\.0\\.1:${port}`),
     );
   });
 });

@@ -100,7 +100,12 @@ export function findStaticBusybox(preferred?: string): string {
  */
 export async function ensureBaseImage(options: EnsureBaseImageOptions): Promise<BaseImage> {
   const imageRef = `${options.registry}/${BASE_IMAGE_REPOSITORY}:${BASE_IMAGE_TAG}`;
-  const existing = await registryManifestDigest(options.registry, BASE_IMAGE_REPOSITORY, BASE_IMAGE_TAG);
+  let existing: string | null;
+  try {
+    existing = await registryManifestDigest(options.registry, BASE_IMAGE_REPOSITORY, BASE_IMAGE_TAG);
+  } catch (err) {
+    throw new Error(`cannot reach the registry at ${options.registry} (plain HTTP): ${(err as Error).message}`, { cause: err });
+  }
   if (existing) return { imageRef, digest: existing, built: false };
 
   const busybox = findStaticBusybox(options.busybox);
