@@ -245,6 +245,8 @@ export async function extractContext(input: Readable, root: string, limits: Extr
 
   let entryError: unknown = null;
   extract.on('entry', (header, stream, next) => {
+    // The entry stream is destroyed with the extractor's error when anything fails; that error is handled below.
+    stream.on('error', () => undefined);
     handleEntry(header, stream as unknown as EntryStream).then(
       () => next(),
       (err: unknown) => {
