@@ -238,6 +238,9 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
       return { code: outcome.code, signal: outcome.signal, lastLines: last.get() };
     };
 
+    // `--build-arg K=V` splits at the first '=': a key containing one would silently become another arg.
+    const badKey = Object.keys(job.buildArgs).find((k) => k === '' || k.includes('='));
+    if (badKey !== undefined) throw new Error(`invalid build arg name ${JSON.stringify(badKey)}`);
     const buildArgs = Object.entries(job.buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]);
     const bud = await run([
       'bud',
