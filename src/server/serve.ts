@@ -87,6 +87,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
     const storageDir = join(dataDir, 'buildah');
     // Built with its own short-lived engine, before the service exists: the service's engine sweeps storage
     // before its first build, and must do so only after the service killed a crashed predecessor's leftovers.
+    log(`checking the offline base image ${registry}/library/busybox:latest`);
     // Its build output is not start-up news; a failure carries buildah's error in its message.
     const base = await ensureBaseImage({ registry, storageDir });
     log(base.built ? `built base image ${base.imageRef}@${base.digest}` : `base image ${base.imageRef} present`);
