@@ -127,6 +127,7 @@ export interface RunningServer {
 /** Counters behind the "first N times" faults. */
 class FaultState {
   submits = 0;
+  droppedSubmits = 0;
   readonly logConnections = new Map<string, number>();
   constructor(readonly options: FaultOptions) {}
 }
@@ -220,8 +221,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           await once(req, 'end').catch(() => undefined);
         }
       }
-      if (f.dropSubmitResponse && faults.submits < f.dropSubmitResponse.times && !reused) {
-        faults.submits++;
+      if (f.dropSubmitResponse && faults.droppedSubmits < f.dropSubmitResponse.times && !reused) {
+        faults.droppedSubmits++;
         req.socket.destroy();
         return;
       }

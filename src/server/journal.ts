@@ -168,10 +168,20 @@ export class Journal {
     if (this.flushedSeq >= this._lastSeq || !this.handle) return Promise.resolve();
     const from = this.flushedSeq + 1 - this.memStart;
     const batch = this.mem.slice(from);
-    const text = batch.map((e) => JSON.stringify(e)).join('\n') + '\n';
-    const buffer = Buffer.from(text, 'utf8');
-    const firstSeq = batch[0].seq;
-    const offset = this.fileSize;
+    const lines = batch.map((e) => JSON.stringify(e));
+    // Index entries for this batch (seq → byte offset of its line), at most one per INDEX_EVERY events.
+    const newIndex: Array<[number, number]> = [];
+    let lastIndexed = this.index[this.index.length - 1][0];
+    let offset = this.fileSize;
+    for (let i = 0; i < lines.length; i++) {
+      const seq = batch[i].seq;
+      if (seq - lastIndexed >= INDEX_EVERY) {
+        newIndex.push([seq, offset]);
+        lastIndexed = seq;
+      }
+      offset += Buffer.byteLength(lines[i]) + 1;
+    }
+    const buffer = Buffer.from(lines.join('\n') + '\n', 'utf8');
     const handle = this.handle;
     this.flushing = (async () => {
       try {
@@ -180,8 +190,7 @@ export class Journal {
           const r = await handle.write(buffer, written, buffer.length - written);
           written += r.bytesWritten;
         }
-        const lastIndexed = this.index[this.index.length - 1][0];
-        if (firstSeq - lastIndexed >= INDEX_EVERY) this.index.push([firstSeq, offset]);
+        for (const entry of newIndex) this.index.push(entry);
         this.fileSize += buffer.length;
         this.flushedSeq = batch[batch.length - 1].seq;
         this.trim();
