@@ -83,7 +83,7 @@ describe('plain renderer', () => {
       '{"error":"just a log line"}',
       expect.stringMatching(/^succeeded: build b1 → reg\/ns\/hello:latest sha256:abc \(\d+\.\ds\)$/),
     ]);
-    expect(o.stderr.text()).toContain('build b1 queued');
+    expect(o.stderr.text()).toContain('rxbuild: build b1\n');
     expect(o.stderr.text()).toContain('log stream dropped (HTTP 503); reconnecting in 1.0s (attempt 1)');
   });
 

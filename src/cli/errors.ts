@@ -146,3 +146,11 @@ export function debugDetails(err: unknown): string {
     .map((e, i) => (i === 0 ? '' : 'caused by: ') + (e instanceof Error ? (e.stack ?? e.message) : String(e)))
     .join('\n');
 }
+
+/** True when `err` or one of its causes carries HTTP `status`. */
+export function hasStatus(err: unknown, status: number): boolean {
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 10; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { status?: unknown }).status === status) return true;
+  }
+  return false;
+}

@@ -32,7 +32,7 @@ export class PlainRenderer implements Renderer {
         // Say the build id once, as soon as it exists: it is what `rxbuild builds logs|cancel` need.
         if (event.buildId && event.buildId !== this.announcedBuildId) {
           this.announcedBuildId = event.buildId;
-          this.io.stderr.write(this.c.dim(`rxbuild: build ${event.buildId} ${event.phase}\n`));
+          this.io.stderr.write(this.c.dim(`rxbuild: build ${event.buildId}\n`));
         }
         break;
       case 'reconnecting':

@@ -72,7 +72,8 @@ export class TtyRenderer implements Renderer {
         this.scheduleFlush();
         break;
       case 'step':
-        this.step = { index: event.index, total: event.total, text: event.text };
+        // Engines may pass the whole `STEP n/m: …` line as text; the view shows n/m itself.
+        this.step = { index: event.index, total: event.total, text: event.text.replace(/^STEP \d+\/\d+:\s*/, '') };
         this.scheduleFlush();
         break;
       case 'reconnecting':
@@ -154,7 +155,7 @@ export class TtyRenderer implements Renderer {
   /** The status line, cut to the terminal width so it never wraps. */
   private footer(): string {
     const c = this.c;
-    const width = Math.max(20, (this.io.stdout.columns ?? 80) - 1);
+    const width = Math.max(20, (this.io.stdout.columns || 80) - 1);
     const elapsed = formatDuration(this.now() - this.started);
     const phase = this.phase ?? 'starting';
     const head = `${SPINNER[this.frame]} ${phase}`;

@@ -1,0 +1,118 @@
+/**
+ * Ctrl+C during `rxbuild build`.
+ *
+ * First Ctrl+C: say "cancelling build <id> — press Ctrl+C again to stop waiting", unsubscribe from the build
+ * Observable (the library's teardown sends exactly one `DELETE /builds/{id}`, or, during the upload, deletes
+ * the build as soon as the POST returns its id), then wait for `client.close()`, which awaits that DELETE.
+ * Confirmed → outcome `cancelled` (exit 130); not confirmed → an error that says to check the build.
+ *
+ * Second Ctrl+C: stop waiting for the confirmation, but never abort the DELETE: the CLI leaves only once the
+ * DELETE request has been handed to the server (undici's `undici:request:bodySent` diagnostics channel says
+ * so), because a request already received is carried out by the server whether or not anyone reads the
+ * answer. Until then it keeps waiting and says why.
+ *
+ * @packageDocumentation
+ */
+import diagnosticsChannel from 'node:diagnostics_channel';
+import type { CliClient } from './client';
+import { describeError, hasStatus } from './errors';
+import type { Following } from './follow';
+import { trapSigint } from './interrupt';
+import type { BuildOutcome, Renderer } from './render';
+
+/** The Ctrl+C side of a running build. */
+export interface InterruptHandle {
+  /** Settles after a Ctrl+C, once the cancel is confirmed (or given up on); never otherwise. */
+  readonly outcome: Promise<BuildOutcome>;
+  /** True once Ctrl+C was pressed. */
+  fired(): boolean;
+  /** Remove the SIGINT listener and the channel subscription. */
+  release(): void;
+}
+
+interface UndiciRequestMessage {
+  request: { method?: string; path?: string };
+}
+
+/** Install the Ctrl+C behaviour for one build followed by `following`. */
+export function cancelOnInterrupt(client: CliClient, following: Following, renderer: Renderer): InterruptHandle {
+  let fired = false;
+  let deleteSent = false;
+  let stopWaitingRequested = false;
+  let settle!: (o: BuildOutcome) => void;
+  const outcome = new Promise<BuildOutcome>((resolve) => (settle = resolve));
+
+  const onBodySent = (message: unknown): void => {
+    const { request } = message as UndiciRequestMessage;
+    if (request?.method === 'DELETE' && request.path?.includes('/builds/')) {
+      deleteSent = true;
+      if (stopWaitingRequested) leaveWithoutConfirmation();
+    }
+  };
+
+  const leaveWithoutConfirmation = (): void => {
+    const id = following.buildId();
+    renderer.notice(
+      `stopped waiting: the cancel of build ${id ?? '(unknown)'} reached the server but is not confirmed yet` +
+        (id ? ` — check with: rxbuild builds get ${id}` : ''),
+    );
+    client.stopWaiting();
+    // One turn of the event loop so the request bytes leave this process before it exits.
+    setImmediate(() => settle({ kind: 'cancelled', buildId: id, message: `build ${id} cancel requested (not confirmed)` }));
+  };
+
+  const releaseSigint = trapSigint((count) => {
+    const id = following.buildId();
+    if (count === 1) {
+      fired = true;
+      diagnosticsChannel.subscribe('undici:request:bodySent', onBodySent);
+      renderer.notice(
+        id
+          ? `cancelling build ${id} — press Ctrl+C again to stop waiting`
+          : 'cancelling the build (not submitted yet) — press Ctrl+C again to stop waiting',
+      );
+      // The library's teardown sends the DELETE; close() waits for it and reports a failed one.
+      following.stop();
+      client.close().then(
+        () => {
+          const bid = following.buildId();
+          const failure = client.teardownFailures[0];
+          if (failure && hasStatus(failure, 409)) {
+            // The build finished on its own just before the DELETE arrived: nothing is left running.
+            settle({ kind: 'cancelled', buildId: bid, message: `build ${bid} had already finished; nothing was left to cancel` });
+            return;
+          }
+          if (!failure) {
+            settle({ kind: 'cancelled', buildId: bid, message: bid ? `build ${bid} cancelled` : 'build cancelled before it was submitted' });
+            return;
+          }
+          const d = describeError(failure.cause ?? failure, { url: client.url });
+          settle({
+            kind: 'error',
+            buildId: bid,
+            code: 'teardown_failed',
+            message: `could not confirm the cancel of build ${bid ?? '(unknown)'}: ${d.message}` + (bid ? ` — check with: rxbuild builds get ${bid}` : ''),
+          });
+        },
+        (err: unknown) => {
+          const d = describeError(err, { url: client.url });
+          settle({ kind: 'error', buildId: following.buildId(), code: d.code, message: `while cancelling: ${d.message}` });
+        },
+      );
+      return;
+    }
+    if (stopWaitingRequested) return;
+    stopWaitingRequested = true;
+    if (deleteSent) leaveWithoutConfirmation();
+    else renderer.notice('the cancel has not reached the server yet; leaving as soon as it has (it is never aborted)');
+  });
+
+  return {
+    outcome,
+    fired: () => fired,
+    release: () => {
+      releaseSigint();
+      if (fired) diagnosticsChannel.unsubscribe('undici:request:bodySent', onBodySent);
+    },
+  };
+}

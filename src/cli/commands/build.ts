@@ -1,0 +1,109 @@
+/**
+ * `rxbuild build <context>`: pack, upload and build a context on the service, with a live view of it.
+ *
+ * Ctrl+C: the first one unsubscribes from the build Observable, which makes the library send exactly one
+ * `DELETE /builds/{id}`; the CLI then waits for the server to confirm it and exits 130. A second Ctrl+C stops
+ * waiting for that confirmation but never aborts the DELETE.
+ *
+ * @packageDocumentation
+ */
+import { existsSync, statSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { basename, isAbsolute, relative, resolve, sep } from 'node:path';
+import type { Command } from 'commander';
+import type { BuildOptions } from '../../client/types';
+import { openClient } from '../client';
+import type { CliContext } from '../context';
+import { ExitCode, UsageError } from '../errors';
+import { follow } from '../follow';
+import { cancelOnInterrupt } from '../cancel-on-interrupt';
+import { collect, parseBuildArgs } from '../parse';
+import type { Action } from '../program';
+import { createRenderer, jsonResult } from '../render';
+
+/** Flags of `rxbuild build`. */
+interface BuildFlags {
+  file?: string;
+  tag?: string;
+  buildArg: string[];
+  cacheKey?: string;
+  nydus: boolean;
+  metadataFile?: string;
+}
+
+/** Register `build` on `program`. */
+export function registerBuild(program: Command, run: (action: Action) => Promise<void>): void {
+  program
+    .command('build')
+    .description('build an image from a local context on the service, showing its logs live')
+    .argument('<context>', 'build context directory (honours its .dockerignore)')
+    .option('-f, --file <path>', 'Dockerfile, relative to the current directory or the context (default: <context>/Dockerfile)')
+    .option('-t, --tag <name:tag>', 'image name and tag (default: the context directory name, tag latest)')
+    .option('--build-arg <KEY=VALUE>', 'build argument (repeatable; a bare KEY takes its value from the environment)', collect, [])
+    .option('--cache-key <key>', 'cache key shared by related builds')
+    .option('--no-nydus', 'do not ask the builder for a nydus (lazy-pull) conversion')
+    .option('--metadata-file <path>', 'also write the result (buildId, imageRef, digest) as JSON to this file')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 built, 1 build failed, 2 usage or local input error, 130 cancelled with Ctrl+C.',
+    )
+    .action((context: string, flags: BuildFlags) => run((ctx) => buildCommand(ctx, context, flags)));
+}
+
+/**
+ * The Dockerfile path relative to the context, as the API wants it. `-f` is read like `docker build -f`:
+ * relative to the current directory; failing that, relative to the context. It must lie inside the context,
+ * since only the context is uploaded.
+ */
+export function resolveDockerfile(contextDir: string, file: string | undefined, cwd = process.cwd()): string {
+  if (file === undefined) return 'Dockerfile';
+  const fromCwd = resolve(cwd, file);
+  const candidate = existsSync(fromCwd) || isAbsolute(file) ? fromCwd : resolve(contextDir, file);
+  const rel = relative(contextDir, candidate);
+  if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
+    throw new UsageError(`the Dockerfile ${file} is not inside the build context ${contextDir}`);
+  }
+  return rel.split(sep).join('/');
+}
+
+/** `My App/` → `my-app`: a valid image name from a directory name. */
+export function defaultImageName(contextDir: string): string {
+  const name = basename(contextDir)
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, '-')
+    .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '');
+  return name || 'image';
+}
+
+async function buildCommand(ctx: CliContext, contextArg: string, flags: BuildFlags): Promise<number> {
+  const connection = ctx.connection();
+  const contextDir = resolve(contextArg);
+  // The library validates the context too; checking here first lets us read -f relative to it.
+  if (!existsSync(contextDir)) throw new UsageError(`build context ${contextArg} does not exist`);
+  if (!statSync(contextDir).isDirectory()) throw new UsageError(`build context ${contextArg} is not a directory`);
+  const options: BuildOptions = {
+    context: contextDir,
+    dockerfile: resolveDockerfile(contextDir, flags.file),
+    imageName: flags.tag ?? defaultImageName(contextDir),
+    buildArgs: parseBuildArgs(flags.buildArg, ctx.io.env),
+    nydus: flags.nydus,
+    ...(flags.cacheKey !== undefined ? { cacheKey: flags.cacheKey } : {}),
+  };
+
+  return openClient(ctx, async (client) => {
+    const renderer = createRenderer(ctx.mode, ctx.renderIo);
+    const following = follow(client.builds.build(options), renderer, { url: connection.url });
+    const interrupt = cancelOnInterrupt(client, following, renderer);
+    try {
+      const outcome = await Promise.race([following.outcome, interrupt.outcome]);
+      renderer.finish(outcome);
+      if (flags.metadataFile) await writeFile(flags.metadataFile, `${JSON.stringify(jsonResult(outcome), null, 2)}\n`);
+      if (interrupt.fired()) return outcome.kind === 'cancelled' ? ExitCode.interrupted : ExitCode.failed;
+      if (outcome.kind === 'succeeded') return ExitCode.ok;
+      if (outcome.kind === 'error' && outcome.code === 'invalid_input') return ExitCode.usage;
+      return ExitCode.failed;
+    } finally {
+      interrupt.release();
+    }
+  });
+}

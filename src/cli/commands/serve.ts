@@ -1,0 +1,114 @@
+/**
+ * `rxbuild serve`: run the local builder service in the foreground until SIGINT/SIGTERM.
+ *
+ * @packageDocumentation
+ */
+import { randomBytes } from 'node:crypto';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { DEFAULT_PORT } from '../config';
+import type { CliContext } from '../context';
+import { ExitCode, UsageError } from '../errors';
+import { parseNonNegativeInt, parsePositiveInt } from '../parse';
+
+/** Options of `rxbuild serve` (besides the global `--token`). */
+interface ServeFlags {
+  port: number;
+  host: string;
+  dataDir?: string;
+  registry?: string;
+  engine: 'buildah' | 'scripted';
+  maxConcurrent: number;
+}
+
+/** Where the service keeps its state when `--data-dir` is not given: `$XDG_DATA_HOME/rxbuild`. */
+export function defaultDataDir(env: NodeJS.ProcessEnv): string {
+  return join(env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'rxbuild');
+}
+
+/** Register `serve` on `program`; `run` receives each invocation. */
+export function registerServe(program: Command, run: (action: (ctx: CliContext) => Promise<number>) => Promise<void>): void {
+  program
+    .command('serve')
+    .description('run the local builder service (buildah + a local registry) until Ctrl+C')
+    .option('--port <port>', `port to listen on (0 picks a free one)`, parseNonNegativeInt('--port'), DEFAULT_PORT)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--data-dir <dir>', 'where builds, logs and images are kept (default: $XDG_DATA_HOME/rxbuild)')
+    .option('--registry <host:port>', 'push to this existing registry instead of starting one')
+    .option('--engine <engine>', 'buildah (real builds) or scripted (deterministic fake builds for tests)', parseEngine, 'buildah')
+    .option('--max-concurrent <n>', 'builds run at once; the rest wait in a queue', parsePositiveInt('--max-concurrent'), 2)
+    .addHelpText('after', '\nThe token clients must send is --token, else $RXBUILD_TOKEN, else a random one that is printed.')
+    .action((flags: ServeFlags) => run((ctx) => serveCommand(ctx, flags)));
+}
+
+function parseEngine(value: string): 'buildah' | 'scripted' {
+  if (value !== 'buildah' && value !== 'scripted') throw new UsageError(`--engine must be buildah or scripted, not "${value}"`);
+  return value;
+}
+
+async function serveCommand(ctx: CliContext, flags: ServeFlags): Promise<number> {
+  if (flags.registry !== undefined && !/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$/.test(flags.registry)) {
+    throw new UsageError(`--registry must be HOST:PORT, not "${flags.registry}"`);
+  }
+  const generated = !(ctx.flags.token ?? ctx.io.env.RXBUILD_TOKEN);
+  const token = ctx.flags.token ?? (ctx.io.env.RXBUILD_TOKEN || randomBytes(18).toString('base64url'));
+  const dataDir = resolve(flags.dataDir ?? defaultDataDir(ctx.io.env));
+
+  // Loaded here, not at the top: every other command starts without the server's code.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { serve } = require('../../server/serve') as typeof import('../../server/serve');
+
+  // Signals that arrive while starting up must stop the start-up, not kill the process halfway.
+  let stopRequested = false;
+  let wake: (() => void) | undefined;
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    if (signals === 1) {
+      stopRequested = true;
+      ctx.io.stderr.write(`rxbuild: ${signal}: stopping the service (again to force)\n`);
+      wake?.();
+    } else {
+      ctx.io.stderr.write('rxbuild: forced exit; running builds and the registry may be left behind\n');
+      process.exit(ExitCode.interrupted);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const service = await serve({
+      host: flags.host,
+      port: flags.port,
+      dataDir,
+      token,
+      registry: flags.registry,
+      maxConcurrent: flags.maxConcurrent,
+      engine: flags.engine,
+      // Start-up progress (e.g. building the base image on first run) goes to stderr.
+      log: (line) => ctx.io.stderr.write(`rxbuild: ${line}\n`),
+    });
+    if (!stopRequested) {
+      ctx.print(
+        { type: 'listening', url: service.url, registry: service.registry, dataDir, engine: flags.engine, ...(generated ? { token } : {}) },
+        [
+          `rxbuild service listening on ${service.url}`,
+          `  registry  ${service.registry}`,
+          `  data dir  ${dataDir}`,
+          `  engine    ${flags.engine}`,
+          ...(generated ? [`  token     ${token}`, `  export RXBUILD_URL=${service.url} RXBUILD_TOKEN=${token}`] : []),
+          'press Ctrl+C to stop',
+        ].join('\n'),
+      );
+      await new Promise<void>((resolveWait) => {
+        wake = resolveWait;
+      });
+    }
+    await service.close();
+    ctx.io.stderr.write('rxbuild: service stopped\n');
+    return ExitCode.ok;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env node
+/**
+ * Entry point of the `rxbuild` command (package.json `bin` → `dist/cli/main.js`).
+ *
+ * @packageDocumentation
+ */
+import { runCli } from './program';
+
+void runCli(process.argv, { stdout: process.stdout, stderr: process.stderr, env: process.env }).then((code) => {
+  // Exit explicitly: a finished command must not linger on a keep-alive socket or a timer. Writes to pipes
+  // and terminals are synchronous on Linux, but wait for stdout to drain anyway so nothing is cut.
+  process.stdout.write('', () => process.exit(code));
+});

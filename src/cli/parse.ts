@@ -1,0 +1,52 @@
+/**
+ * Argument parsers for the CLI's options; each failure is a {@link UsageError} (exit 2).
+ *
+ * @packageDocumentation
+ */
+import { UsageError } from './errors';
+
+/** Parser for an integer ≥ 0 (e.g. `--port`, where 0 means "pick a free one"). */
+export function parseNonNegativeInt(flag: string): (value: string) => number {
+  return (value) => {
+    if (!/^\d+$/.test(value)) throw new UsageError(`${flag} must be a whole number, not "${value}"`);
+    const n = Number(value);
+    if (flag === '--port' && n > 65535) throw new UsageError(`--port must be at most 65535, not ${n}`);
+    return n;
+  };
+}
+
+/** Parser for an integer ≥ 1. */
+export function parsePositiveInt(flag: string): (value: string) => number {
+  return (value) => {
+    if (!/^\d+$/.test(value) || Number(value) < 1) throw new UsageError(`${flag} must be a whole number ≥ 1, not "${value}"`);
+    return Number(value);
+  };
+}
+
+/** Collector for a repeatable option: `--x a --x b` → `['a', 'b']`. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/**
+ * `--build-arg K=V` values into an object. As with `docker build`, a bare `K` takes its value from the
+ * environment; an unset one is an error rather than a silent empty string.
+ */
+export function parseBuildArgs(values: string[], env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of values) {
+    const eq = item.indexOf('=');
+    const key = eq === -1 ? item : item.slice(0, eq);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
+      throw new UsageError(`--build-arg "${item}": expected KEY=VALUE with KEY made of letters, digits and _`);
+    }
+    if (eq === -1) {
+      const fromEnv = env[key];
+      if (fromEnv === undefined) throw new UsageError(`--build-arg ${key}: no "=" and ${key} is not set in the environment`);
+      out[key] = fromEnv;
+    } else {
+      out[key] = item.slice(eq + 1);
+    }
+  }
+  return out;
+}
