@@ -119,7 +119,8 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
       if (batch.length > 0) {
         if (sent + batch.length > limit) batch = batch.slice(0, limit - sent);
         const chunk = batch.map(encode).join('');
-        cursor = batch[batch.length - 1].seq;
+        // A limit of 0 (endLogWithoutControl.events = 0) slices the batch empty: the cursor stays.
+        if (batch.length > 0) cursor = batch[batch.length - 1].seq;
         sent += batch.length;
         if (sent >= limit) {
           if (sent >= (options.cutAfterEvents ?? Infinity)) {
