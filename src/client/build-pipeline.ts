@@ -95,6 +95,8 @@ function lifecycle<T extends BuildEvent>(
           })
         : undefined;
 
+    const deactivate = deps.teardowns.activate(() => subscriber.error(new ClientClosedError()));
+
     const sub = body(emit, state, abort.signal).subscribe({
       next: emit,
       error: (err) => subscriber.error(err),
@@ -108,6 +110,7 @@ function lifecycle<T extends BuildEvent>(
       sub.unsubscribe();
       state.startTeardown();
       unregister?.();
+      deactivate();
     };
   });
 }

@@ -42,7 +42,8 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 45_000;
 export interface RxbuildClient {
   readonly builds: BuildsApi;
   /**
-   * Wait for every pending teardown (DELETEs, temp files), then close the Agent if the client created it.
+   * End builds still running (they error with {@link ClientClosedError} and are cancelled remotely), wait for
+   * every pending teardown (DELETEs, temp files), then close the Agent if the client created it.
    * Rejects with a {@link TeardownError} when a teardown failed and no `onTeardownError` was given.
    * New builds fail with {@link ClientClosedError} from the moment `close()` is called.
    */
@@ -148,6 +149,8 @@ export function createClient(options: ClientOptions): RxbuildClient {
     internals: deps,
     async close() {
       closed = true;
+      // Builds still running end now (ClientClosedError), so their DELETEs are among what we wait for.
+      teardowns.endActive();
       try {
         await teardowns.settle();
       } finally {

@@ -84,6 +84,7 @@ export class Teardowns {
   private readonly deletes = new Map<string, Promise<void>>();
   private readonly pending = new Set<Promise<unknown>>();
   private readonly unreported: TeardownError[] = [];
+  private readonly active = new Set<() => void>();
 
   constructor(
     private readonly http: HttpContext,
@@ -112,6 +113,17 @@ export class Teardowns {
       this.track(p);
     }
     return p;
+  }
+
+  /** Record a running subscription; `end` errors it (its teardown then runs). Returns the unregister function. */
+  activate(end: () => void): () => void {
+    this.active.add(end);
+    return () => this.active.delete(end);
+  }
+
+  /** End every running subscription (client closing): their teardowns start before the Agent goes. */
+  endActive(): void {
+    for (const end of [...this.active]) end();
   }
 
   /** Keep `p` (which must not reject, or whose rejection does not matter) until it settles. */
