@@ -26,6 +26,7 @@ import { ScriptedEngine } from './engines/scripted';
 import { parseLastEventId, streamLogs } from './sse';
 import { drainRequest, receiveSubmission } from './upload';
 import { createHash } from 'node:crypto';
+import { SnapshotApi, builtImagesResolver, type SnapshotServerOptions } from './snapshots';
 
 export type { Engine, EngineJob, EngineResult, EngineSink } from './engine';
 export { ScriptedEngine, SCRIPT_ARGS, parseScript, type Script } from './engines/scripted';
@@ -46,6 +47,14 @@ export { createLineSplitter } from './line-splitter';
 export { namespaceForToken } from './auth';
 export { parseImageName, type ImageName } from './image-name';
 export { INTERRUPTED } from './build-service';
+export {
+  builtImagesResolver,
+  registryImageResolver,
+  ImageLookupError,
+  type ImageResolver,
+  type SnapshotFaults,
+  type SnapshotServerOptions,
+} from './snapshots';
 
 /** Default upload cap: 4 GiB of compressed context. */
 export const DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024 ** 3;
@@ -74,6 +83,8 @@ export interface StartServerOptions {
   /** SSE heartbeat period (default {@link HEARTBEAT_INTERVAL_MS}). */
   heartbeatMs?: number;
   limits?: { maxUploadBytes?: number; maxUnpackedBytes?: number; maxEntries?: number };
+  /** The `/snapshots` endpoints: image-existence resolver (default: this server's successful builds), faults. */
+  snapshots?: SnapshotServerOptions;
 }
 
 /** Fault injection, per server instance; {@link RunningServer.setFaults} replaces them and resets the counters. */
@@ -167,6 +178,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   };
   const service = await BuildService.open({ dataDir, engine, maxConcurrent: options.maxConcurrent ?? 2 });
   let faults = new FaultState(options.faults ?? {});
+  const snapshots = await SnapshotApi.open({
+    dataDir,
+    namespace,
+    images: options.snapshots?.images ?? builtImagesResolver(() => service.list().map((b) => b.record)),
+    faults: options.snapshots?.faults,
+  }).catch(async (err: unknown) => {
+    await service.close();
+    throw err;
+  });
 
   const requests: RecordedRequest[] = [];
   let requestWaiters: Array<{ pred: (r: RecordedRequest) => boolean; resolve: (r: RecordedRequest) => void }> = [];
@@ -274,6 +294,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const url = new URL(req.url ?? '/', 'http://localhost');
     const parts = url.pathname.split('/').filter(Boolean);
     const method = req.method ?? 'GET';
+    if (parts[0] === 'snapshots') {
+      authenticate(req, options.token);
+      return snapshots.handle(req, res, url);
+    }
     if (parts[0] !== 'builds' || parts.length > 3 || (parts.length === 3 && parts[2] !== 'logs')) {
       throw new HttpError(404, 'not_found', `No route ${method} ${url.pathname}.`);
     }
@@ -347,6 +371,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         server.close();
         // Builds end first, so attached log streams get their control event before the sockets go.
         await service.close();
+        await snapshots.close();
         const deadline = Date.now() + 2000;
         while (streams.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
         for (const s of sockets) s.destroy();
