@@ -2,7 +2,7 @@
  * DELETE semantics and the queue: cancel running and queued builds, 409 for finished ones, 404 for unknown
  * ones, real child processes killed, queue positions with maxConcurrent.
  */
-import { listGroupMembers, startServer, type RunningServer } from '../src/server';
+import { listGroupMembers, startServer, type Engine, type RunningServer } from '../src/server';
 import { api, controlOf, logLines, readSse, submitOk, TOKEN } from './server-helpers';
 
 let server: RunningServer;
@@ -148,4 +148,23 @@ it('close() ends running and queued builds as interrupted and ends attached stre
   expect(r2).toMatchObject({ status: 'failed', error: 'interrupted' });
   expect(controlOf(await attached)).toEqual({ error: 'interrupted' });
   expect(listGroupMembers(pid)).toEqual([]);
+});
+
+it('a build whose engine ignores the cancel is still marked cancelled and frees its slot (watchdog)', async () => {
+  // An engine that breaks the contract: it never settles, whatever the signal says.
+  const stubborn: Engine = { name: 'stubborn', run: () => new Promise(() => undefined) };
+  const s = await startServer({ token: TOKEN, engine: stubborn, maxConcurrent: 1, engineStopTimeoutMs: 100 });
+  try {
+    const id = await submitOk(s.url);
+    await s.waitForBuild(id, (st) => st === 'running');
+    const next = await submitOk(s.url);
+    const del = await api(s.url, 'DELETE', `/builds/${id}`);
+    expect(del.status).toBe(200);
+    expect(del.body.status).toBe('cancelled');
+    // The slot is free again: the next build starts.
+    await s.waitForBuild(next, (st) => st === 'running');
+    expect((await api(s.url, 'DELETE', `/builds/${next}`)).body.status).toBe('cancelled');
+  } finally {
+    await s.close();
+  }
 });

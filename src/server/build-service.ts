@@ -25,6 +25,30 @@ export const INTERRUPTED = 'interrupted';
 /** How long `DELETE` waits for a running build to stop before answering 202. */
 const CANCEL_WAIT_MS = 2000;
 
+/**
+ * After an abort, how long an engine may take to settle before the service gives up on it, so that a
+ * misbehaving engine can never keep a build "running" (and its slot taken) forever. The contract asks for 1 s.
+ */
+export const ENGINE_STOP_WATCHDOG_MS = 10_000;
+
+/** `run`, or a rejection once `signal` has been aborted for {@link ENGINE_STOP_WATCHDOG_MS} without `run` settling. */
+function withAbortWatchdog<T>(run: Promise<T>, signal: AbortSignal, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const watchdog = new Promise<never>((_, reject) => {
+    onAbort = () => {
+      timer = setTimeout(() => reject(new Error('the engine did not stop after cancellation')), timeoutMs);
+      timer.unref();
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([run, watchdog]).finally(() => {
+    clearTimeout(timer);
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+  });
+}
+
 /** A build as stored in `build.json`: the wire record plus what the service needs to run and recover it. */
 export interface StoredBuild {
   version: 1;
@@ -73,6 +97,8 @@ export interface BuildServiceOptions {
   dataDir: string;
   engine: Engine;
   maxConcurrent: number;
+  /** See {@link ENGINE_STOP_WATCHDOG_MS} (the default). */
+  engineStopTimeoutMs?: number;
 }
 
 /** A control event for the end of a build's log stream, from its final record. */
@@ -410,7 +436,11 @@ export class BuildService {
     run.done = (async () => {
       try {
         await fsp.mkdir(job.workDir, { recursive: true });
-        const result = await this.options.engine.run(job, sink, controller.signal);
+        const result = await withAbortWatchdog(
+          this.options.engine.run(job, sink, controller.signal),
+          controller.signal,
+          this.options.engineStopTimeoutMs ?? ENGINE_STOP_WATCHDOG_MS,
+        );
         finished = true;
         record.image_ref = result.imageRef;
         record.digest = result.digest;

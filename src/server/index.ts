@@ -85,6 +85,11 @@ export interface StartServerOptions {
   limits?: { maxUploadBytes?: number; maxUnpackedBytes?: number; maxEntries?: number };
   /** The `/snapshots` endpoints: image-existence resolver (default: this server's successful builds), faults. */
   snapshots?: SnapshotServerOptions;
+  /**
+   * After a cancel, how long the engine may take to stop before the build is marked cancelled anyway and its
+   * slot freed (default 10 s; the engine contract asks for 1 s).
+   */
+  engineStopTimeoutMs?: number;
 }
 
 /** Fault injection, per server instance; {@link RunningServer.setFaults} replaces them and resets the counters. */
@@ -176,7 +181,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     maxUnpackedBytes: options.limits?.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES,
     maxEntries: options.limits?.maxEntries ?? DEFAULT_MAX_ENTRIES,
   };
-  const service = await BuildService.open({ dataDir, engine, maxConcurrent: options.maxConcurrent ?? 2 });
+  const service = await BuildService.open({
+    dataDir,
+    engine,
+    maxConcurrent: options.maxConcurrent ?? 2,
+    engineStopTimeoutMs: options.engineStopTimeoutMs,
+  });
   let faults = new FaultState(options.faults ?? {});
   const snapshots = await SnapshotApi.open({
     dataDir,
@@ -336,7 +346,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       if (!(err instanceof HttpError)) console.error('rxbuild server: unexpected error', err);
       // A body the handler never read would otherwise sit unread on a keep-alive connection.
       if (!req.readableEnded && !req.readableFlowing) drainRequest(req);
-      sendError(res, err);
+      // A response already under way (an SSE stream) cannot turn into an error answer: break it instead, so the
+      // client sees a transport error rather than a stream that never ends.
+      if (res.headersSent) res.destroy();
+      else sendError(res, err);
     });
   });
   // Uploads of large contexts may take long; the heartbeat keeps log streams alive.

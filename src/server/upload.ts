@@ -98,13 +98,19 @@ export function receiveSubmission(
     }
 
     let failed = false;
+    let fileStream: NodeJS.ReadableStream & { destroy(): void } | null = null;
     const fail = (err: unknown): void => {
       if (failed) return;
       failed = true;
       req.unpipe(bb);
       bb.removeAllListeners('close');
       drainRequest(req);
-      reject(err);
+      // Stop the unpacking and let it settle before answering, so the caller can remove the staging dir
+      // knowing nothing writes into it any more.
+      fileStream?.destroy();
+      void Promise.resolve(extraction)
+        .catch(() => undefined)
+        .then(() => reject(err));
     };
 
     const seen = new Set<string>();
@@ -166,6 +172,7 @@ export function receiveSubmission(
       }
       const tooLarge = (): HttpError =>
         new HttpError(413, 'payload_too_large', `The context upload exceeds the limit of ${limits.maxUploadBytes} bytes.`);
+      fileStream = stream;
       stream.on('limit', () => fail(tooLarge()));
       extraction = extractContext(stream, stagingDir, limits).catch((err: unknown) => {
         stream.resume();
