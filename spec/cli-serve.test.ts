@@ -1,0 +1,56 @@
+/**
+ * `rxbuild serve`: prints its URL once it accepts requests, serves the API (the CLI builds against it), and
+ * stops cleanly on SIGINT and SIGTERM. The scripted engine keeps this independent of buildah.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cliEnv, FIXTURE_CONTEXT, jsonLines, runCli, startCli } from './cli-helpers';
+
+let dataDir: string;
+beforeEach(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'rxbuild-cli-serve-'));
+});
+afterEach(() => rm(dataDir, { recursive: true, force: true }));
+
+const URL_LINE = /^rxbuild service listening on (http:\/\/127\.0\.0\.1:(\d+))$/;
+
+it.each(['SIGINT', 'SIGTERM'] as const)('prints its URL, answers the API and a CLI build, stops on %s', async (signal) => {
+  const token = `serve-token-${signal}`;
+  const service = startCli(['serve', '--port', '0', '--engine', 'scripted', '--data-dir', dataDir, '--token', token], cliEnv());
+  const line = await service.waitForLine('stdout', (l) => URL_LINE.test(l));
+  const url = URL_LINE.exec(line)![1];
+  expect(Number(URL_LINE.exec(line)![2])).toBeGreaterThan(0);
+
+  // It accepts requests as soon as the line is out.
+  const res = await fetch(`${url}/builds`, { headers: { authorization: `Bearer ${token}` } });
+  expect(res.status).toBe(200);
+  await res.arrayBuffer();
+  const unauthorised = await fetch(`${url}/builds`);
+  expect(unauthorised.status).toBe(401);
+  await unauthorised.arrayBuffer();
+
+  const build = await runCli(['build', FIXTURE_CONTEXT, '--json', '--build-arg', 'SCRIPT_LINES=2'], cliEnv({ RXBUILD_URL: url, RXBUILD_TOKEN: token }));
+  expect(build.code).toBe(0);
+  expect(jsonLines(build.stdout).at(-1)).toMatchObject({ type: 'result', ok: true, status: 'succeeded' });
+
+  service.signalGroup(signal);
+  const exit = await service.exited;
+  expect(exit.code).toBe(0);
+  expect(exit.stderr).toContain('rxbuild: service stopped');
+  // Stopped means stopped: nothing answers any more.
+  await expect(fetch(`${url}/builds`)).rejects.toThrow();
+});
+
+it('--json prints one listening object; without --token it generates one and prints it', async () => {
+  const service = startCli(['serve', '--port', '0', '--engine', 'scripted', '--data-dir', dataDir, '--json'], cliEnv());
+  const line = await service.waitForLine('stdout', (l) => l.startsWith('{'));
+  const listening = JSON.parse(line) as { type: string; url: string; token: string; dataDir: string; engine: string };
+  expect(listening).toMatchObject({ type: 'listening', url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), dataDir, engine: 'scripted' });
+  expect(listening.token.length).toBeGreaterThanOrEqual(16);
+  const res = await fetch(`${listening.url}/builds`, { headers: { authorization: `Bearer ${listening.token}` } });
+  expect(res.status).toBe(200);
+  await res.arrayBuffer();
+  service.signalGroup('SIGTERM');
+  expect((await service.exited).code).toBe(0);
+});
