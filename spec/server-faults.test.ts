@@ -87,6 +87,18 @@ it('endLogWithoutControl: ends where the control event would be when the build h
   expect(controlOf(a)).toBeNull();
 });
 
+it('endLogWithoutControl with 0 events: empty responses, then a normal one', async () => {
+  const id = await submitOk(server.url, { buildArgs: { SCRIPT_LINES: '0', SCRIPT_OUTCOME: 'hang' } });
+  server.setFaults({ endLogWithoutControl: { events: 0, times: 2 } });
+  for (let i = 0; i < 2; i++) {
+    const r = await readSse(`${server.url}/builds/${id}/logs`);
+    expect({ status: r.status, ending: r.ending, events: r.events }).toEqual({ status: 200, ending: 'end', events: [] });
+  }
+  const live = readSse(`${server.url}/builds/${id}/logs`);
+  expect((await api(server.url, 'DELETE', `/builds/${id}`)).status).toBe(200);
+  expect(controlOf(await live)).toEqual({ error: 'build cancelled' });
+});
+
 it('materialiseAfterMs: the build and its logs are 404 until it materialises', async () => {
   server.setFaults({ materialiseAfterMs: 300 });
   const id = await submitOk(server.url);

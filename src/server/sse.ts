@@ -102,6 +102,12 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
     });
 
   try {
+    if (limit === 0) {
+      // A fault with zero events: an empty response, ended or broken at once.
+      if ((options.cutAfterEvents ?? Infinity) === 0) res.socket?.destroy();
+      else res.end();
+      return;
+    }
     while (!closed) {
       let batch = journal.memorySince(cursor, BATCH);
       if (batch === null) {
