@@ -207,6 +207,26 @@ it('upload over maxUploadBytes → 413, detected while streaming (no Content-Len
   }
 });
 
+it('a client that disconnects mid-upload leaves nothing behind and the server carries on', async () => {
+  const boundary = 'b0und';
+  const context = await makeTarGz([{ name: 'Dockerfile', content: 'FROM scratch\n' }, { name: 'data', content: randomBytes(512 * 1024) }]);
+  const req = request(`${server.url}/builds`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' },
+  });
+  req.on('error', () => undefined);
+  req.write(`--${boundary}\r\nContent-Disposition: form-data; name="context"; filename="c.tar.gz"\r\n\r\n`);
+  req.write(context.subarray(0, context.length / 2));
+  // The server has started on it (staging dir created) before the client goes away.
+  const staging = path.join(dataDir, 'staging');
+  while ((await fsp.readdir(staging)).length === 0) await new Promise((r) => setImmediate(r));
+  req.destroy();
+  // Cleaned up once the server noticed (bounded by the test timeout, no fixed sleep).
+  while ((await fsp.readdir(staging)).length > 0) await new Promise((r) => setTimeout(r, 10));
+  expect((await submit(server.url)).status).toBe(201);
+  buildsBefore++; // the follow-up submit is meant to create a build
+});
+
 it('declared Content-Length over the limit → 413 at once', async () => {
   const status = await new Promise<number>((resolve, reject) => {
     const req = request(`${server.url}/builds`, {
