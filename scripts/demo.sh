@@ -41,7 +41,8 @@ trap 'exit 130' INT TERM
 export RXBUILD_TOKEN="demo-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 say "starting rxbuild serve (data dir $work/data)"
 mkfifo "$work/serve.out"
-rxbuild serve --port 0 --data-dir "$work/data" --json >"$work/serve.out" 2>"$work/serve.err" &
+# Started directly (not through the rxbuild function) so that $! is the service itself and gets the SIGINT.
+node dist/cli/main.js serve --port 0 --data-dir "$work/data" --json >"$work/serve.out" 2>"$work/serve.err" &
 serve_pid=$!
 # The first line on stdout is {"type":"listening","url":…}, printed once the service accepts requests.
 exec 3<"$work/serve.out"
@@ -61,7 +62,7 @@ image_ref="$(node -e 'process.stdout.write(require(process.argv[1]).imageRef)' "
 
 # 5. Register a snapshot of the image, when this checkout has the snapshot commands.
 snapshot_id=""
-if rxbuild snapshot --help >/dev/null 2>&1; then
+if rxbuild --help | grep -E '^ +snapshot\b' >/dev/null; then
   say "rxbuild snapshot create --image $image_ref"
   rxbuild snapshot create --image "$image_ref" --alias hello-demo --metadata-file "$work/snapshot.json"
   snapshot_id="$(node -e 'process.stdout.write(require(process.argv[1]).snapshotId)' "$work/snapshot.json")"
