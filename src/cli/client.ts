@@ -31,8 +31,7 @@ export async function openClient<T>(ctx: CliContext, fn: (client: CliClient) => 
   let closing: Promise<void> | undefined;
   let abandon = false;
   const client: CliClient = {
-    builds: lib.builds,
-    internals: lib.internals,
+    ...lib,
     url,
     teardownFailures,
     close: () => (closing ??= lib.close()),
@@ -40,6 +39,7 @@ export async function openClient<T>(ctx: CliContext, fn: (client: CliClient) => 
       abandon = true;
     },
   };
+
   let result: T;
   try {
     result = await fn(client);

@@ -19,6 +19,7 @@ import { createHttpContext, type HttpContext } from './http';
 import type { RetryTuning } from './retry-policy';
 import { interruptRegistry } from './sigint';
 import { DEFAULT_TEARDOWN, Teardowns, deleteBuild, type TeardownTuning } from './teardown';
+import { createSnapshotsApi, type SnapshotsApi } from './snapshots';
 import type { BuildEvent, BuildOptions, BuildResult, BuildsApi, BuildStatusEvent, ClientOptions } from './types';
 
 export * from './errors';
@@ -30,6 +31,7 @@ export { interruptRegistry, onInterrupt, InterruptRegistry, type InterruptEvents
 export { isRetryableLogError, isRetryableSubmitError, computeRetryDelay, type RetryTuning } from './retry-policy';
 export { validateBuild, imageNameProblem, type ValidatedBuild } from './validate';
 export { getBuild, toBuildInfo } from './follow-build';
+export * from './snapshots';
 
 /** Defaults of the log-stream retry: the reference's 5 retries and 1 s delay (plus jitter), 30 s cap. */
 export const DEFAULT_LOG_RETRY: RetryTuning = { count: 5, delayMs: 1000, maxDelayMs: 30_000, backoff: 'fixed' };
@@ -41,6 +43,8 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 45_000;
 /** A client: `builds`, and `close()`. Other APIs (e.g. snapshots) build on {@link RxbuildClient.internals}. */
 export interface RxbuildClient {
   readonly builds: BuildsApi;
+  /** Snapshots: build an image or context and register it, read, alias, list and retire (docs/snapshots.md). */
+  readonly snapshots: SnapshotsApi;
   /**
    * End builds still running (they error with {@link ClientClosedError} and are cancelled remotely), wait for
    * every pending teardown (DELETEs, temp files), then close the Agent if the client created it.
@@ -146,6 +150,7 @@ export function createClient(options: ClientOptions): RxbuildClient {
 
   return {
     builds,
+    snapshots: createSnapshotsApi(deps),
     internals: deps,
     async close() {
       closed = true;

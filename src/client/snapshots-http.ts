@@ -1,0 +1,160 @@
+/**
+ * The snapshot requests, and the retry rule that keeps registration from ever registering twice.
+ *
+ * Registering is not idempotent on a reference server, so a registration request (`POST /snapshots`, and the
+ * alias that follows it) is retried only when the service cannot have acted on it:
+ * - a connection failure before any response arrived (refused, reset, closed) — also sent with an
+ *   `Idempotency-Key`, which our service honours, so even a reset after the service committed is answered with
+ *   the same snapshot;
+ * - `408`, `429` or `503` that carries `Retry-After` (the service said "not now, try then").
+ * Never after a response started, after a header timeout (the service may be committing slowly), or on any
+ * other status. Reads (`GET`) and retire (idempotent) retry like a submit: transport, 408, 429, 5xx.
+ *
+ * @packageDocumentation
+ */
+import { request, type Dispatcher } from 'undici';
+import type { SnapshotPageWire, SnapshotWire } from '../shared/snapshot-wire';
+import { HttpError, ProtocolError, TransportError, toTransportError } from './errors';
+import { authHeader, endpoint, httpErrorFrom, readErrorBody, type HttpContext } from './http';
+import { computeRetryDelay, isRetryableSubmitError, type RetryTuning } from './retry-policy';
+import type { SnapshotInfo, SnapshotPage } from './snapshots-types';
+
+/** The service answered `422 image_not_found`: the image to register does not exist in its registry. */
+export class ImageNotFoundError extends HttpError {
+  constructor(from: HttpError) {
+    super(from.status, from.message, { body: from.body, serverCode: from.serverCode, retryAfterMs: from.retryAfterMs, cause: from.cause });
+  }
+}
+
+/** Transport failures that mean the request never reached a service able to answer it. */
+const BEFORE_RESPONSE_REASONS: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ECONNABORTED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'connect',
+]);
+
+/** Statuses with which a service says it did not take a registration, when it also sends `Retry-After`. */
+const REGISTRATION_RETRY_STATUSES: ReadonlySet<number> = new Set([408, 429, 503]);
+
+/**
+ * True when a non-idempotent request that failed with `err` may be sent again. `responded`: response headers
+ * had arrived when it failed.
+ */
+export function isSafeRegistrationRetry(err: unknown, responded: boolean): boolean {
+  if (err instanceof TransportError) return !responded && BEFORE_RESPONSE_REASONS.has(err.reason);
+  return err instanceof HttpError && REGISTRATION_RETRY_STATUSES.has(err.status) && err.retryAfterMs !== undefined;
+}
+
+/** Options of {@link snapshotRequest}. */
+export interface SnapshotRequest {
+  method: 'GET' | 'POST';
+  path: string;
+  /** Sent as JSON. */
+  body?: unknown;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  /** `registration`: the narrow rule above; `idempotent`: transport, 408, 429, 5xx. */
+  retry: 'registration' | 'idempotent';
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('aborted', 'AbortError');
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortReason(signal));
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(abortReason(signal!));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+async function attempt<T>(http: HttpContext, req: SnapshotRequest, what: string, onResponse: () => void): Promise<T> {
+  let res: Dispatcher.ResponseData;
+  const headers: Record<string, string> = { authorization: authHeader(http), accept: 'application/json', ...req.headers };
+  if (req.body !== undefined) headers['content-type'] = 'application/json';
+  try {
+    res = await request(endpoint(http, req.path), {
+      method: req.method,
+      dispatcher: http.dispatcher,
+      signal: req.signal,
+      headers,
+      body: req.body === undefined ? null : JSON.stringify(req.body),
+    });
+  } catch (err) {
+    throw toTransportError(err) ?? err;
+  }
+  onResponse();
+  if (res.statusCode < 200 || res.statusCode >= 300) {
+    const text = await readErrorBody(res.body);
+    const err = httpErrorFrom(res.statusCode, text, res.headers['retry-after'], what);
+    throw err.status === 422 && err.serverCode === 'image_not_found' ? new ImageNotFoundError(err) : err;
+  }
+  let text: string;
+  try {
+    text = await res.body.text();
+  } catch (err) {
+    throw toTransportError(err) ?? err;
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    throw new ProtocolError(`${what}: answer is not JSON`, { cause: err });
+  }
+}
+
+/** One snapshot request with its retry rule (`tuning`: how many retries and how long between them). */
+export async function snapshotRequest<T>(http: HttpContext, req: SnapshotRequest, tuning: RetryTuning): Promise<T> {
+  const what = `${req.method} /${req.path}`;
+  for (let n = 0; ; n++) {
+    let responded = false;
+    try {
+      return await attempt<T>(http, req, what, () => (responded = true));
+    } catch (err) {
+      if (req.signal?.aborted) throw abortReason(req.signal);
+      const retryable = req.retry === 'registration' ? isSafeRegistrationRetry(err, responded) : isRetryableSubmitError(err);
+      if (!retryable || n >= tuning.count) throw err;
+      await sleep(computeRetryDelay(err, n + 1, { ...tuning, backoff: 'exponential' }), req.signal);
+    }
+  }
+}
+
+/** The client's view of a snapshot record. */
+export function toSnapshotInfo(w: SnapshotWire): SnapshotInfo {
+  if (!w || typeof w !== 'object' || typeof w.snapshot_id !== 'string') throw new ProtocolError('snapshot answer has no snapshot_id');
+  return {
+    snapshotId: w.snapshot_id,
+    imageRef: w.image_ref,
+    digest: w.digest,
+    architecture: w.architecture,
+    tags: { ...(w.tags ?? {}) },
+    aliases: [...(w.aliases ?? [])],
+    status: w.status,
+    ttl: w.ttl ?? null,
+    createdAt: w.created_at,
+    expiresAt: w.expires_at ?? null,
+    retiredAt: w.retired_at ?? null,
+  };
+}
+
+/** The client's view of a page. */
+export function toSnapshotPage(w: SnapshotPageWire): SnapshotPage {
+  if (!w || !Array.isArray(w.items)) throw new ProtocolError('snapshot list answer has no items');
+  return { items: w.items.map(toSnapshotInfo), nextCursor: typeof w.next_cursor === 'string' && w.next_cursor !== '' ? w.next_cursor : null };
+}
