@@ -7,6 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { registerBuild } from './commands/build';
 import { registerBuilds } from './commands/builds';
 import { registerServe } from './commands/serve';
+import { registerSnapshot } from './commands/snapshot';
 import { DEFAULT_URL } from './config';
 import { CliContext, type CliIo, type GlobalFlags } from './context';
 import { debugDetails, describeError, ExitCode } from './errors';
@@ -50,6 +51,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
 
   registerBuild(program, run);
   registerBuilds(program, run);
+  registerSnapshot(program, run);
   registerServe(program, run);
   // Commander's exitOverride applies to subcommands only when set on each of them.
   for (const cmd of allCommands(program)) cmd.exitOverride().configureOutput(program.configureOutput());

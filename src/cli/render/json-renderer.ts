@@ -16,6 +16,7 @@ export interface JsonResult {
   imageRef?: string;
   digest?: string;
   snapshotId?: string;
+  alias?: string | null;
   error?: { code: string; message: string };
 }
 
@@ -23,8 +24,16 @@ export interface JsonResult {
 export function jsonResult(outcome: BuildOutcome): JsonResult {
   switch (outcome.kind) {
     case 'succeeded': {
-      const { buildId, imageRef, digest, snapshotId } = outcome;
-      return { type: 'result', ok: true, status: 'succeeded', buildId, imageRef, digest, ...(snapshotId ? { snapshotId } : {}) };
+      const { buildId, imageRef, digest, snapshotId, alias } = outcome;
+      return {
+        type: 'result',
+        ok: true,
+        status: 'succeeded',
+        buildId,
+        imageRef,
+        digest,
+        ...(snapshotId ? { snapshotId, alias: alias ?? null } : {}),
+      };
     }
     case 'detached':
       return { type: 'result', ok: true, status: 'detached', buildId: outcome.buildId };
@@ -58,6 +67,10 @@ export class JsonRenderer implements Renderer {
 
   notice(text: string): void {
     this.io.stderr.write(`${text}\n`);
+  }
+
+  info(): void {
+    // The events themselves say it, on stdout.
   }
 
   finish(outcome: BuildOutcome): void {

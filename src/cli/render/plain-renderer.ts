@@ -48,6 +48,10 @@ export class PlainRenderer implements Renderer {
     this.io.stderr.write(`rxbuild: ${text}\n`);
   }
 
+  info(text: string): void {
+    this.io.stderr.write(this.c.dim(`rxbuild: ${text}\n`));
+  }
+
   finish(outcome: BuildOutcome): void {
     const took = formatDuration(this.now() - this.started);
     switch (outcome.kind) {
@@ -55,6 +59,7 @@ export class PlainRenderer implements Renderer {
         this.io.stdout.write(
           `succeeded: build ${outcome.buildId} → ${outcome.imageRef} ${outcome.digest}` +
             (outcome.snapshotId ? ` snapshot ${outcome.snapshotId}` : '') +
+            (outcome.alias ? ` alias ${outcome.alias}` : '') +
             ` (${took})\n`,
         );
         break;

@@ -11,7 +11,15 @@ import type { BuildEvent } from '../../client/types';
 
 /** How a build (or a watch of one) ended, as far as the CLI is concerned. */
 export type BuildOutcome =
-  | { kind: 'succeeded'; buildId: string; imageRef: string; digest: string; snapshotId?: string }
+  | {
+      kind: 'succeeded';
+      buildId: string;
+      imageRef: string;
+      digest: string;
+      /** Snapshot commands: the registered snapshot and the alias it got. */
+      snapshotId?: string;
+      alias?: string | null;
+    }
   | { kind: 'failed'; buildId?: string; message: string; code: string }
   | { kind: 'cancelled'; buildId?: string; message: string }
   | { kind: 'detached'; buildId: string }
@@ -23,6 +31,8 @@ export interface Renderer {
   event(event: BuildEvent): void;
   /** A message from the CLI itself (e.g. "cancelling build …"), shown without disturbing the live view. */
   notice(text: string): void;
+  /** Progress of a multi-step command (e.g. "registering …"); shown dim, and not at all with `--json`. */
+  info(text: string): void;
   /** The build is over: print the summary (or the one error message). Called once; stops any timers. */
   finish(outcome: BuildOutcome): void;
 }

@@ -92,6 +92,11 @@ export class TtyRenderer implements Renderer {
     this.flush();
   }
 
+  info(text: string): void {
+    if (this.finished) return;
+    this.enqueue(this.c.dim(text));
+  }
+
   finish(outcome: BuildOutcome): void {
     if (this.finished) return;
     this.flush();
@@ -107,6 +112,7 @@ export class TtyRenderer implements Renderer {
         out.write(`  ${c.dim('digest')}   ${outcome.digest}\n`);
         out.write(`  ${c.dim('build')}    ${outcome.buildId}\n`);
         if (outcome.snapshotId) out.write(`  ${c.dim('snapshot')} ${outcome.snapshotId}\n`);
+        if (outcome.alias) out.write(`  ${c.dim('alias')}    ${outcome.alias}\n`);
         break;
       case 'detached':
         out.write(`${c.dim('⏏')} detached from build ${outcome.buildId}; it keeps running on the server\n`);
