@@ -19,9 +19,10 @@ export interface ImageResolver {
   /**
    * The manifest digest (`sha256:…`) `ref` points to, or `null` when the image does not exist. `ref` is a
    * valid reference (already parsed by the caller); `name@digest` asks whether that digest exists. Throw
-   * {@link ImageLookupError} (or any error) when the registry cannot be asked.
+   * {@link ImageLookupError} (or any error) when the registry cannot be asked. `signal` aborts when the client
+   * that asked went away (the answer is then ignored).
    */
-  manifestDigest(ref: string): Promise<string | null>;
+  manifestDigest(ref: string, options?: { signal?: AbortSignal }): Promise<string | null>;
 }
 
 /** The registry could not be asked about an image; `unsupported`: this service cannot ask that registry at all. */

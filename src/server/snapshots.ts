@@ -176,9 +176,9 @@ export class SnapshotApi {
       throw new HttpError(fault.status, 'injected_fault', `Injected fault: status ${fault.status}.`, fault.retryAfter ? { 'retry-after': fault.retryAfter } : {});
     }
     // A client that gives up before the snapshot is committed must not get one registered behind its back.
-    let gone = false;
+    const gone = new AbortController();
     res.once('close', () => {
-      if (!res.writableEnded) gone = true;
+      if (!res.writableEnded) gone.abort();
     });
     const idemKey = this.idempotencyKeyHash(req);
     const body = await readJsonBody(req);
@@ -202,7 +202,7 @@ export class SnapshotApi {
     const image = body.image as string;
     let digest: string | null;
     try {
-      digest = await this.images.manifestDigest(image);
+      digest = await this.images.manifestDigest(image, { signal: gone.signal });
     } catch (err) {
       if (err instanceof ImageLookupError && err.kind === 'unsupported') {
         throw new HttpError(422, 'registry_not_supported', `${err.message}.`);
@@ -216,7 +216,7 @@ export class SnapshotApi {
         `Image ${image} does not exist in registry ${ref.domain ?? 'docker.io'}; build or push it first.`,
       );
     }
-    if (gone) return;
+    if (gone.signal.aborted) return;
     const { snapshot, reused } = await this.store.create({
       imageRef: referenceWithoutDigest(ref),
       digest,
