@@ -96,7 +96,7 @@ describe('rxbuild builds get / cancel', () => {
   it('get of an unknown build exits 1 with the server message', async () => {
     const r = await runCli(['builds', 'get', 'b_nope'], env);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error: .*404.*b_nope/);
+    expect(r.stderr).toBe('error: No build "b_nope". (HTTP 404)');
     expect(r.stderr).not.toMatch(STACK_FRAME);
   });
 

@@ -126,6 +126,6 @@ describe('usage errors exit 2', () => {
   it('an unknown snapshot is a clear 404 (exit 1)', async () => {
     const r = await runCli(['snapshot', 'get', '@no-such-alias'], env);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error: .*404/);
+    expect(r.stderr).toBe('error: No snapshot holds the alias "no-such-alias". (HTTP 404)');
   });
 });

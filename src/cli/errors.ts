@@ -87,7 +87,7 @@ function causeChain(err: unknown): unknown[] {
   return out;
 }
 
-function field<T>(e: unknown, key: string, kind: 'string' | 'number'): T | undefined {
+function field<T>(e: unknown, key: string, kind: 'string' | 'number' | 'object'): T | undefined {
   if (e && typeof e === 'object' && key in e) {
     const v = (e as Record<string, unknown>)[key];
     if (typeof v === kind) return v as T;
@@ -129,6 +129,12 @@ export function describeError(err: unknown, ctx: ErrorContext = {}): DescribedEr
     return { message: `the token is not allowed to do this (403): ${messageOf(err)}`, exitCode: 1, code, buildId };
   }
   if (LOCAL_INPUT_CODES.has(code)) return { message: messageOf(err), exitCode: 2, code, buildId };
+
+  // An HTTP error with the server's own sentence: say that, not the request line the client prefixed it with.
+  const body = field<unknown>(err, 'body', 'object') as { error?: { message?: unknown } } | undefined;
+  if (status !== undefined && typeof body?.error?.message === 'string') {
+    return { message: `${body.error.message} (HTTP ${status})`, exitCode: 1, code, buildId };
+  }
 
   for (const e of chain) {
     // The client's TransportError keeps the errno in `reason`; raw system/undici errors in `code`.
