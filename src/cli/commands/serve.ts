@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { DEFAULT_PORT } from '../config';
 import type { CliContext } from '../context';
-import { ExitCode, UsageError } from '../errors';
+import { CliError, ExitCode, UsageError } from '../errors';
 import { parseNonNegativeInt, parsePositiveInt } from '../parse';
 
 /** Options of `rxbuild serve` (besides the global `--token`). */
@@ -87,6 +87,11 @@ async function serveCommand(ctx: CliContext, flags: ServeFlags): Promise<number>
       engine: flags.engine,
       // Start-up progress (e.g. building the base image on first run) goes to stderr.
       log: (line) => ctx.io.stderr.write(`rxbuild: ${line}\n`),
+    }).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException)?.code === 'EADDRINUSE') {
+        throw new CliError(`${flags.host}:${flags.port} is already in use (another rxbuild serve?); pick another --port, or --port 0 for a free one`, ExitCode.failed, 'address_in_use', { cause: err });
+      }
+      throw err;
     });
     if (!stopRequested) {
       ctx.print(
