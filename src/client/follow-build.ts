@@ -15,7 +15,7 @@
 import { Observable, catchError, concat, defer, from, mergeMap, of, throwError, type ObservableInput } from 'rxjs';
 import { isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire } from '../shared/wire';
 import { BuildFailedError, CancelledError, ProtocolError, RetriesExhaustedError, TransportError } from './errors';
-import { requestJson, type HttpContext } from './http';
+import { requestJson, type HttpContext } from './transport';
 import { logStream$, type StreamItem } from './log-stream';
 import { isRetryableLogError, retryPolicy, type RetryTuning } from './retry-policy';
 import type { BuildEvent, BuildInfo, BuildStatusEvent } from './types';

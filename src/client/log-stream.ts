@@ -1,8 +1,9 @@
 /**
  * One connection to `GET /builds/{id}/logs`, as a cold Observable of raw stream items.
  *
- * It uses the `eventsource` package (v4) with a `fetch` wrapper around undici's fetch and our dispatcher. The
- * wrapper is where this module sees what `EventSource` hides:
+ * It uses the `eventsource` package (v4) with a `fetch` wrapper around the context's transport (undici's fetch and
+ * our dispatcher in Node, the platform's fetch in browsers). The wrapper is where this module sees what
+ * `EventSource` hides:
  * - it adds `Authorization` and `Last-Event-ID`;
  * - it reads the response headers (typed control events, `Retry-After`) and consumes error bodies;
  * - it wraps the response body so every chunk, heartbeat comments included (EventSource never surfaces
@@ -19,7 +20,6 @@
  */
 import { EventSource, type ErrorEvent as EventSourceErrorEvent, type FetchLike, type FetchLikeResponse } from 'eventsource';
 import { Observable } from 'rxjs';
-import { fetch as undiciFetch } from 'undici';
 import {
   CONTROL_EVENTS_HEADER,
   CONTROL_EVENTS_TYPED,
@@ -31,7 +31,7 @@ import {
   type ProgressMessageWire,
 } from '../shared/wire';
 import { ProtocolError, TransportError, toTransportError } from './errors';
-import { authHeader, endpoint, httpErrorFrom, readErrorBody, type HttpContext } from './http';
+import { authHeader, endpoint, httpErrorFrom, readErrorBody, type HttpContext, type StreamResponse } from './transport';
 
 /** What one log connection yields. */
 export type StreamItem =
@@ -107,16 +107,9 @@ export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
       if (options.lastEventId && !Object.keys(headers).some((h) => h.toLowerCase() === 'last-event-id')) {
         headers['Last-Event-ID'] = options.lastEventId;
       }
-      let res: Awaited<ReturnType<typeof undiciFetch>>;
+      let res: StreamResponse;
       try {
-        res = await undiciFetch(url, {
-          method: 'GET',
-          headers,
-          signal: init.signal,
-          redirect: init.redirect,
-          cache: init.cache,
-          dispatcher: options.http.dispatcher,
-        });
+        res = await options.http.transport.stream(url, { headers, signal: init.signal, redirect: init.redirect, cache: init.cache });
       } catch (err) {
         if (init.signal?.aborted || closed) throw err; // We closed it ourselves.
         // A programmer error (bad URL, bad header) passes through untouched and is not retried.
@@ -132,7 +125,7 @@ export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
       });
       if (res.status !== 200) {
         // Consume the (small) error body so the socket is freed, and keep it for the typed error.
-        const text = res.body ? await readErrorBody(res.body as unknown as AsyncIterable<Uint8Array>) : '';
+        const text = res.body ? await readErrorBody(res.body) : '';
         knownFailure = httpErrorFrom(res.status, text, res.headers.get('retry-after'), what);
         return plain(res.status);
       }

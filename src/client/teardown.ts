@@ -12,7 +12,7 @@
  * @packageDocumentation
  */
 import { TeardownError } from './errors';
-import { requestJson, type HttpContext } from './http';
+import { requestJson, type HttpContext } from './transport';
 import { computeRetryDelay, isRetryableSubmitError } from './retry-policy';
 import { HttpError } from './errors';
 
@@ -106,7 +106,8 @@ export class Teardowns {
           this.onError(e);
         } else {
           this.unreported.push(e);
-          process.emitWarning(e.message, { code: 'RXBUILD_TEARDOWN_FAILED' });
+          // Node warns; a browser (no `process`) still has the failure kept for settle().
+          globalThis.process?.emitWarning?.(e.message, { code: 'RXBUILD_TEARDOWN_FAILED' });
         }
       });
       this.deletes.set(buildId, p);

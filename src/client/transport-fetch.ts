@@ -1,0 +1,65 @@
+/**
+ * The browser transport: the platform's own `fetch` (also works on Node's global `fetch`, which the specs use).
+ *
+ * Browsers report every network failure as a bare `TypeError` ("Failed to fetch"), with no code to tell a
+ * refused connection from a reset; all of them become a {@link TransportError} (`network`), which the log stream
+ * retries like any other transport error. Aborts pass through untouched.
+ *
+ * @packageDocumentation
+ */
+import { TransportError, isAbortError, toTransportError } from './errors';
+import { readErrorBody, type HttpTransport, type StreamResponse, type TransportResponse } from './transport';
+
+/** The `fetch` this transport calls: `globalThis.fetch` by default. */
+export type FetchFunction = (input: string | URL, init?: RequestInit) => Promise<Response>;
+
+/** Map a rejected `fetch` (or body read) onto the client's errors; aborts and non-network errors pass through. */
+export function fetchFailure(err: unknown, signal?: AbortSignal): unknown {
+  if (signal?.aborted || isAbortError(err)) return err;
+  const known = toTransportError(err);
+  if (known) return known;
+  if (err instanceof TypeError) return new TransportError('network', `connection failed: ${err.message}`, { cause: err });
+  return err;
+}
+
+function headerRecord(headers: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  // Headers iterates lower-case names, with repeated headers already joined by ", ".
+  headers.forEach((value, name) => {
+    out[name] = value;
+  });
+  return out;
+}
+
+/** An {@link HttpTransport} over `fetchFn` (default: the global `fetch`). */
+export function fetchTransport(fetchFn?: FetchFunction): HttpTransport {
+  // Looked up per call, not captured at import: a page (or test) may install its fetch later.
+  const call: FetchFunction = (input, init) => (fetchFn ?? globalThis.fetch)(input, init);
+  return {
+    async request(url, init): Promise<TransportResponse> {
+      const body = init.body ?? null;
+      if (body !== null && typeof body !== 'string' && !(body instanceof Uint8Array)) {
+        throw new TypeError('streamed request bodies need the Node transport (createClient)');
+      }
+      let res: Response;
+      try {
+        res = await call(url, { method: init.method, headers: init.headers, body: body as BodyInit | null, signal: init.signal, cache: 'no-store' });
+      } catch (err) {
+        throw fetchFailure(err, init.signal);
+      }
+      return {
+        status: res.status,
+        headers: headerRecord(res.headers),
+        text: () => res.text().catch((err: unknown) => Promise.reject(fetchFailure(err, init.signal))),
+        errorText: () => (res.body ? readErrorBody(res.body) : Promise.resolve('')),
+      };
+    },
+    async stream(url, init): Promise<StreamResponse> {
+      try {
+        return await call(url, { method: 'GET', headers: init.headers, signal: init.signal, redirect: init.redirect, cache: init.cache });
+      } catch (err) {
+        throw fetchFailure(err, init.signal);
+      }
+    },
+  };
+}

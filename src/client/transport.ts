@@ -1,0 +1,241 @@
+/**
+ * The client's HTTP core, free of Node built-ins so that it runs in browsers as well as in Node.
+ *
+ * Everything that talks to the service goes through an {@link HttpContext}: base URL, token, and an
+ * {@link HttpTransport} that actually moves the bytes. Node uses undici with the client's Agent
+ * (`transport-node.ts`, the default of `createClient`); browsers use the native `fetch` (`transport-fetch.ts`,
+ * used by `createBrowserClient`). The log stream (EventSource), its retry and resume rules, status requests and
+ * the teardown DELETE are written once, against this module, and run unchanged on either transport.
+ *
+ * Here: the transport contract, URL and auth helpers, the mapping of non-success answers onto typed errors, and
+ * {@link requestJson}. `http.ts` re-exports all of it for Node callers.
+ *
+ * @packageDocumentation
+ */
+// Type-only: erased from the browser bundle.
+import type { Dispatcher } from 'undici';
+import type { ErrorBodyWire } from '../shared/wire';
+import { AuthError, HttpError, ProtocolError, toTransportError } from './errors';
+
+/** One request of {@link HttpTransport.request}. Header names are as given (transports treat them case-insensitively). */
+export interface TransportRequest {
+  method: string;
+  headers: Record<string, string>;
+  /** Streamed (async iterable) bodies need the Node transport; browsers take strings and bytes. */
+  body?: string | Uint8Array | AsyncIterable<Uint8Array> | null;
+  signal?: AbortSignal;
+}
+
+/** The answer to {@link HttpTransport.request}. Its body must be read with exactly one of the two readers. */
+export interface TransportResponse {
+  status: number;
+  /** Lower-case header names. */
+  headers: Record<string, string | string[] | undefined>;
+  /** The whole body as text. */
+  text(): Promise<string>;
+  /** At most {@link MAX_ERROR_BODY} bytes of the body as text; the rest is dropped (error answers). */
+  errorText(): Promise<string>;
+}
+
+/** What a log-stream connection asks for (a subset of `fetch`'s init). */
+export interface StreamRequest {
+  headers: Record<string, string>;
+  signal?: AbortSignal;
+  redirect?: 'error' | 'follow' | 'manual';
+  cache?: 'no-store';
+}
+
+/** The answer to {@link HttpTransport.stream}: the parts of a WHATWG `Response` the log stream reads. */
+export interface StreamResponse {
+  readonly status: number;
+  readonly url: string;
+  readonly redirected: boolean;
+  readonly headers: { get(name: string): string | null };
+  readonly body: ReadableStream<Uint8Array> | null;
+}
+
+/**
+ * How the client moves bytes. Both methods reject only for failures without an HTTP answer: network failures as
+ * {@link TransportError} (or an error {@link toTransportError} recognises), aborts with the signal's reason.
+ */
+export interface HttpTransport {
+  /** One request whose answer body is read in full (JSON API calls, uploads). */
+  request(url: URL, init: TransportRequest): Promise<TransportResponse>;
+  /** A streaming `GET` for the log stream's EventSource. Any status resolves; the body is left to the caller. */
+  stream(url: string | URL, init: StreamRequest): Promise<StreamResponse>;
+}
+
+/** What every stage needs to talk to the service. Snapshots and other modules reuse it as is. */
+export interface HttpContext {
+  /** Base URL, always ending in `/` so relative paths keep any path prefix of it. */
+  readonly baseUrl: URL;
+  readonly token: string;
+  readonly transport: HttpTransport;
+  /** Node only: the undici dispatcher behind `transport`, for modules that call undici directly. */
+  readonly dispatcher?: Dispatcher;
+}
+
+/** Build an {@link HttpContext} on any transport; `baseUrl` may carry a path prefix (`http://h/api`). */
+export function contextFor(baseUrl: string, token: string, transport: HttpTransport, dispatcher?: Dispatcher): HttpContext {
+  const url = new URL(baseUrl);
+  if (!url.pathname.endsWith('/')) url.pathname += '/';
+  return dispatcher ? { baseUrl: url, token, transport, dispatcher } : { baseUrl: url, token, transport };
+}
+
+/** Absolute URL of an API path such as `builds/abc/logs` (leading slash optional). */
+export function endpoint(ctx: HttpContext, path: string): URL {
+  return new URL(path.replace(/^\/+/, ''), ctx.baseUrl);
+}
+
+/** Header value of `Authorization`. */
+export function authHeader(ctx: HttpContext): string {
+  return `Bearer ${ctx.token}`;
+}
+
+/**
+ * Parse `Retry-After` (delta-seconds or an HTTP date) into milliseconds from now; `undefined` when absent or
+ * unparseable.
+ */
+export function parseRetryAfter(value: string | string[] | null | undefined, now = Date.now()): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (v == null || v.trim() === '') return undefined;
+  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/** Largest error body we keep (the rest is drained and dropped). */
+export const MAX_ERROR_BODY = 64 * 1024;
+
+/** A body to read an error message from: a WHATWG stream (fetch) or an async iterable (undici's `request`). */
+export type ErrorBodySource = ReadableStream<Uint8Array> | (AsyncIterable<Uint8Array> & { destroy?(): unknown });
+
+function concatBytes(chunks: Uint8Array[], size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** Read at most {@link MAX_ERROR_BODY} bytes of a body as text, then drop the rest (never leave it hanging). */
+export async function readErrorBody(body: ErrorBodySource): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const keep = (chunk: Uint8Array): boolean => {
+    if (size >= MAX_ERROR_BODY) return false;
+    chunks.push(chunk);
+    size += chunk.length;
+    return true;
+  };
+  try {
+    if ('getReader' in body) {
+      // Not every browser can `for await` a ReadableStream; a reader works everywhere.
+      const reader = body.getReader();
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) break;
+        if (!keep(r.value)) {
+          // Huge error body: stop reading and close it; we have enough for a message.
+          await reader.cancel().catch(() => undefined);
+          break;
+        }
+      }
+    } else {
+      for await (const chunk of body) {
+        if (!keep(chunk)) {
+          body.destroy?.();
+          break;
+        }
+      }
+    }
+  } catch {
+    // A body that fails mid-way still gives us what we read so far.
+  }
+  return new TextDecoder().decode(concatBytes(chunks, size).subarray(0, MAX_ERROR_BODY));
+}
+
+/**
+ * Turn a non-success answer into a typed error: {@link AuthError} for 401/403, {@link HttpError} otherwise,
+ * with the server's `{"error": {"code","message"}}` when it sent one.
+ */
+export function httpErrorFrom(
+  status: number,
+  text: string,
+  retryAfter: string | string[] | null | undefined,
+  what: string,
+): HttpError {
+  let body: unknown = text;
+  let serverCode: string | undefined;
+  let serverMessage: string | undefined;
+  try {
+    body = JSON.parse(text);
+    const err = (body as Partial<ErrorBodyWire>)?.error;
+    if (err && typeof err === 'object') {
+      serverCode = typeof err.code === 'string' ? err.code : undefined;
+      serverMessage = typeof err.message === 'string' ? err.message : undefined;
+    }
+  } catch {
+    // Not JSON: keep the text.
+  }
+  const message = `${what}: HTTP ${status}${serverMessage ? ` ${serverMessage}` : text && !serverCode ? ` ${text.slice(0, 200)}` : ''}`;
+  const details = { body, serverCode, retryAfterMs: parseRetryAfter(retryAfter) };
+  return status === 401 || status === 403 ? new AuthError(status, message, details) : new HttpError(status, message, details);
+}
+
+/** Options of {@link requestJson}. */
+export interface JsonRequest {
+  method: 'GET' | 'POST' | 'DELETE' | 'PUT';
+  path: string;
+  signal?: AbortSignal;
+  headers?: Record<string, string>;
+  /** A Node `Readable` or `Buffer` is fine on the Node transport (both are accepted by these types). */
+  body?: string | Uint8Array | AsyncIterable<Uint8Array> | null;
+  /** Human-readable name of the operation for error messages (`GET /builds/abc`). */
+  what?: string;
+}
+
+/** A successful JSON answer. `data` is `undefined` for empty bodies (e.g. 204). */
+export interface JsonResponse<T> {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  data: T;
+}
+
+/**
+ * One HTTP request with the bearer token; resolves with the parsed JSON of a 2xx answer, rejects with
+ * {@link HttpError}/{@link AuthError} for any other status, {@link TransportError} for network failures and
+ * {@link ProtocolError} for a 2xx body that is not JSON. Aborts reject with the signal's reason.
+ */
+export async function requestJson<T>(ctx: HttpContext, req: JsonRequest): Promise<JsonResponse<T>> {
+  const what = req.what ?? `${req.method} /${req.path.replace(/^\/+/, '')}`;
+  let res: TransportResponse;
+  try {
+    res = await ctx.transport.request(endpoint(ctx, req.path), {
+      method: req.method,
+      signal: req.signal,
+      headers: { authorization: authHeader(ctx), accept: 'application/json', ...req.headers },
+      body: req.body ?? null,
+    });
+  } catch (err) {
+    throw toTransportError(err) ?? err;
+  }
+  if (res.status < 200 || res.status >= 300) {
+    const text = await res.errorText();
+    throw httpErrorFrom(res.status, text, res.headers['retry-after'], what);
+  }
+  let text: string;
+  try {
+    text = await res.text();
+  } catch (err) {
+    throw toTransportError(err) ?? err;
+  }
+  if (text.trim() === '') return { status: res.status, headers: res.headers, data: undefined as T };
+  try {
+    return { status: res.status, headers: res.headers, data: JSON.parse(text) as T };
+  } catch (err) {
+    throw new ProtocolError(`${what}: answer is not JSON`, { cause: err });
+  }
+}
