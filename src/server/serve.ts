@@ -18,6 +18,7 @@ import { checkBuildah, createBuildahEngine } from './engines/buildah';
 import { ScriptedEngine } from './engines/scripted';
 import { startServer, type RunningServer } from './index';
 import { startRegistry, type RunningRegistry } from './registry';
+import { registryImageResolver } from './snapshots-images';
 
 /** Options of {@link serve}. */
 export interface ServeOptions {
@@ -102,6 +103,8 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
         engine,
         registry,
         maxConcurrent: options.maxConcurrent,
+        // Snapshots are checked against the real registry (HEAD of the manifest), not just our own builds.
+        snapshots: { images: registryImageResolver(registry) },
       });
     } catch (err) {
       await engine.close();
