@@ -61,8 +61,9 @@ export interface SnapshotPageWire {
   next_cursor: string | null;
 }
 
-/** Default and maximum page size of `GET /snapshots`. */
+/** Default page size of `GET /snapshots`. */
 export const SNAPSHOT_PAGE_DEFAULT = 50;
+/** Largest page size of `GET /snapshots`. */
 export const SNAPSHOT_PAGE_MAX = 200;
 
 /** Largest accepted TTL: ten years in seconds (keeps `expires_at` a valid date). */
@@ -182,8 +183,9 @@ export function ttlProblem(ttl: unknown): string | null {
   return null;
 }
 
-/** Tag keys: `[A-Za-z0-9_][A-Za-z0-9_./-]{0,127}`; values: strings up to 1024 characters; at most 64 tags. */
+/** Tag keys: `[A-Za-z0-9_][A-Za-z0-9_./-]{0,127}`; values: strings up to 1024 characters. */
 const TAG_KEY_RE = /^[A-Za-z0-9_][A-Za-z0-9_./-]{0,127}$/;
+/** Most tags a snapshot may carry. */
 export const SNAPSHOT_TAGS_MAX = 64;
 
 /** Why `tags` is not a map of strings within the limits, or `null`. */
