@@ -3,6 +3,10 @@
  * grammars, and the registration retry predicate.
  */
 import { HttpError, TransportError, imageSlug, isSafeRegistrationRetry, slugify } from '../src/client';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { SnapshotStore } from '../src/server/snapshots-store';
 import { aliasProblem, parseImageReference, referenceWithoutDigest, tagsProblem, ttlProblem } from '../src/shared/snapshot-wire';
 
 const HEX = 'a'.repeat(64);
@@ -103,5 +107,29 @@ describe('isSafeRegistrationRetry', () => {
       expect(isSafeRegistrationRetry(new HttpError(status, 'x', { retryAfterMs: 0 }), true)).toBe(false);
     }
     expect(isSafeRegistrationRetry(new Error('programmer error'), false)).toBe(false);
+  });
+});
+
+describe('SnapshotStore', () => {
+  it('a snapshot past its TTL reads as expired, and an expired or retired one cannot be aliased', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'rxbuild-snapstore-'));
+    const store = await SnapshotStore.open(dir);
+    try {
+      const { snapshot } = await store.create({ imageRef: 'h.io/a:1', digest: `sha256:${HEX}`, architecture: 'amd64', tags: {}, ttl: 60, idempotencyKey: null });
+      const created = Date.parse(snapshot.created_at);
+      expect(store.statusOf(snapshot, created + 59_999)).toBe('active');
+      expect(store.statusOf(snapshot, created + 60_000)).toBe('expired');
+      expect(store.toWire(snapshot).expires_at).toBe(new Date(created + 60_000).toISOString());
+      // Expire it for real by rewriting its creation time (the store reads the clock when aliasing).
+      snapshot.created_at = new Date(Date.now() - 61_000).toISOString();
+      expect(await store.alias(snapshot.snapshot_id, 'late')).toBe('expired');
+      const { snapshot: other } = await store.create({ imageRef: 'h.io/a:1', digest: `sha256:${HEX}`, architecture: 'arm64', tags: {}, ttl: null, idempotencyKey: null });
+      await store.retire(other.snapshot_id);
+      expect(await store.alias(other.snapshot_id, 'x')).toBe('retired');
+      expect(await store.alias('s_000000000000000000000000', 'x')).toBe('not_found');
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
