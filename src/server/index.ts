@@ -27,6 +27,7 @@ import { parseLastEventId, streamLogs } from './sse';
 import { drainRequest, receiveSubmission } from './upload';
 import { createHash } from 'node:crypto';
 import { SnapshotApi, builtImagesResolver, type SnapshotServerOptions } from './snapshots';
+import { defaultWebDir, serveWeb } from './web';
 
 export type { Engine, EngineJob, EngineResult, EngineSink } from './engine';
 export { ScriptedEngine, SCRIPT_ARGS, parseScript, type Script } from './engines/scripted';
@@ -47,6 +48,7 @@ export { createLineSplitter } from './line-splitter';
 export { namespaceForToken } from './auth';
 export { parseImageName, type ImageName } from './image-name';
 export { INTERRUPTED } from './build-service';
+export { defaultWebDir } from './web';
 export {
   builtImagesResolver,
   registryImageResolver,
@@ -90,6 +92,11 @@ export interface StartServerOptions {
    * slot freed (default 10 s; the engine contract asks for 1 s).
    */
   engineStopTimeoutMs?: number;
+  /**
+   * The web page served at `/` without auth: its built directory (default {@link defaultWebDir}, i.e.
+   * `dist/web`), or `false` for none. A missing build answers 404 `web_not_built`.
+   */
+  web?: string | false;
 }
 
 /** Fault injection, per server instance; {@link RunningServer.setFaults} replaces them and resets the counters. */
@@ -176,6 +183,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const registry = options.registry ?? 'registry.invalid';
   const namespace = namespaceForToken(options.token);
   const heartbeatMs = options.heartbeatMs ?? HEARTBEAT_INTERVAL_MS;
+  const webDir = options.web === false ? null : path.resolve(options.web ?? defaultWebDir());
   const limits = {
     maxUploadBytes: options.limits?.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES,
     maxUnpackedBytes: options.limits?.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES,
@@ -308,6 +316,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       authenticate(req, options.token);
       return snapshots.handle(req, res, url);
     }
+    if (parts[0] !== 'builds' && webDir !== null) return serveWeb(req, res, url.pathname, webDir);
     if (parts[0] !== 'builds' || parts.length > 3 || (parts.length === 3 && parts[2] !== 'logs')) {
       throw new HttpError(404, 'not_found', `No route ${method} ${url.pathname}.`);
     }
