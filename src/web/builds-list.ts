@@ -1,0 +1,198 @@
+/**
+ * The builds table: `GET /builds` polled every couple of seconds (one request at a time, paused while the tab
+ * is hidden), snapshots matched to builds by digest, durations of running builds ticking every second.
+ *
+ * Polling, not one log stream per build: a browser opens at most six connections to one origin over HTTP/1.1,
+ * and the open build's log stream needs one of them.
+ *
+ * @packageDocumentation
+ */
+import type { BrowserClient, BrowserSnapshot, BuildInfo } from '../client/browser';
+import { AuthError } from '../client/browser';
+import { byId, h } from './dom';
+import { buildDurationMs, formatDuration, formatTime, isTerminal, registryManifestUrl, shortId, statusText, stepText } from './format';
+
+/** What the list tells the rest of the page. */
+export interface BuildsListEvents {
+  /** The service answered (`ok`) or did not (`error`: a message for the connection line). */
+  onConnection(state: { ok: true } | { ok: false; message: string; auth: boolean }): void;
+}
+
+/** How often the list asks `GET /builds` (and snapshots every {@link SNAPSHOT_EVERY} rounds). */
+export const LIST_INTERVAL_MS = 2000;
+const SNAPSHOT_EVERY = 5;
+
+/** A status badge: the word itself carries the meaning; colour only helps. */
+export function statusBadge(b: Pick<BuildInfo, 'status' | 'queuePosition'>): HTMLElement {
+  return h('span', { class: `badge ${b.status}` }, statusText(b));
+}
+
+/** Links to a build's image in its registry, and to its snapshot when one is registered. */
+export function resultCell(b: BuildInfo, snapshot: BrowserSnapshot | undefined): HTMLElement {
+  const cell = h('td');
+  if (b.imageRef) {
+    const url = registryManifestUrl(b.imageRef, b.digest);
+    const ref = h('code', {}, b.imageRef);
+    cell.append(url ? h('a', { href: url, rel: 'noreferrer', target: '_blank', title: 'Image manifest in the registry' }, ref) : ref);
+  } else if (b.status === 'failed' && b.error) {
+    cell.append(h('span', { class: 'muted' }, b.error));
+  }
+  if (snapshot) {
+    cell.append(' ', h('a', { href: `#/snapshots/${encodeURIComponent(snapshot.snapshotId)}`, class: 'snapshot-link' }, `snapshot ${snapshot.aliases[0] ?? shortId(snapshot.snapshotId)}`));
+  }
+  return cell;
+}
+
+/** The live builds table. */
+export class BuildsList {
+  private builds: BuildInfo[] = [];
+  private snapshotsByDigest = new Map<string, BrowserSnapshot>();
+  private selected: string | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private ticker: ReturnType<typeof setInterval> | undefined;
+  private rounds = 0;
+  private abort = new AbortController();
+  private stopped = false;
+  private readonly body = byId<HTMLTableSectionElement>('builds-body');
+  private readonly empty = byId('builds-empty');
+  private readonly updated = byId('builds-updated');
+
+  constructor(
+    private readonly client: BrowserClient,
+    private readonly events: BuildsListEvents,
+  ) {}
+
+  /** Start polling (and the duration ticker). */
+  start(): void {
+    document.addEventListener('visibilitychange', this.onVisibility);
+    this.ticker = setInterval(() => this.tick(), 1000);
+    void this.poll();
+  }
+
+  /** Stop polling; any request in flight is aborted. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearInterval(this.ticker);
+    this.abort.abort();
+    document.removeEventListener('visibilitychange', this.onVisibility);
+  }
+
+  /** Mark the build shown in the detail view. */
+  select(buildId: string | undefined): void {
+    this.selected = buildId;
+    for (const row of Array.from(this.body.rows)) row.setAttribute('aria-current', String(row.dataset.buildId === buildId));
+  }
+
+  /** The last known record of `buildId`. */
+  get(buildId: string): BuildInfo | undefined {
+    return this.builds.find((b) => b.buildId === buildId);
+  }
+
+  /** The snapshot registered for `digest`, if any. */
+  snapshotFor(digest: string | null): BrowserSnapshot | undefined {
+    return digest ? this.snapshotsByDigest.get(digest) : undefined;
+  }
+
+  /** Ask now (e.g. when the open build changed status) instead of at the next round. */
+  refresh(): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.poll(), 0);
+  }
+
+  private readonly onVisibility = () => {
+    if (!document.hidden) this.refresh();
+  };
+
+  private async poll(): Promise<void> {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    const signal = this.abort.signal;
+    try {
+      const builds = await this.client.builds.list({ signal });
+      if (this.rounds++ % SNAPSHOT_EVERY === 0 || builds.some((b) => b.status === 'succeeded' && !this.snapshotsByDigest.has(b.digest ?? ''))) {
+        await this.loadSnapshots(signal);
+      }
+      this.builds = builds;
+      this.render();
+      this.events.onConnection({ ok: true });
+    } catch (err) {
+      if (signal.aborted) return;
+      this.events.onConnection({ ok: false, message: (err as Error).message, auth: err instanceof AuthError });
+      if (err instanceof AuthError) return; // A wrong token does not get better by asking again.
+    }
+    // Hidden tabs do not poll; visibilitychange asks again when the page is seen.
+    if (!this.stopped && !document.hidden) this.timer = setTimeout(() => void this.poll(), LIST_INTERVAL_MS);
+  }
+
+  private async loadSnapshots(signal: AbortSignal): Promise<void> {
+    try {
+      const page = await this.client.snapshots.list({ limit: 200, signal });
+      this.snapshotsByDigest = new Map(page.items.filter((s) => s.status !== 'retired').map((s) => [s.digest, s]));
+    } catch {
+      // A service without snapshots still lists builds.
+    }
+  }
+
+  /**
+   * Update the table in place, keyed by build id: unchanged rows are left alone and existing rows are never
+   * moved, so keyboard focus on a row's link survives every refresh.
+   */
+  private render(): void {
+    const now = Date.now();
+    const existing = new Map<string, HTMLTableRowElement>();
+    for (const row of Array.from(this.body.rows)) existing.set(row.dataset.buildId ?? '', row);
+    const wanted = new Set(this.builds.map((b) => b.buildId));
+    for (const [id, row] of existing) if (!wanted.has(id)) row.remove();
+    let cursor: Element | null = this.body.firstElementChild;
+    for (const b of this.builds) {
+      let row = existing.get(b.buildId);
+      if (!row) {
+        row = h(
+          'tr',
+          { 'data-build-id': b.buildId },
+          h('td', {}, h('a', { href: `#/builds/${encodeURIComponent(b.buildId)}`, 'aria-label': `Build ${b.buildId}` }, h('code', {}, shortId(b.buildId)))),
+        );
+        this.body.insertBefore(row, cursor);
+      } else if (row === cursor) {
+        cursor = cursor.nextElementSibling;
+      } else {
+        // Out of order (never happens for a newest-first list, whose order is fixed): move it.
+        this.body.insertBefore(row, cursor);
+      }
+      this.fill(row, b, now);
+    }
+    this.empty.hidden = this.builds.length > 0;
+    this.updated.textContent = `Updated ${formatTime(new Date(now).toISOString())}`;
+  }
+
+  /** (Re)write the cells after the link when what they show changed. */
+  private fill(row: HTMLTableRowElement, b: BuildInfo, now: number): void {
+    row.setAttribute('aria-current', String(b.buildId === this.selected));
+    const snapshot = this.snapshotFor(b.digest);
+    const key = JSON.stringify([b.status, b.queuePosition, b.step, b.imageRef, b.digest, b.error, b.finishedAt, b.startedAt, snapshot?.snapshotId, snapshot?.aliases]);
+    if (row.dataset.key === key) return;
+    row.dataset.key = key;
+    row.dataset.status = b.status;
+    while (row.cells.length > 1) row.deleteCell(1);
+    row.append(
+      h('td', {}, b.imageName, h('div', { class: 'muted' }, formatTime(b.createdAt))),
+      h('td', {}, statusBadge(b)),
+      h('td', { class: 'num', title: b.step?.text ?? '' }, stepText(b.step)),
+      h('td', { class: 'num duration' }, formatDuration(buildDurationMs(b, now))),
+      resultCell(b, snapshot),
+    );
+  }
+
+  /** Running builds' durations move every second without a request. */
+  private tick(): void {
+    const now = Date.now();
+    for (const row of Array.from(this.body.rows)) {
+      const b = this.get(row.dataset.buildId ?? '');
+      if (!b || isTerminal(b.status)) continue;
+      const cell = row.querySelector('.duration');
+      if (cell) cell.textContent = formatDuration(buildDurationMs(b, now));
+    }
+  }
+}

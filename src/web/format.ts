@@ -1,0 +1,81 @@
+/**
+ * Pure formatting for the page: durations, status words, step text, image links. No DOM, so the specs can run
+ * it in Node.
+ *
+ * @packageDocumentation
+ */
+import type { BuildInfo } from '../client/types';
+
+/** `1:05`, `12:00`, `1:02:03`; `0:00` for anything negative or not a number. */
+export function formatDuration(ms: number): string {
+  const total = Number.isFinite(ms) && ms > 0 ? Math.floor(ms / 1000) : 0;
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  const ss = String(s).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+/**
+ * How long a build has run: from start (or creation, while queued) to finish, or to `now` while it is not
+ * finished.
+ */
+export function buildDurationMs(b: Pick<BuildInfo, 'createdAt' | 'startedAt' | 'finishedAt'>, now: number): number {
+  const from = Date.parse(b.startedAt ?? b.createdAt);
+  const to = b.finishedAt ? Date.parse(b.finishedAt) : now;
+  return Number.isNaN(from) || Number.isNaN(to) ? 0 : Math.max(0, to - from);
+}
+
+/** True for `succeeded`, `failed` and `cancelled`. */
+export function isTerminal(status: BuildInfo['status']): boolean {
+  return status === 'succeeded' || status === 'failed' || status === 'cancelled';
+}
+
+/** The status as a person reads it, with the queue position while queued. */
+export function statusText(b: Pick<BuildInfo, 'status' | 'queuePosition'>): string {
+  switch (b.status) {
+    case 'queued':
+      return b.queuePosition ? `queued (#${b.queuePosition})` : 'queued';
+    default:
+      return b.status;
+  }
+}
+
+/** `2/3`, or `''` when the engine reports no steps. */
+export function stepText(step: BuildInfo['step']): string {
+  return step && step.total > 0 ? `${step.index}/${step.total}` : '';
+}
+
+/** The first 12 characters of an id after its `b_` prefix: enough to tell builds apart in a list. */
+export function shortId(id: string): string {
+  const bare = id.startsWith('b_') ? id.slice(2) : id;
+  return bare.length > 12 ? bare.slice(0, 12) : bare;
+}
+
+/**
+ * A link into the registry for an image ref `host[:port]/path:tag` and its digest: the manifest as the registry
+ * serves it (`/v2/<path>/manifests/<digest>`). `null` when the ref has no registry host the page can reach over
+ * plain HTTP (no host part, or a `.invalid` host such as the scripted engine's `registry.invalid`).
+ */
+export function registryManifestUrl(imageRef: string, digest: string | null): string | null {
+  const slash = imageRef.indexOf('/');
+  if (slash <= 0) return null;
+  const host = imageRef.slice(0, slash);
+  if (!/[.:]/.test(host) && host !== 'localhost') return null;
+  if (/\.invalid(:\d+)?$/i.test(host) || !/^[A-Za-z0-9.\-:[\]]+$/.test(host)) return null;
+  let rest = imageRef.slice(slash + 1);
+  const at = rest.indexOf('@');
+  if (at !== -1) rest = rest.slice(0, at);
+  const colon = rest.lastIndexOf(':');
+  const path = colon === -1 ? rest : rest.slice(0, colon);
+  const tag = colon === -1 ? 'latest' : rest.slice(colon + 1);
+  const reference = digest && /^sha256:[0-9a-f]{64}$/.test(digest) ? digest : tag;
+  return `http://${host}/v2/${path}/manifests/${encodeURIComponent(reference)}`;
+}
+
+/** A timestamp in the reader's locale, short. */
+export function formatTime(iso: string | null, locale?: string): string {
+  if (!iso) return '';
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString(locale, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
