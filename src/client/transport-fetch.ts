@@ -18,7 +18,14 @@ export function fetchFailure(err: unknown, signal?: AbortSignal): unknown {
   if (signal?.aborted || isAbortError(err)) return err;
   const known = toTransportError(err);
   if (known) return known;
-  if (err instanceof TypeError) return new TransportError('network', `connection failed: ${err.message}`, { cause: err });
+  // By name, not instanceof: Node's global fetch throws from another realm than a test sandbox's TypeError.
+  if (err instanceof TypeError || (err as { name?: unknown } | null)?.name === 'TypeError') {
+    // Node says why in `cause` (ECONNREFUSED, …); browsers never do.
+    const inner = toTransportError((err as { cause?: unknown }).cause);
+    return new TransportError(inner?.reason ?? 'network', `connection failed: ${inner?.message.replace(/^connection failed: /, '') ?? (err as Error).message}`, {
+      cause: err,
+    });
+  }
   return err;
 }
 
