@@ -152,6 +152,8 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
             },
           });
           const id = await sub.result;
+          // Unsubscribed meanwhile: the teardown owns the id (it DELETEs it) and the temp file.
+          if (signal.aborted) return id;
           state.buildId = id;
           sub = undefined;
           // The context is on the server now; a retried log stream never needs it again.

@@ -12,7 +12,7 @@
  *
  * @packageDocumentation
  */
-import { Observable, catchError, concat, defer, from, mergeMap, of, throwError, type ObservableInput } from 'rxjs';
+import { Observable, Subscription, catchError, concat, defer, from, mergeMap, of, throwError, type OperatorFunction } from 'rxjs';
 import { isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire } from '../shared/wire';
 import { BuildFailedError, CancelledError, ProtocolError, RetriesExhaustedError, TransportError } from './errors';
 import { requestJson, type HttpContext } from './transport';
@@ -37,7 +37,7 @@ export interface FollowOptions {
  * memory is constant; other ids are remembered in a set. Events without an id cannot be deduplicated.
  */
 export class EventDeduper {
-  private lastNumeric: bigint | undefined;
+  private lastNumeric: bigint | number | undefined;
   private readonly seen = new Set<string>();
   /** The id to send as `Last-Event-ID`. */
   lastId: string | undefined;
@@ -50,7 +50,8 @@ export class EventDeduper {
   accept(id: string): boolean {
     if (id === '') return true;
     if (/^\d{1,30}$/.test(id)) {
-      const n = BigInt(id);
+      // Number while exact (the hot path: one call per event); BigInt beyond. `<=` compares the two correctly.
+      const n = id.length <= 15 ? Number(id) : BigInt(id);
       if (this.lastNumeric !== undefined && n <= this.lastNumeric) return false;
       this.lastNumeric = n;
     } else {
@@ -118,6 +119,57 @@ export function finishFrom(info: BuildInfo): Observable<BuildEvent> {
   }
 }
 
+/**
+ * `mergeMap` for a project that nearly always answers a plain array: arrays are emitted inline, observables are
+ * merged. (mergeMap subscribes to every array as an inner observable; at one per log line that cost ~15 % of the
+ * client's CPU at 200k lines/s.) Completes when the source and every merged observable have completed.
+ */
+function expandItems<T, R>(project: (value: T) => readonly R[] | Observable<R>): OperatorFunction<T, R> {
+  return (source) =>
+    new Observable<R>((subscriber) => {
+      const subs = new Subscription();
+      let active = 0;
+      let sourceDone = false;
+      const maybeComplete = () => {
+        if (sourceDone && active === 0) subscriber.complete();
+      };
+      subs.add(
+        source.subscribe({
+          next(value) {
+            let out: readonly R[] | Observable<R>;
+            try {
+              out = project(value);
+            } catch (err) {
+              subscriber.error(err);
+              return;
+            }
+            if (!(out instanceof Observable)) {
+              for (const r of out) subscriber.next(r);
+              return;
+            }
+            active++;
+            subs.add(
+              out.subscribe({
+                next: (r) => subscriber.next(r),
+                error: (err) => subscriber.error(err),
+                complete: () => {
+                  active--;
+                  maybeComplete();
+                },
+              }),
+            );
+          },
+          error: (err) => subscriber.error(err),
+          complete: () => {
+            sourceDone = true;
+            maybeComplete();
+          },
+        }),
+      );
+      return subs;
+    });
+}
+
 /** Follow `buildId` until a terminal status. Cold; unsubscribing closes the stream (it does not DELETE). */
 export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
   const { http, buildId } = options;
@@ -164,7 +216,7 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
     const attempt$ = defer(() => {
       let fresh = 0;
       return logStream$({ http, buildId, lastEventId: dedupe.lastId, idleTimeoutMs: options.idleTimeoutMs }).pipe(
-        mergeMap((item: StreamItem): ObservableInput<BuildEvent> => {
+        expandItems((item: StreamItem): readonly BuildEvent[] | Observable<BuildEvent> => {
           switch (item.kind) {
             case 'log': {
               if (!dedupe.accept(item.id)) return [];

@@ -87,12 +87,20 @@ export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
       cleanup();
       subscriber.error(err);
     };
+    // Armed on every chunk and event, so it must be cheap: move a deadline, and let one timer re-check it when it
+    // fires (a clearTimeout + setTimeout per event cost ~20 % of the client's CPU at 200k lines/s).
+    let idleDeadline = 0;
+    const onIdleTimer = () => {
+      const left = idleDeadline - Date.now();
+      if (left > 0) {
+        idleTimer = setTimeout(onIdleTimer, left);
+        return;
+      }
+      fail(new TransportError('idle_timeout', `${what}: no data for ${options.idleTimeoutMs} ms`));
+    };
     const armIdle = () => {
-      clearTimeout(idleTimer);
-      idleTimer = setTimeout(
-        () => fail(new TransportError('idle_timeout', `${what}: no data for ${options.idleTimeoutMs} ms`)),
-        options.idleTimeoutMs,
-      );
+      idleDeadline = Date.now() + options.idleTimeoutMs;
+      idleTimer ??= setTimeout(onIdleTimer, options.idleTimeoutMs);
     };
     const control = (c: ControlMessageWire) => {
       if (closed) return;

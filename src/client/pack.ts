@@ -19,7 +19,7 @@ import * as tar from 'tar-stream';
 import { file as tmpFile } from 'tmp-promise';
 import { InvalidInputError } from './errors';
 
-/** A packed context on disk. `cleanup` removes it; call it on every path. */
+/** A packed context on disk. `cleanup` removes it (idempotent); call it on every path. */
 export interface PackedContext {
   path: string;
   /** Size of the tar.gz in bytes. */
@@ -212,7 +212,10 @@ export async function packContext(options: PackOptions): Promise<PackedContext> 
     }
     await written;
     const { size } = await stat(tmp.path);
-    return { path: tmp.path, size, entries, cleanup: tmp.cleanup };
+    // tmp's cleanup never settles when called twice: make it idempotent (teardown and success may both call it).
+    let cleaning: Promise<void> | undefined;
+    const cleanup = () => (cleaning ??= tmp.cleanup());
+    return { path: tmp.path, size, entries, cleanup };
   } catch (err) {
     await tmp.cleanup().catch(() => undefined);
     if (signal?.aborted) throw abortReason(signal);

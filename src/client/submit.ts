@@ -92,13 +92,23 @@ export function startSubmit(options: SubmitOptions): Submission {
       yield parts.head;
       let sent = 0;
       for await (const chunk of createReadStream(options.file.path, { highWaterMark: 256 * 1024 })) {
-        sent += (chunk as Buffer).length;
-        yield chunk as Buffer;
+        const buf = chunk as Buffer;
+        sent += buf.length;
+        if (sent >= total) {
+          // The last bytes go out together with the closing boundary: from here on the server may create the
+          // build, so a cancel must wait for the answer rather than abort (and orphan it).
+          bodyComplete = true;
+          yield Buffer.concat([buf, parts.tail]);
+        } else {
+          yield buf;
+        }
+        // Runs once the connection took the chunk.
         options.onProgress?.(sent, total);
       }
-      // The closing boundary is in the pipe: from here on the server may create the build.
-      bodyComplete = true;
-      yield parts.tail;
+      if (!bodyComplete) {
+        bodyComplete = true;
+        yield parts.tail;
+      }
     }
     const res = await requestJson<CreateBuildResponseWire>(options.http, {
       method: 'POST',
