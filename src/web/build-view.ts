@@ -25,7 +25,7 @@ import {
 import type { BuildsList } from './builds-list';
 import { statusBadge } from './builds-list';
 import { byId, h } from './dom';
-import { formatTime, isTerminal, registryManifestUrl, shortId } from './format';
+import { formatTime, isTerminal, reconnectReason, registryManifestUrl, shortId } from './format';
 
 /** Lines kept in the page; older ones are dropped from view (the count says so). */
 export const MAX_LOG_LINES = 20_000;
@@ -139,9 +139,9 @@ export class BuildView {
         this.renderStatus();
         return;
       case 'reconnecting': {
-        const why = e.status ? `HTTP ${e.status}` : e.reason ?? 'connection lost';
-        this.notice = `reconnecting (attempt ${e.attempt}, ${why}) in ${(e.delayMs / 1000).toFixed(1)} s`;
-        this.push({ kind: 'notice', text: `— connection lost (${why}); resuming after event ${this.lastEventId ?? 'none'} —` });
+        const why = reconnectReason(e);
+        this.notice = `${why}: reconnecting (attempt ${e.attempt}) in ${(e.delayMs / 1000).toFixed(1)} s`;
+        this.push({ kind: 'notice', text: `— ${why}; reconnecting, the log resumes where it stopped —` });
         this.renderStatus();
         return;
       }

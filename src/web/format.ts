@@ -79,3 +79,24 @@ export function formatTime(iso: string | null, locale?: string): string {
   const d = new Date(iso);
   return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString(locale, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
+
+/** Why the log stream reconnects, in words: an HTTP status, or the client's transport reason. */
+export function reconnectReason(e: { status?: number; reason?: string }): string {
+  if (e.status) return `HTTP ${e.status}`;
+  switch (e.reason) {
+    case 'read':
+    case 'ECONNRESET':
+    case 'UND_ERR_SOCKET':
+      return 'connection dropped';
+    case 'eof':
+      return 'stream ended early';
+    case 'idle_timeout':
+      return 'no data for too long';
+    case 'ECONNREFUSED':
+    case 'network':
+    case 'connect':
+      return 'service unreachable';
+    default:
+      return e.reason ?? 'connection lost';
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The page served at `/`, in real headless Chromium (Debian's, through playwright-core) against a real server:
+ * live lines, dropped connections, Cancel (exactly one DELETE), navigating away (no DELETE). Screenshots go to
+ * spec/artifacts/. The restart scenario (SIGKILL + restart on the same port) is in browser-restart.test.ts.
+ */
+import type { Page } from 'playwright-core';
+import { startServer, type RunningServer } from '../src/server';
+import { buildPageForSpec, launchChromium, pageLines, screenshot, signIn, type Chromium } from './browser-helpers';
+import { TOKEN, api, submitOk } from './server-helpers';
+
+let web: Awaited<ReturnType<typeof buildPageForSpec>>;
+let chrome: Chromium;
+let server: RunningServer;
+let page: Page;
+
+const deletesOf = (id: string) => server.requests.filter((r) => r.method === 'DELETE' && r.path === `/builds/${id}`);
+const logRequestsOf = (id: string) => server.requests.filter((r) => r.method === 'GET' && r.path === `/builds/${id}/logs`);
+const lineTexts = (n: number, from = 1) => Array.from({ length: n }, (_, i) => `line ${i + from}`);
+
+/** Wait until the page's status line contains `text`. */
+function statusContains(text: string, timeout = 30_000): Promise<unknown> {
+  return page.waitForFunction((t) => document.getElementById('build-status')?.textContent?.includes(t), text, { timeout });
+}
+
+/** Wait until the page shows at least `n` log lines. */
+function linesAtLeast(n: number, timeout = 30_000): Promise<unknown> {
+  return page.waitForFunction((k) => document.querySelectorAll('#log li.line').length >= k, n, { timeout });
+}
+
+beforeAll(async () => {
+  web = await buildPageForSpec();
+  chrome = await launchChromium();
+  server = await startServer({ token: TOKEN, web: web.dir });
+  page = await chrome.newPage();
+});
+
+afterAll(async () => {
+  await chrome?.close();
+  await server?.close();
+  await web?.dispose();
+});
+
+afterEach(() => server.setFaults({}));
+
+it('asks for the token, then lists builds and follows one build live, every line once, to success', async () => {
+  await page.goto(`${server.url}/`);
+  expect(await page.textContent('#connection')).toContain('Enter the API token');
+  // The token field has focus and a label; signing in keeps the token in sessionStorage only.
+  expect(await page.evaluate(() => document.activeElement?.id)).toBe('token-input');
+  expect(await page.getAttribute('label[for="token-input"]', 'for')).toBe('token-input');
+  await signIn(page, TOKEN);
+  expect(await page.evaluate(() => sessionStorage.getItem('rxbuild.token'))).toBe(TOKEN);
+  expect(await page.evaluate(() => localStorage.length)).toBe(0);
+
+  const id = await submitOk(server.url, { imageName: 'web/live:1', buildArgs: { SCRIPT_LINES: '100', SCRIPT_INTERVAL_MS: '50', SCRIPT_STEPS: '4' } });
+  const row = page.locator(`tr[data-build-id="${id}"]`);
+  await row.waitFor();
+  // Keyboard: focus the build's link and press Enter.
+  await row.locator('a').focus();
+  await page.keyboard.press('Enter');
+  await page.waitForURL(`**/#/builds/${id}`);
+  await linesAtLeast(5);
+  // Lines arrive while the build still runs: this is the live stream, not a replay of a finished build.
+  expect((await api(server.url, 'GET', `/builds/${id}`)).body.status).toBe('running');
+  await statusContains('running');
+  await page.waitForFunction((bid) => document.querySelector(`tr[data-build-id="${bid}"]`)?.getAttribute('data-status') === 'running', id);
+  await screenshot(page, 'browser-live');
+
+  await statusContains('succeeded');
+  await linesAtLeast(100);
+  const lines = await pageLines(page);
+  expect(lines.map((l) => l.line)).toEqual(lineTexts(100));
+  const ids = lines.map((l) => Number(l.id));
+  expect(ids.every((v, i) => i === 0 || v > ids[i - 1])).toBe(true);
+  // The list row and the details show the result; the log had one connection (no reconnect needed).
+  await page.waitForFunction((bid) => document.querySelector(`tr[data-build-id="${bid}"]`)?.getAttribute('data-status') === 'succeeded', id);
+  expect(await row.locator('td').nth(3).textContent()).toBe('4/4');
+  expect(await page.textContent('#build-meta')).toContain('/web/live:1');
+  expect(logRequestsOf(id)).toHaveLength(1);
+  expect(deletesOf(id)).toHaveLength(0);
+  await screenshot(page, 'browser-succeeded');
+});
+
+it('a connection cut every 25 events: the page resumes with Last-Event-ID and shows every line once, in order', async () => {
+  server.setFaults({ cutLogAfterEvents: 25 });
+  const id = await submitOk(server.url, { imageName: 'web/cut:1', buildArgs: { SCRIPT_LINES: '90', SCRIPT_INTERVAL_MS: '5' } });
+  await page.goto(`${server.url}/#/builds/${id}`);
+  await statusContains('succeeded');
+  const lines = await pageLines(page);
+  expect(lines.map((l) => l.line)).toEqual(lineTexts(90));
+  expect(new Set(lines.map((l) => l.id)).size).toBe(90);
+  // The page said so, and the server saw the resumes.
+  expect(await page.locator('#log li.notice', { hasText: 'reconnecting' }).count()).toBeGreaterThanOrEqual(3);
+  const resumed = logRequestsOf(id).slice(1);
+  expect(resumed.length).toBeGreaterThanOrEqual(3);
+  for (const r of resumed) expect(r.headers['last-event-id']).toMatch(/^\d+$/);
+  await screenshot(page, 'browser-reconnected');
+});
+
+it('Cancel unsubscribes the watch and so sends exactly one DELETE; navigating away only detaches', async () => {
+  const left = await submitOk(server.url, { imageName: 'web/left:1', buildArgs: { SCRIPT_LINES: '3', SCRIPT_OUTCOME: 'hang' } });
+  const cancelled = await submitOk(server.url, { imageName: 'web/cancel:1', buildArgs: { SCRIPT_LINES: '3', SCRIPT_OUTCOME: 'hang' } });
+  await page.goto(`${server.url}/#/builds/${left}`);
+  await linesAtLeast(3);
+  // Navigate to the other build: the first watch is unsubscribed without cancelling.
+  await page.evaluate((bid) => (location.hash = `#/builds/${bid}`), cancelled);
+  await page.waitForFunction((bid) => document.querySelector('#log li.line') !== null && document.querySelector('tr[aria-current="true"]')?.getAttribute('data-build-id') === bid, cancelled);
+  await linesAtLeast(3);
+  const button = page.locator('#cancel-button');
+  expect(await button.isVisible()).toBe(true);
+  await button.click();
+  await server.waitForRequest((r) => r.method === 'DELETE' && r.path === `/builds/${cancelled}`);
+  expect((await server.waitForBuild(cancelled)).status).toBe('cancelled');
+  await statusContains('cancelled');
+  await page.waitForFunction((bid) => document.querySelector(`tr[data-build-id="${bid}"]`)?.getAttribute('data-status') === 'cancelled', cancelled);
+  await screenshot(page, 'browser-cancelled');
+  expect(deletesOf(cancelled)).toHaveLength(1);
+  expect(await button.isVisible()).toBe(false);
+  // The build we navigated away from was never cancelled and still runs.
+  expect(deletesOf(left)).toHaveLength(0);
+  expect((await api(server.url, 'GET', `/builds/${left}`)).body.status).toBe('running');
+  await api(server.url, 'DELETE', `/builds/${left}`);
+});
+
+it('a wrong token is refused: the page says so, forgets it and asks again', async () => {
+  await page.goto(`${server.url}/`);
+  await page.evaluate(() => sessionStorage.clear());
+  await page.reload();
+  await page.fill('#token-input', 'not-the-token');
+  await page.click('#token-save');
+  await page.waitForFunction(() => document.getElementById('connection')?.textContent?.includes('refused'));
+  expect(await page.evaluate(() => sessionStorage.getItem('rxbuild.token'))).toBeNull();
+  expect(await page.evaluate(() => document.activeElement?.id)).toBe('token-input');
+});
