@@ -12,6 +12,18 @@ let web: Awaited<ReturnType<typeof buildPageForSpec>>;
 let chrome: Chromium;
 let server: RunningServer;
 let page: Page;
+const REGISTRY = '127.0.0.1:5999';
+
+/** POST a JSON body with the token (snapshot registration). */
+async function postJson(path: string, body: unknown): Promise<any> {
+  const res = await fetch(`${server.url}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  expect(res.status).toBeLessThan(300);
+  return res.json();
+}
 
 const deletesOf = (id: string) => server.requests.filter((r) => r.method === 'DELETE' && r.path === `/builds/${id}`);
 const logRequestsOf = (id: string) => server.requests.filter((r) => r.method === 'GET' && r.path === `/builds/${id}/logs`);
@@ -30,7 +42,8 @@ function linesAtLeast(n: number, timeout = 30_000): Promise<unknown> {
 beforeAll(async () => {
   web = await buildPageForSpec();
   chrome = await launchChromium();
-  server = await startServer({ token: TOKEN, web: web.dir });
+  // A registry address makes image refs linkable (nothing is pushed by the scripted engine, nothing fetches it).
+  server = await startServer({ token: TOKEN, web: web.dir, registry: REGISTRY });
   page = await chrome.newPage();
 });
 
@@ -120,6 +133,28 @@ it('Cancel unsubscribes the watch and so sends exactly one DELETE; navigating aw
   expect(deletesOf(left)).toHaveLength(0);
   expect((await api(server.url, 'GET', `/builds/${left}`)).body.status).toBe('running');
   await api(server.url, 'DELETE', `/builds/${left}`);
+});
+
+it('links a build to its image in the registry and to its snapshot, which the page shows', async () => {
+  const id = await submitOk(server.url, { imageName: 'web/links:2', buildArgs: { SCRIPT_LINES: '2' } });
+  const record = await server.waitForBuild(id);
+  const snap = await postJson('/snapshots', { image: record.image_ref, architecture: 'amd64' });
+  await postJson(`/snapshots/${snap.snapshot_id}/aliases`, { alias: 'web-demo' });
+  await page.goto(`${server.url}/#/builds/${id}`);
+  const row = page.locator(`tr[data-build-id="${id}"]`);
+  await row.locator('.snapshot-link').waitFor();
+  const imageHref = await row.locator('td').last().locator('a').first().getAttribute('href');
+  expect(imageHref).toBe(`http://${REGISTRY}/v2/${record.image_ref!.slice(REGISTRY.length + 1).replace(/:2$/, '')}/tags/list`);
+  expect(await row.locator('.snapshot-link').textContent()).toBe('snapshot web-demo');
+  await page.locator('#build-meta .snapshot-link').waitFor();
+  await row.locator('.snapshot-link').click();
+  await page.waitForURL(`**/#/snapshots/${snap.snapshot_id}`);
+  await page.waitForFunction(() => document.getElementById('snapshot-meta')?.textContent?.includes('@web-demo'));
+  const meta = await page.textContent('#snapshot-meta');
+  expect(meta).toContain(snap.snapshot_id);
+  expect(meta).toContain(record.image_ref);
+  expect(await page.isHidden('#build-view')).toBe(true);
+  await screenshot(page, 'browser-snapshot');
 });
 
 it('a wrong token is refused: the page says so, forgets it and asks again', async () => {

@@ -25,7 +25,7 @@ import {
 import type { BuildsList } from './builds-list';
 import { statusBadge } from './builds-list';
 import { byId, h } from './dom';
-import { formatTime, isTerminal, reconnectReason, registryManifestUrl, shortId } from './format';
+import { formatTime, isTerminal, reconnectReason, registryImageUrl, shortId } from './format';
 
 /** Lines kept in the page; older ones are dropped from view (the count says so). */
 export const MAX_LOG_LINES = 20_000;
@@ -65,6 +65,11 @@ export class BuildView {
     this.cancelButton.addEventListener('click', this.onCancel);
     this.reattachButton.addEventListener('click', this.onReattach);
     this.log.addEventListener('scroll', this.onScroll, { passive: true });
+    // The list refreshes records and snapshots; the details follow (a snapshot registered later shows up).
+    list.onChange(() => {
+      const known = this.buildId ? list.get(this.buildId) : undefined;
+      if (known) this.showInfo(known);
+    });
   }
 
   /** Show `buildId` (detaching from the one shown before). `focus`: move keyboard focus to the heading. */
@@ -76,6 +81,9 @@ export class BuildView {
     this.heading.replaceChildren('Build ', h('code', {}, shortId(buildId)));
     this.log.replaceChildren();
     this.log.style.counterReset = 'line';
+    this.logInfo.textContent = '';
+    this.meta.replaceChildren();
+    delete this.meta.dataset.key;
     this.follow.checked = true;
     this.setPhase('connecting');
     this.list.select(buildId);
@@ -230,7 +238,12 @@ export class BuildView {
     }
   }
 
+  /** Fill the details; unchanged details are left alone (focus on a link in them survives refreshes). */
   private showInfo(info: BuildInfo): void {
+    const snap = this.list.snapshotFor(info.digest);
+    const key = JSON.stringify([info, snap?.snapshotId, snap?.aliases]);
+    if (this.meta.dataset.key === key) return;
+    this.meta.dataset.key = key;
     const rows: Array<[string, Node | string]> = [
       ['Status', statusBadge(info)],
       ['Image name', info.imageName],
@@ -239,12 +252,11 @@ export class BuildView {
     if (info.startedAt) rows.push(['Started', formatTime(info.startedAt)]);
     if (info.finishedAt) rows.push(['Finished', formatTime(info.finishedAt)]);
     if (info.imageRef) {
-      const url = registryManifestUrl(info.imageRef, info.digest);
+      const url = registryImageUrl(info.imageRef);
       const code = h('code', {}, info.imageRef);
       rows.push(['Image', url ? h('a', { href: url, target: '_blank', rel: 'noreferrer' }, code) : code]);
     }
     if (info.digest) rows.push(['Digest', h('code', {}, info.digest)]);
-    const snap = this.list.snapshotFor(info.digest);
     if (snap) {
       rows.push([
         'Snapshot',

@@ -10,7 +10,7 @@
 import type { BrowserClient, BrowserSnapshot, BuildInfo } from '../client/browser';
 import { AuthError } from '../client/browser';
 import { byId, h } from './dom';
-import { buildDurationMs, formatDuration, formatTime, isTerminal, registryManifestUrl, shortId, statusText, stepText } from './format';
+import { buildDurationMs, formatDuration, formatTime, isTerminal, registryImageUrl, shortId, statusText, stepText } from './format';
 
 /** What the list tells the rest of the page. */
 export interface BuildsListEvents {
@@ -31,9 +31,9 @@ export function statusBadge(b: Pick<BuildInfo, 'status' | 'queuePosition'>): HTM
 export function resultCell(b: BuildInfo, snapshot: BrowserSnapshot | undefined): HTMLElement {
   const cell = h('td');
   if (b.imageRef) {
-    const url = registryManifestUrl(b.imageRef, b.digest);
+    const url = registryImageUrl(b.imageRef);
     const ref = h('code', {}, b.imageRef);
-    cell.append(url ? h('a', { href: url, rel: 'noreferrer', target: '_blank', title: 'Image manifest in the registry' }, ref) : ref);
+    cell.append(url ? h('a', { href: url, rel: 'noreferrer', target: '_blank', title: 'This image in its registry' }, ref) : ref);
   } else if (b.status === 'failed' && b.error) {
     cell.append(h('span', { class: 'muted' }, b.error));
   }
@@ -53,6 +53,7 @@ export class BuildsList {
   private rounds = 0;
   private abort = new AbortController();
   private stopped = false;
+  private readonly listeners = new Set<() => void>();
   private readonly body = byId<HTMLTableSectionElement>('builds-body');
   private readonly empty = byId('builds-empty');
   private readonly updated = byId('builds-updated');
@@ -76,6 +77,12 @@ export class BuildsList {
     clearInterval(this.ticker);
     this.abort.abort();
     document.removeEventListener('visibilitychange', this.onVisibility);
+  }
+
+  /** Call `fn` after every refresh of the list (records and snapshots). Returns the unregister function. */
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
   }
 
   /** Mark the build shown in the detail view. */
@@ -116,6 +123,7 @@ export class BuildsList {
       }
       this.builds = builds;
       this.render();
+      for (const fn of this.listeners) fn();
       this.events.onConnection({ ok: true });
     } catch (err) {
       if (signal.aborted) return;

@@ -53,11 +53,12 @@ export function shortId(id: string): string {
 }
 
 /**
- * A link into the registry for an image ref `host[:port]/path:tag` and its digest: the manifest as the registry
- * serves it (`/v2/<path>/manifests/<digest>`). `null` when the ref has no registry host the page can reach over
- * plain HTTP (no host part, or a `.invalid` host such as the scripted engine's `registry.invalid`).
+ * A link into the registry for an image ref `host[:port]/path:tag`: the repository's tag list
+ * (`/v2/<path>/tags/list`, JSON a browser shows as it is). `null` when the ref has no registry host the page
+ * can reach over plain HTTP (no host part, or a `.invalid` host such as the scripted engine's
+ * `registry.invalid`).
  */
-export function registryManifestUrl(imageRef: string, digest: string | null): string | null {
+export function registryImageUrl(imageRef: string): string | null {
   const slash = imageRef.indexOf('/');
   if (slash <= 0) return null;
   const host = imageRef.slice(0, slash);
@@ -67,10 +68,9 @@ export function registryManifestUrl(imageRef: string, digest: string | null): st
   const at = rest.indexOf('@');
   if (at !== -1) rest = rest.slice(0, at);
   const colon = rest.lastIndexOf(':');
-  const path = colon === -1 ? rest : rest.slice(0, colon);
-  const tag = colon === -1 ? 'latest' : rest.slice(colon + 1);
-  const reference = digest && /^sha256:[0-9a-f]{64}$/.test(digest) ? digest : tag;
-  return `http://${host}/v2/${path}/manifests/${encodeURIComponent(reference)}`;
+  const repo = colon === -1 ? rest : rest.slice(0, colon);
+  if (!/^[a-z0-9._\/-]+$/.test(repo)) return null;
+  return `http://${host}/v2/${repo}/tags/list`;
 }
 
 /** A timestamp in the reader's locale, short. */
