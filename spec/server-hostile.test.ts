@@ -308,7 +308,9 @@ it('no context part, or not multipart at all → 400', async () => {
 });
 
 it('unknown build ids → 404 on every build route', async () => {
-  for (const id of ['b_0123456789abcdef01234567', 'nope', '..', '%2e%2e%2fetc']) {
+  // A bare `..` segment is not listed: URL normalisation turns `/builds/..` into `/` (the web page) before it
+  // is sent, so it never names a build. An encoded slash keeps the traversal attempt inside one segment.
+  for (const id of ['b_0123456789abcdef01234567', 'nope', '..x', '%2e%2e%2fetc']) {
     expect((await api(server.url, 'GET', `/builds/${id}`)).status).toBe(404);
     expect((await api(server.url, 'DELETE', `/builds/${id}`)).status).toBe(404);
     const sse = await readSse(`${server.url}/builds/${id}/logs`);
