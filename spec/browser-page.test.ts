@@ -65,7 +65,7 @@ it('asks for the token, then lists builds and follows one build live, every line
   expect(await page.evaluate(() => sessionStorage.getItem('rxbuild.token'))).toBe(TOKEN);
   expect(await page.evaluate(() => localStorage.length)).toBe(0);
 
-  const id = await submitOk(server.url, { imageName: 'web/live:1', buildArgs: { SCRIPT_LINES: '100', SCRIPT_INTERVAL_MS: '50', SCRIPT_STEPS: '4' } });
+  const id = await submitOk(server.url, { imageName: 'web/live:1', buildArgs: { SCRIPT_LINES: '120', SCRIPT_INTERVAL_MS: '60', SCRIPT_STEPS: '4' } });
   const row = page.locator(`tr[data-build-id="${id}"]`);
   await row.waitFor();
   // Keyboard: focus the build's link and press Enter.
@@ -80,9 +80,9 @@ it('asks for the token, then lists builds and follows one build live, every line
   await screenshot(page, 'browser-live');
 
   await statusContains('succeeded');
-  await linesAtLeast(100);
+  await linesAtLeast(120);
   const lines = await pageLines(page);
-  expect(lines.map((l) => l.line)).toEqual(lineTexts(100));
+  expect(lines.map((l) => l.line)).toEqual(lineTexts(120));
   const ids = lines.map((l) => Number(l.id));
   expect(ids.every((v, i) => i === 0 || v > ids[i - 1])).toBe(true);
   // The list row and the details show the result; the log had one connection (no reconnect needed).

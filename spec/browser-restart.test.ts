@@ -27,22 +27,42 @@ let web: Awaited<ReturnType<typeof buildPageForSpec>>;
 let chrome: Chromium;
 let dataDir: string;
 
-async function startChild(port: number): Promise<Child> {
+/** A loaded service process that starts listening on `port` when {@link Child.start} is called. */
+interface Spare {
+  start(): Promise<Child>;
+}
+
+async function spawnChild(port: number): Promise<Spare> {
   const proc = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', CHILD], {
-    env: { ...process.env, RXBUILD_DATA_DIR: dataDir, RXBUILD_TOKEN: TOKEN, RXBUILD_PORT: String(port), RXBUILD_WEB_DIR: web.dir },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    env: {
+      ...process.env,
+      RXBUILD_DATA_DIR: dataDir,
+      RXBUILD_TOKEN: TOKEN,
+      RXBUILD_PORT: String(port),
+      RXBUILD_WEB_DIR: web.dir,
+      RXBUILD_START_ON_STDIN: '1',
+    },
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: proc.stdout! });
-  const [line] = (await Promise.race([
-    once(lines, 'line'),
-    once(proc, 'exit').then(([code]) => {
-      throw new Error(`server child exited with ${code}`);
-    }),
-  ])) as [string];
-  const url = (JSON.parse(line) as { url: string }).url;
-  const child = { proc, url, port: Number(new URL(url).port) };
-  children.push(child);
-  return child;
+  const next = async (): Promise<string> => {
+    const [line] = (await Promise.race([
+      once(lines, 'line'),
+      once(proc, 'exit').then(([code]) => {
+        throw new Error(`server child exited with ${code}`);
+      }),
+    ])) as [string];
+    return line;
+  };
+  children.push({ proc, url: '', port });
+  expect(await next()).toBe('ready');
+  return {
+    async start() {
+      proc.stdin!.write('go\n');
+      const url = (JSON.parse(await next()) as { url: string }).url;
+      return { proc, url, port: Number(new URL(url).port) };
+    },
+  };
 }
 
 async function killHard(child: Child): Promise<void> {
@@ -66,7 +86,7 @@ afterAll(async () => {
 });
 
 it('a SIGKILLed and restarted service: the page resumes and shows the whole log exactly once', async () => {
-  const first = await startChild(0);
+  const first = await (await spawnChild(0)).start();
   const page: Page = await chrome.newPage();
   await page.goto(`${first.url}/`);
   await signIn(page, TOKEN);
@@ -74,10 +94,12 @@ it('a SIGKILLed and restarted service: the page resumes and shows the whole log 
   await page.evaluate((bid) => (location.hash = `#/builds/${bid}`), id);
   await page.waitForFunction(() => document.querySelectorAll('#log li.line').length >= 20);
 
+  // The replacement is loaded before the kill, so the service is back within the client's retry budget.
+  const spare = await spawnChild(first.port);
   await killHard(first);
   // The page notices (its list and its log stream fail) while the service is down.
   await page.waitForFunction(() => document.getElementById('build-status')?.textContent?.includes('reconnecting'));
-  const second = await startChild(first.port);
+  const second = await spare.start();
   expect(second.url).toBe(first.url);
 
   // The restarted service failed the build as interrupted; the page follows it to that end.

@@ -69,6 +69,8 @@ export class BuildView {
     list.onChange(() => {
       const known = this.buildId ? list.get(this.buildId) : undefined;
       if (known) this.showInfo(known);
+      // The service answers again after the log stream gave up (a long restart): pick up where the log stopped.
+      if (known && !isTerminal(known.status) && !this.sub && !this.reattachButton.hidden) this.onReattach();
     });
   }
 

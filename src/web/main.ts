@@ -68,7 +68,11 @@ async function connect(token: string): Promise<void> {
   await disconnect();
   let client: BrowserClient;
   try {
-    client = createBrowserClient({ token });
+    client = createBrowserClient({
+      token,
+      // A Cancel whose DELETE failed (after its retries) must not go unnoticed.
+      onTeardownError: (err) => setConnection(`Could not cancel build ${err.buildId}: ${err.message}`, true),
+    });
   } catch (err) {
     setConnection((err as Error).message, true);
     tokenInput.focus();
