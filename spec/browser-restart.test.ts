@@ -118,3 +118,27 @@ it('a SIGKILLed and restarted service: the page resumes and shows the whole log 
   expect(await page.locator('#log li.notice', { hasText: 'reconnecting' }).count()).toBeGreaterThanOrEqual(1);
   await page.close();
 });
+
+it('a service down for longer than the retry budget: the page gives up, then re-attaches when it answers again', async () => {
+  const first = await (await spawnChild(0)).start();
+  const page: Page = await chrome.newPage();
+  await page.goto(`${first.url}/`);
+  await signIn(page, TOKEN);
+  const id = await submitOk(first.url, { imageName: 'web/long-restart:1', buildArgs: { SCRIPT_LINES: '400', SCRIPT_INTERVAL_MS: '20' } });
+  await page.evaluate((bid) => (location.hash = `#/builds/${bid}`), id);
+  await page.waitForFunction(() => document.querySelectorAll('#log li.line').length >= 10);
+
+  const spare = await spawnChild(first.port);
+  await killHard(first);
+  // Five retries about a second apart, then the watch errors and the page offers to reconnect.
+  await page.waitForFunction(() => document.getElementById('build-status')?.textContent?.startsWith('disconnected'), undefined, { timeout: 30_000 });
+  expect(await page.isVisible('#reattach-button')).toBe(true);
+  await spare.start();
+  // No click: the list's next answer tells the view the service is back.
+  await page.waitForFunction(() => document.getElementById('build-status')?.textContent?.includes('interrupted'), undefined, { timeout: 30_000 });
+  const journal = await readSse(`${first.url}/builds/${id}/logs`);
+  const expected = journal.events.filter((e) => e.event === 'message').map((e) => ({ id: e.id ?? '', line: e.data }));
+  expect(await pageLines(page)).toEqual(expected);
+  expect(await page.isVisible('#reattach-button')).toBe(false);
+  await page.close();
+});

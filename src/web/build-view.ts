@@ -69,8 +69,9 @@ export class BuildView {
     list.onChange(() => {
       const known = this.buildId ? list.get(this.buildId) : undefined;
       if (known) this.showInfo(known);
-      // The service answers again after the log stream gave up (a long restart): pick up where the log stopped.
-      if (known && !isTerminal(known.status) && !this.sub && !this.reattachButton.hidden) this.onReattach();
+      // The service answers again after the log stream gave up (a long restart): pick up where the log stopped
+      // (also when the build ended meanwhile: the rest of its log and its end are still to show).
+      if (known && !this.sub && !this.reattachButton.hidden) this.onReattach();
     });
   }
 
