@@ -152,6 +152,7 @@ test('AbortSignal: run() rejects with CancelledError and the build is DELETEd on
   expect(buildIdOf(del)).toBe(buildIdOf(logReq));
   await h.client.close();
   expect(h.requestsFor('DELETE')).toHaveLength(1);
+  await h.dispose();
 
   // An already aborted signal: nothing at all happens.
   h = await setup();

@@ -103,8 +103,9 @@ export function createClient(options: ClientOptions): RxbuildClient {
   if (options.dispatcher) {
     dispatcher = options.dispatcher;
   } else {
-    // Long-lived SSE streams: no body timeout (liveness is our idle timeout); headers still time out.
-    ownAgent = new Agent({ bodyTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 4_000 });
+    // Long-lived SSE streams: no body timeout (liveness is the log stream's own idle timeout). Headers keep
+    // undici's default timeout (300 s), which also covers the service unpacking a large upload.
+    ownAgent = new Agent({ bodyTimeout: 0 });
     dispatcher = ownAgent;
   }
   const http: HttpContext = createHttpContext(options.baseUrl, options.token, dispatcher);
