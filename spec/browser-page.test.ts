@@ -141,6 +141,8 @@ it('links a build to its image in the registry and to its snapshot, which the pa
   const snap = await postJson('/snapshots', { image: record.image_ref, architecture: 'amd64' });
   await postJson(`/snapshots/${snap.snapshot_id}/aliases`, { alias: 'web-demo' });
   await page.goto(`${server.url}/#/builds/${id}`);
+  // A fresh page load reads snapshots at once (a running page rereads them every few refreshes).
+  await page.reload();
   const row = page.locator(`tr[data-build-id="${id}"]`);
   await row.locator('.snapshot-link').waitFor();
   const imageHref = await row.locator('td').last().locator('a').first().getAttribute('href');

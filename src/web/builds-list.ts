@@ -51,6 +51,7 @@ export class BuildsList {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private ticker: ReturnType<typeof setInterval> | undefined;
   private rounds = 0;
+  private readonly succeeded = new Set<string>();
   private abort = new AbortController();
   private stopped = false;
   private readonly listeners = new Set<() => void>();
@@ -118,9 +119,10 @@ export class BuildsList {
     const signal = this.abort.signal;
     try {
       const builds = await this.client.builds.list({ signal });
-      if (this.rounds++ % SNAPSHOT_EVERY === 0 || builds.some((b) => b.status === 'succeeded' && !this.snapshotsByDigest.has(b.digest ?? ''))) {
-        await this.loadSnapshots(signal);
-      }
+      // Snapshots are registered after a build succeeds: ask when one newly succeeded, and now and then anyway.
+      const newlySucceeded = builds.filter((b) => b.status === 'succeeded' && !this.succeeded.has(b.buildId));
+      for (const b of newlySucceeded) this.succeeded.add(b.buildId);
+      if (this.rounds++ % SNAPSHOT_EVERY === 0 || newlySucceeded.length > 0) await this.loadSnapshots(signal);
       this.builds = builds;
       this.render();
       for (const fn of this.listeners) fn();
