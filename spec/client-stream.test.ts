@@ -137,7 +137,8 @@ test('a stream that ends without a control event is resumed', async () => {
 });
 
 test('repeated empty ends: GET /builds/{id} decides instead of looping forever', async () => {
-  h = await setup({ faults: { endLogWithoutControl: { events: 0, times: 1000 } } });
+  // 50 ms between attempts leaves the 3-line build ample time to finish within the budget.
+  h = await setup({ faults: { endLogWithoutControl: { events: 0, times: 1000 } }, client: { retry: { delayMs: 50 } } });
   const r = await collect(h.client.builds.build({ context: h.context, imageName: 'app', buildArgs: script({ lines: 3 }) }));
   expect(r.error).toBeUndefined();
   expect(last(r.events)).toMatchObject({ phase: 'succeeded' });
@@ -211,8 +212,9 @@ test('idle timeout: a silent stream counts as dropped and is resumed; heartbeats
   expect(logRequests(h).length).toBe(reconnects(r.events).length + 1);
   await h.dispose();
 
-  h = await setup({ server: { heartbeatMs: 30 }, client: { idleTimeoutMs: 150 } });
-  const alive = await collect(h.client.builds.build({ context: h.context, imageName: 'app', buildArgs: script({ lines: 3, intervalMs: 400 }) }));
+  // Gaps between lines (900 ms) longer than the idle timeout (600 ms), bridged by heartbeats every 25 ms.
+  h = await setup({ server: { heartbeatMs: 25 }, client: { idleTimeoutMs: 600 } });
+  const alive = await collect(h.client.builds.build({ context: h.context, imageName: 'app', buildArgs: script({ lines: 3, intervalMs: 900 }) }));
   expect(alive.error).toBeUndefined();
   expect(lines(alive.events)).toEqual(expectedLines(3));
   expect(reconnects(alive.events)).toEqual([]);
