@@ -73,6 +73,28 @@ test('unsubscribe while packing: no POST, no DELETE, no temp file', async () => 
   expect(await readdir(h.tmpDir)).toEqual([]);
 });
 
+test('unsubscribe synchronously inside the first uploading event: no POST at all, no temp file', async () => {
+  h = await setup();
+  const events: BuildEvent[] = [];
+  let unsubscribed!: () => void;
+  const done = new Promise<void>((resolve) => (unsubscribed = resolve));
+  const sub: Subscription = h.client.builds.build({ context: h.context, imageName: 'app' }).subscribe({
+    next: (e) => {
+      events.push(e);
+      if (e.type === 'status' && e.phase === 'uploading') {
+        // No microtask: the pipeline must notice before it starts the next stage.
+        sub.unsubscribe();
+        unsubscribed();
+      }
+    },
+  });
+  await done;
+  await h.client.close();
+  expect(events.map((e) => (e as BuildStatusEvent).phase)).toEqual(['packing', 'uploading']);
+  expect(h.server.requests).toHaveLength(0);
+  expect(await readdir(h.tmpDir)).toEqual([]);
+});
+
 test('unsubscribe mid-upload: the POST is aborted, no build is left behind, no temp file', async () => {
   h = await setup();
   // Incompressible, so the upload takes many chunks.
@@ -161,14 +183,18 @@ test('AbortSignal: run() rejects with CancelledError and the build is DELETEd on
   expect(h.server.requests).toHaveLength(0);
 });
 
-test('close() ends running builds, waits for their DELETEs (even slow ones), then refuses new work', async () => {
+test('close() ends running builds, waits for their DELETEs (even slow ones), then refuses new work; it is idempotent', async () => {
   h = await setup({ faults: { deleteDelayMs: 200 } });
   const errors: unknown[] = [];
   h.client.builds
     .build({ context: h.context, imageName: 'app', buildArgs: script({ lines: 1, outcome: 'hang' }) })
     .subscribe({ error: (e) => errors.push(e) });
   const logReq = await h.server.waitForRequest((r) => r.method === 'GET' && r.path.endsWith('/logs'));
-  await h.client.close();
+  // Two callers (a signal handler and a finally block, say) share one close.
+  const [first, second] = [h.client.close(), h.client.close()];
+  expect(second).toBe(first);
+  await Promise.all([first, second]);
+  await expect(h.client.close()).resolves.toBeUndefined();
   expect(errors).toHaveLength(1);
   expect(errors[0]).toBeInstanceOf(ClientClosedError);
   const dels = h.requestsFor('DELETE');

@@ -133,9 +133,13 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
         const prepare = async (): Promise<string> => {
           const v = await validateBuild(options);
           emit({ type: 'status', phase: 'packing' });
+          // A subscriber may unsubscribe synchronously inside any emit: stop before starting the next stage,
+          // or that stage would run after the teardown already looked (and, for a POST, orphan a build).
+          signal.throwIfAborted();
           packed = packContext({ contextDir: v.contextDir, dockerfile: v.dockerfile, tmpDir: deps.tmpDir, signal });
           const file = await packed;
           emit({ type: 'status', phase: 'uploading', bytesSent: 0, bytesTotal: file.size });
+          signal.throwIfAborted();
           let lastProgressAt = 0;
           sub = startSubmit({
             http: deps.http,

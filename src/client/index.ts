@@ -111,6 +111,7 @@ export function createClient(options: ClientOptions): RxbuildClient {
   const http: HttpContext = createHttpContext(options.baseUrl, options.token, dispatcher);
   const teardowns = new Teardowns(http, teardownTuning, options.onTeardownError);
   let closed = false;
+  let closing: Promise<void> | undefined;
 
   const deps: PipelineDeps = {
     http,
@@ -153,15 +154,19 @@ export function createClient(options: ClientOptions): RxbuildClient {
     builds,
     snapshots: createSnapshotsApi(deps),
     internals: deps,
-    async close() {
-      closed = true;
-      // Builds still running end now (ClientClosedError), so their DELETEs are among what we wait for.
-      teardowns.endActive();
-      try {
-        await teardowns.settle();
-      } finally {
-        await ownAgent?.close();
-      }
+    close() {
+      // Idempotent: a second call (e.g. from a signal handler and a finally block) shares the first one's outcome.
+      closing ??= (async () => {
+        closed = true;
+        // Builds still running end now (ClientClosedError), so their DELETEs are among what we wait for.
+        teardowns.endActive();
+        try {
+          await teardowns.settle();
+        } finally {
+          await ownAgent?.close();
+        }
+      })();
+      return closing;
     },
   };
 }
