@@ -8,6 +8,7 @@ import { firstValueFrom, filter } from 'rxjs';
 import {
   AuthError,
   BuildFailedError,
+  CancelledError,
   HttpError,
   InvalidInputError,
   type BuildEvent,
@@ -199,5 +200,26 @@ test('watch() follows an existing build, resumes after lastEventId, and detachin
   expect((await h.server.waitForBuild(hangId)).status).toBe('cancelled');
   hangSub.unsubscribe();
   await h.client.close();
+  expect(h.requestsFor('DELETE')).toHaveLength(1);
+});
+
+test('a build cancelled by someone else ends the watcher with status cancelled and CancelledError, not a failure', async () => {
+  h = await setup();
+  const built = collect(h.client.builds.build({ context: h.context, imageName: 'app', buildArgs: script({ lines: 1, outcome: 'hang' }) }));
+  const logReq = await h.server.waitForRequest((r) => r.method === 'GET' && r.path.endsWith('/logs'));
+  const id = buildIdOf(logReq);
+  const watched = collect(h.client.builds.watch(id));
+  await h.server.waitForRequest((r) => r.method === 'GET' && r.path.endsWith('/logs') && r !== logReq);
+  // Another party (a second terminal, the web page) cancels it.
+  const res = await request(`${h.server.url}/builds/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${TOKEN}` } });
+  await res.body.dump();
+  const { events, error } = await watched;
+  expect(error).toBeInstanceOf(CancelledError);
+  expect((error as CancelledError).buildId).toBe(id);
+  expect(statuses(events).pop()).toMatchObject({ phase: 'cancelled', buildId: id });
+  // The builder's own subscription ends the same way.
+  expect((await built).error).toBeInstanceOf(CancelledError);
+  await h.client.close();
+  // The builder's own client saw the build end, so it sent no DELETE of its own: one DELETE in all.
   expect(h.requestsFor('DELETE')).toHaveLength(1);
 });

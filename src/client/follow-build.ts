@@ -180,6 +180,8 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
     let phase: 'queued' | 'running' | undefined;
     let lastQueuePosition: number | null | undefined;
     let lastStepKey: string | undefined;
+    /** The terminal status the server's last progress event reported, if any (it precedes the control event). */
+    let terminalStatus: string | undefined;
     let emptyStreak = 0;
     const abort = new AbortController();
 
@@ -236,10 +238,14 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
               if (!dedupe.accept(item.id)) return [];
               fresh++;
               emptyStreak = 0;
+              if (isTerminalBuildStatus(item.progress.status)) terminalStatus = item.progress.status;
               return progressEvents(item.progress);
             case 'control':
               if ('error' in item.control) {
-                return finishFrom({ buildId, status: 'failed', error: item.control.error } as BuildInfo);
+                // A build cancelled by someone else (another client, the CLI, the page) ends as cancelled, not
+                // as a failure: our server says so in the progress event that precedes the control event.
+                const status = terminalStatus === 'cancelled' ? 'cancelled' : 'failed';
+                return finishFrom({ buildId, status, error: item.control.error } as BuildInfo);
               }
               return from(finishAfterDone()).pipe(mergeMap((o) => o));
           }
