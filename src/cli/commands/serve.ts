@@ -101,6 +101,7 @@ async function serveCommand(ctx: CliContext, flags: ServeFlags): Promise<number>
           `  registry  ${service.registry}`,
           `  data dir  ${dataDir}`,
           `  engine    ${flags.engine}`,
+          `  web page  ${service.url}/ (live builds in a browser; paste the token there)`,
           ...(generated ? [`  token     ${token}`, `  export RXBUILD_URL=${service.url} RXBUILD_TOKEN=${token}`] : []),
           'press Ctrl+C to stop',
         ].join('\n'),
