@@ -14,11 +14,12 @@
  * @packageDocumentation
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
+import { writeFile } from 'node:fs/promises';
 import type { CliClient } from './client';
-import { describeError, hasStatus } from './errors';
+import { describeError, ExitCode, hasStatus } from './errors';
 import type { Following } from './follow';
 import { trapSigint } from './interrupt';
-import type { BuildOutcome, Renderer } from './render';
+import { jsonResult, type BuildOutcome, type Renderer } from './render';
 
 /** The Ctrl+C side of a running build. */
 export interface InterruptHandle {
@@ -115,4 +116,24 @@ export function cancelOnInterrupt(client: CliClient, following: Following, rende
       if (fired) diagnosticsChannel.unsubscribe('undici:request:bodySent', onBodySent);
     },
   };
+}
+
+/**
+ * Run one followed build (or snapshot) to its end with Ctrl+C handling, render the outcome, optionally write it
+ * to `metadataFile`, and map it to the exit code: 0 succeeded, 130 cancelled by Ctrl+C, 2 invalid local input,
+ * 1 anything else.
+ */
+export async function runToExit(client: CliClient, following: Following, renderer: Renderer, metadataFile?: string): Promise<number> {
+  const interrupt = cancelOnInterrupt(client, following, renderer);
+  try {
+    const outcome = await Promise.race([following.outcome, interrupt.outcome]);
+    renderer.finish(outcome);
+    if (metadataFile) await writeFile(metadataFile, `${JSON.stringify(jsonResult(outcome), null, 2)}\n`);
+    if (interrupt.fired()) return outcome.kind === 'cancelled' ? ExitCode.interrupted : ExitCode.failed;
+    if (outcome.kind === 'succeeded') return ExitCode.ok;
+    if (outcome.kind === 'error' && outcome.code === 'invalid_input') return ExitCode.usage;
+    return ExitCode.failed;
+  } finally {
+    interrupt.release();
+  }
 }

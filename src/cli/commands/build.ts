@@ -8,18 +8,17 @@
  * @packageDocumentation
  */
 import { existsSync, statSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { basename, isAbsolute, relative, resolve, sep } from 'node:path';
 import type { Command } from 'commander';
 import type { BuildOptions } from '../../client/types';
 import { openClient } from '../client';
 import type { CliContext } from '../context';
-import { ExitCode, UsageError } from '../errors';
+import { UsageError } from '../errors';
 import { follow } from '../follow';
-import { cancelOnInterrupt } from '../cancel-on-interrupt';
+import { runToExit } from '../cancel-on-interrupt';
 import { collect, parseBuildArgs } from '../parse';
 import type { Action } from '../program';
-import { createRenderer, jsonResult } from '../render';
+import { createRenderer } from '../render';
 
 /** Flags of `rxbuild build`. */
 interface BuildFlags {
@@ -93,17 +92,6 @@ async function buildCommand(ctx: CliContext, contextArg: string, flags: BuildFla
   return openClient(ctx, async (client) => {
     const renderer = createRenderer(ctx.mode, ctx.renderIo);
     const following = follow(client.builds.build(options), renderer, { url: connection.url });
-    const interrupt = cancelOnInterrupt(client, following, renderer);
-    try {
-      const outcome = await Promise.race([following.outcome, interrupt.outcome]);
-      renderer.finish(outcome);
-      if (flags.metadataFile) await writeFile(flags.metadataFile, `${JSON.stringify(jsonResult(outcome), null, 2)}\n`);
-      if (interrupt.fired()) return outcome.kind === 'cancelled' ? ExitCode.interrupted : ExitCode.failed;
-      if (outcome.kind === 'succeeded') return ExitCode.ok;
-      if (outcome.kind === 'error' && outcome.code === 'invalid_input') return ExitCode.usage;
-      return ExitCode.failed;
-    } finally {
-      interrupt.release();
-    }
+    return runToExit(client, following, renderer, flags.metadataFile);
   });
 }

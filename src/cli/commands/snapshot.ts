@@ -6,19 +6,18 @@
  *
  * @packageDocumentation
  */
-import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { Observable } from 'rxjs';
 import type { CreateSnapshotParams, SnapshotArchitecture, SnapshotEvent, SnapshotInfo } from '../../client';
-import { cancelOnInterrupt } from '../cancel-on-interrupt';
+import { runToExit } from '../cancel-on-interrupt';
 import { openClient } from '../client';
 import type { CliContext } from '../context';
 import { describeError, ExitCode, UsageError, type ErrorContext } from '../errors';
 import type { Following } from '../follow';
 import { collect, parseBuildArgs, parsePositiveInt } from '../parse';
 import type { Action } from '../program';
-import { createRenderer, jsonResult, type BuildOutcome, type Renderer } from '../render';
+import { createRenderer, type BuildOutcome, type Renderer } from '../render';
 import { resolveDockerfile } from './build';
 
 /** Flags of `rxbuild snapshot create`. */
@@ -137,18 +136,7 @@ async function createCommand(ctx: CliContext, flags: CreateFlags): Promise<numbe
   return openClient(ctx, async (client) => {
     const renderer = createRenderer(ctx.mode, ctx.renderIo);
     const following = followSnapshot(client.snapshots.create(params), renderer, ctx, { url: connection.url }, flags.image);
-    const interrupt = cancelOnInterrupt(client, following, renderer);
-    try {
-      const outcome = await Promise.race([following.outcome, interrupt.outcome]);
-      renderer.finish(outcome);
-      if (flags.metadataFile) await writeFile(flags.metadataFile, `${JSON.stringify(jsonResult(outcome), null, 2)}\n`);
-      if (interrupt.fired()) return outcome.kind === 'cancelled' ? ExitCode.interrupted : ExitCode.failed;
-      if (outcome.kind === 'succeeded') return ExitCode.ok;
-      if (outcome.kind === 'error' && outcome.code === 'invalid_input') return ExitCode.usage;
-      return ExitCode.failed;
-    } finally {
-      interrupt.release();
-    }
+    return runToExit(client, following, renderer, flags.metadataFile);
   });
 }
 
