@@ -43,7 +43,7 @@ it('first Ctrl+C: says it is cancelling, sends exactly one DELETE, exits 130 aft
   // Confirmed: the server had answered the DELETE before the CLI exited.
   expect(deletes[0].status).toBe(200);
   expect((await server.waitForBuild(buildId)).status).toBe('cancelled');
-  expect(exit.stdout).toMatch(new RegExp(`^cancelled: build ${buildId} cancelled`, 'm'));
+  expect(exit.stdout).toMatch(new RegExp(`^cancelled: build ${buildId} was cancelled`, 'm'));
   expect(exit.stderr).not.toMatch(STACK_FRAME);
 });
 

@@ -17,7 +17,7 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { writeFile } from 'node:fs/promises';
 import type { CliClient } from './client';
 import { describeError, ExitCode, hasStatus } from './errors';
-import type { Following } from './follow';
+import { cancelledMessage, type Following } from './follow';
 import { trapSigint } from './interrupt';
 import { jsonResult, type BuildOutcome, type Renderer } from './render';
 
@@ -84,7 +84,7 @@ export function cancelOnInterrupt(client: CliClient, following: Following, rende
             return;
           }
           if (!failure) {
-            settle({ kind: 'cancelled', buildId: bid, message: bid ? `build ${bid} cancelled` : 'build cancelled before it was submitted' });
+            settle({ kind: 'cancelled', buildId: bid, message: cancelledMessage(bid) });
             return;
           }
           const d = describeError(failure.cause ?? failure, { url: client.url });

@@ -49,8 +49,9 @@ export function follow(events$: Observable<BuildEvent>, renderer: Renderer, ctx:
   };
 }
 
-function cancelledMessage(buildId: string | undefined): string {
-  return buildId ? `build ${buildId} cancelled` : 'build cancelled before it was submitted';
+/** How a cancelled build is reported, whoever cancelled it. */
+export function cancelledMessage(buildId: string | undefined): string {
+  return buildId ? `build ${buildId} was cancelled` : 'build cancelled before it was submitted';
 }
 
 /** A completed stream: its last status says how it ended. */

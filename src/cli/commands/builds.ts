@@ -103,12 +103,8 @@ async function logsCommand(ctx: CliContext, id: string, followLive: boolean): Pr
       detach();
     });
     try {
-      let outcome = await Promise.race([following.outcome, detached]);
-      if (outcome.kind === 'failed') {
-        // The stream's `{"error"}` does not say whether the build failed or was cancelled; its status does.
-        const info = await client.builds.get(id).catch(() => undefined);
-        if (info?.status === 'cancelled') outcome = { kind: 'cancelled', buildId: id, message: `build ${id} was cancelled` };
-      }
+      // A build cancelled elsewhere ends the watch as `cancelled` (the library tells it from a failure).
+      const outcome = await Promise.race([following.outcome, detached]);
       renderer.finish(outcome);
       if (outcome.kind === 'detached') return ExitCode.interrupted;
       return outcome.kind === 'succeeded' ? ExitCode.ok : ExitCode.failed;
