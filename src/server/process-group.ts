@@ -96,7 +96,7 @@ export async function killProcessGroup(pgid: number, graceMs = 300, waitMs = 200
   const start = Date.now();
   let killed = false;
   // Zombies do not count: a member orphaned to pid 1 stays a zombie until init reaps it, which can take
-  // seconds (seen with buildah's RUN processes here), yet it is already dead.
+  // seconds (seen with buildah's RUN processes here), yet it is already dead (once all its threads are gone).
   while (listGroupMembers(pgid).length > 0) {
     const elapsed = Date.now() - start;
     if (!killed && elapsed >= graceMs) {
@@ -137,7 +137,25 @@ export async function killLeftoverGroupAndWait(group: TrackedProcessGroup, waitM
   return signalled;
 }
 
-/** Pids whose process group is `pgid` (via `/proc`). */
+/**
+ * True while a process whose main thread is already a zombie still has other threads. A multi-threaded process
+ * (any Go program: docker-registry, buildah) shows its leader as `Z` as soon as the main thread has exited,
+ * while the other threads are still tearing down; they share the descriptor table, so until the last of them
+ * is gone the process still holds its files: its listening socket (a successor binding the same port gets
+ * "address already in use") and its lock files. Only a zombie with no thread but itself is really dead.
+ */
+function threadsStillExiting(pid: string): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/task`).some((tid) => tid !== pid);
+  } catch {
+    return false; // reaped while we looked
+  }
+}
+
+/**
+ * Pids whose process group is `pgid` (via `/proc`). Zombies whose threads have all exited are left out: they
+ * hold nothing any more and only wait for their parent (often init) to reap them.
+ */
 export function listGroupMembers(pgid: number): number[] {
   const out: number[] = [];
   let entries: string[];
@@ -152,7 +170,7 @@ export function listGroupMembers(pgid: number): number[] {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       // fields[0] = state, fields[1] = ppid, fields[2] = pgrp; zombies cannot be killed and do not count.
-      if (Number(fields[2]) === pgid && fields[0] !== 'Z') out.push(Number(name));
+      if (Number(fields[2]) === pgid && (fields[0] !== 'Z' || threadsStillExiting(name))) out.push(Number(name));
     } catch {
       // Exited while we looked.
     }
