@@ -11,8 +11,8 @@ export interface Target {
   what: string;
   target: string;
   measured: string;
-  /** `null`: not measured in this run (the section says why). */
-  met: boolean | null;
+  /** `null`: not measured in this run (the section says why); `'info'`: a figure to report, with no pass/fail. */
+  met: boolean | null | 'info';
 }
 
 /** A table with an optional caption. */
@@ -46,7 +46,8 @@ export interface Report {
   sections: Section[];
 }
 
-function verdict(met: boolean | null): string {
+function verdict(met: Target['met']): string {
+  if (met === 'info') return '—';
   if (met === null) return 'not measured';
   return met ? 'met' : '**missed**';
 }

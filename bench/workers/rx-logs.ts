@@ -44,6 +44,8 @@ export interface RxLogsResult {
   /** CPU seconds from the first subscribe to the last completion (start-up excluded). */
   cpuSeconds: number;
   sigint: { min: number; max: number; samples: number } | null;
+  /** `process.listenerCount('SIGINT')` once every build has ended and the client is closed. */
+  sigintAfter: number;
 }
 
 function follow(events$: import('rxjs').Observable<BuildEvent>, expectLines: number): Promise<RxBuildOutcome> {
@@ -83,6 +85,8 @@ workerMain<RxLogsInput, RxLogsResult>(async (input) => {
       }, input.sampleSigintMs)
     : undefined;
   const cpu0 = cpuSeconds();
+  let builds: RxBuildOutcome[];
+  let cpu: number;
   try {
     const streams =
       input.mode === 'watch'
@@ -90,12 +94,12 @@ workerMain<RxLogsInput, RxLogsResult>(async (input) => {
         : Array.from({ length: input.builds ?? 1 }, () =>
             client.builds.build({ context: input.contextDir!, imageName: 'bench', buildArgs: input.buildArgs, nydus: false }),
           );
-    const builds = await Promise.all(streams.map((s) => follow(s, input.expectLines)));
+    builds = await Promise.all(streams.map((s) => follow(s, input.expectLines)));
     active = false;
-    const cpu = cpuSeconds() - cpu0;
-    return { builds, cpuSeconds: cpu, sigint: sig.samples ? sig : null };
+    cpu = cpuSeconds() - cpu0;
   } finally {
     clearInterval(sampler);
     await client.close();
   }
+  return { builds, cpuSeconds: cpu, sigint: sig.samples ? sig : null, sigintAfter: process.listenerCount('SIGINT') };
 });

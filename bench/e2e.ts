@@ -1,0 +1,127 @@
+/**
+ * 6. End-to-end overhead: `rxbuild build` of a real multi-step Dockerfile against the local service (buildah +
+ * registry), against `buildah bud` + `buildah push` run directly with the engine's flags, storage and registry.
+ *
+ * @packageDocumentation
+ */
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import * as path from 'node:path';
+import { serve, type RunningService } from '../src/server/serve';
+import type { Bench, BenchContext } from './lib/bench';
+import { runCommand, type CommandResult } from './lib/command';
+import * as f from './lib/format';
+import type { Section } from './lib/report';
+import { BENCH_TOKEN } from './lib/server';
+import { median, ratio } from './lib/stats';
+
+const TARGET_RATIO = 1.15;
+const EXAMPLE = path.join('examples', 'hello');
+
+/** The engine's buildah setup (see src/server/engines/buildah.ts): same storage, config, policy and flags. */
+class DirectBuildah {
+  private readonly storage: string;
+  private readonly env: NodeJS.ProcessEnv;
+
+  constructor(private readonly svc: RunningService) {
+    this.storage = path.join(svc.dataDir, 'buildah');
+    this.env = {
+      ...process.env,
+      CONTAINERS_REGISTRIES_CONF: path.join(this.storage, 'registries.conf'),
+      TMPDIR: path.join(this.storage, 'tmp'),
+      BUILDAH_ISOLATION: 'chroot',
+    };
+  }
+
+  private buildah(args: string[]): Promise<CommandResult> {
+    const global = ['--root', path.join(this.storage, 'root'), '--runroot', path.join(this.storage, 'runroot'), '--storage-driver', 'vfs'];
+    return runCommand('buildah', [...global, ...args], { env: this.env, cwd: this.storage, timeoutMs: 600_000 });
+  }
+
+  /** `bud` + `push` as the engine runs them; resolves the wall time of the two. The image is removed afterwards (untimed). */
+  async build(context: string, workDir: string, n: number): Promise<number> {
+    const policy = path.join(this.storage, 'policy.json');
+    const tag = `localhost/bench-direct-${n}:latest`;
+    await mkdir(workDir, { recursive: true });
+    const bud = await this.buildah(['bud', '--isolation', 'chroot', '--signature-policy', policy, '--format', 'oci', '-f', path.join(context, 'Dockerfile'), '-t', tag, context]);
+    const push = await this.buildah([
+      'push', '--tls-verify=false', '--signature-policy', policy, '--retry', '1', '--digestfile', path.join(workDir, `digest-${n}`),
+      tag, `docker://${this.svc.registry}/bench/direct:${n}`,
+    ]);
+    await this.buildah(['rmi', tag]);
+    return bud.ms + push.ms;
+  }
+}
+
+/** `rxbuild build` (plain output) against the service; resolves its wall time. */
+async function rxbuildBuild(ctx: BenchContext, svc: RunningService, context: string, n: number): Promise<number> {
+  const cli = path.join(ctx.repoRoot, 'dist', 'cli', 'main.js');
+  const r = await runCommand(process.execPath, [cli, 'build', context, '-t', `bench-e2e:${n}`, '--no-nydus'], {
+    env: { ...process.env, RXBUILD_URL: svc.url, RXBUILD_TOKEN: BENCH_TOKEN },
+    timeoutMs: 600_000,
+  });
+  return r.ms;
+}
+
+export const e2eBench: Bench = {
+  id: 'e2e',
+  title: '6. End-to-end overhead',
+  async run(ctx): Promise<Section> {
+    const runs = ctx.runs(3, 2);
+    const context = path.join(ctx.repoRoot, EXAMPLE);
+    const cliBuilt = existsSync(path.join(ctx.repoRoot, 'dist', 'cli', 'main.js'));
+    if (!cliBuilt) throw new Error('dist/cli/main.js does not exist: run `npm run build` first');
+    ctx.log('e2e: starting the service (registry, base image)');
+    const svc = await serve({ dataDir: path.join(ctx.tmpDir, 'e2e-data'), token: BENCH_TOKEN, engine: 'buildah', maxConcurrent: 1 });
+    const rx: number[] = [];
+    const direct: number[] = [];
+    try {
+      const buildah = new DirectBuildah(svc);
+      const work = path.join(ctx.tmpDir, 'e2e-direct');
+      // Warm-up, not measured: pulls the base image into the shared storage and lets the engine do its first sweep.
+      ctx.log('e2e: warm-up');
+      await rxbuildBuild(ctx, svc, context, 0);
+      await buildah.build(context, work, 0);
+      for (let i = 1; i <= runs; i++) {
+        ctx.log(`e2e: run ${i}/${runs}`);
+        const pair = i % 2 === 1 ? ['rx', 'direct'] : ['direct', 'rx'];
+        for (const which of pair) {
+          if (which === 'rx') rx.push(await rxbuildBuild(ctx, svc, context, i));
+          else direct.push(await buildah.build(context, work, i));
+        }
+      }
+    } finally {
+      await svc.close();
+    }
+    const r = ratio(median(rx), median(direct));
+    return {
+      id: 'e2e',
+      title: '6. End-to-end overhead',
+      method: [
+        `\`${EXAMPLE}\`: FROM the offline busybox base image, COPY, four RUN steps (the quick-start example).`,
+        '`rxbuild build examples/hello -t … --no-nydus` (plain output) as a child process against `serve()` in the bench process ' +
+          '(buildah engine, its own docker-registry), timed from spawn to exit: CLI start-up, pack, upload, extraction, `buildah bud`, ' +
+          '`buildah push`, the engine\'s `buildah rmi`, log streaming and the final status.',
+        'Baseline: `buildah bud` then `buildah push` run directly with the engine\'s exact flags (`--isolation chroot`, vfs storage, the same ' +
+          '`--root`/`--runroot`, registries.conf, signature policy, `--format oci`, `push --tls-verify=false --retry 1 --digestfile`) on the same ' +
+          'storage and registry, timed as the sum of the two; its `buildah rmi` runs untimed. `--no-nydus` so both push gzip layers.',
+        `One warm-up of each first (not measured), then ${runs} runs of each, alternating; medians.`,
+      ],
+      tables: [
+        {
+          head: ['variant', 'wall time (median)', 'runs', 'ratio'],
+          rows: [
+            ['`buildah bud` + `buildah push` (direct)', f.ms(median(direct)), direct.map((x) => f.ms(x)).join(', '), 'baseline'],
+            ['`rxbuild build` → service → buildah', f.ms(median(rx)), rx.map((x) => f.ms(x)).join(', '), f.times(r)],
+          ],
+        },
+      ],
+      targets: [{ what: '`rxbuild build` vs direct buildah', target: `≤ ${TARGET_RATIO}×`, measured: f.times(r), met: r <= TARGET_RATIO }],
+      notes: [
+        `rxbuild costs ${f.ms(median(rx) - median(direct))} more per build; it includes the engine's \`buildah rmi\` of the pushed image ` +
+          '(the baseline\'s is untimed) and the CLI\'s own start-up.',
+      ],
+      raw: { rx, direct },
+    };
+  },
+};
