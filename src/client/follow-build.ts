@@ -32,6 +32,16 @@ export interface FollowOptions {
   maxEmptyReconnects?: number;
 }
 
+/** 1–30 ASCII digits. A loop, not a regex: this runs once per event (bench/, issue 6). */
+function isDecimalId(id: string): boolean {
+  if (id.length > 30) return false;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return id.length > 0;
+}
+
 /**
  * Remembers which SSE ids were delivered. Numeric ids (our server, the reference) are compared as numbers, so
  * memory is constant; other ids are remembered in a set. Events without an id cannot be deduplicated.
@@ -49,7 +59,7 @@ export class EventDeduper {
   /** True when the event with `id` is new (and records it). */
   accept(id: string): boolean {
     if (id === '') return true;
-    if (/^\d{1,30}$/.test(id)) {
+    if (isDecimalId(id)) {
       // Number while exact (the hot path: one call per event); BigInt beyond. `<=` compares the two correctly.
       const n = id.length <= 15 ? Number(id) : BigInt(id);
       if (this.lastNumeric !== undefined && n <= this.lastNumeric) return false;

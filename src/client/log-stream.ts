@@ -190,9 +190,9 @@ export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
       if (typeof e.code === 'number' && e.code !== 200) return fail(httpErrorFrom(e.code, '', null, what));
       fail(new TransportError('eventsource', `${what}: ${e.message ?? 'connection failed'}`));
     });
+    // No armIdle() per event: every event arrives in a chunk, and each chunk re-armed the timer (body wrapper).
     es.addEventListener(SSE_LOG_EVENT, (ev: MessageEvent<string>) => {
       if (closed) return;
-      armIdle();
       if (!typedControl) {
         // A server without typed control events: the reference's rule.
         const c = parseReferenceControl(ev.data);
@@ -208,7 +208,6 @@ export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
     });
     es.addEventListener(SSE_PROGRESS_EVENT, (ev: MessageEvent<string>) => {
       if (closed) return;
-      armIdle();
       try {
         const progress = JSON.parse(ev.data) as ProgressMessageWire;
         if (progress && typeof progress.status === 'string') subscriber.next({ kind: 'progress', id: ev.lastEventId, progress });
