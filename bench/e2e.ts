@@ -38,8 +38,8 @@ class DirectBuildah {
     return runCommand('buildah', [...global, ...args], { env: this.env, cwd: this.storage, timeoutMs: 600_000 });
   }
 
-  /** `bud` + `push` as the engine runs them; resolves the wall time of the two. The image is removed afterwards (untimed). */
-  async build(context: string, workDir: string, n: number): Promise<number> {
+  /** `bud` + `push` as the engine runs them, then `rmi` as the engine does; resolves the wall time of each part. */
+  async build(context: string, workDir: string, n: number): Promise<{ budPushMs: number; rmiMs: number }> {
     const policy = path.join(this.storage, 'policy.json');
     const tag = `localhost/bench-direct-${n}:latest`;
     await mkdir(workDir, { recursive: true });
@@ -48,8 +48,8 @@ class DirectBuildah {
       'push', '--tls-verify=false', '--signature-policy', policy, '--retry', '1', '--digestfile', path.join(workDir, `digest-${n}`),
       tag, `docker://${this.svc.registry}/bench/direct:${n}`,
     ]);
-    await this.buildah(['rmi', tag]);
-    return bud.ms + push.ms;
+    const rmi = await this.buildah(['rmi', tag]);
+    return { budPushMs: bud.ms + push.ms, rmiMs: rmi.ms };
   }
 }
 
@@ -75,6 +75,7 @@ export const e2eBench: Bench = {
     const svc = await serve({ dataDir: path.join(ctx.tmpDir, 'e2e-data'), token: BENCH_TOKEN, engine: 'buildah', maxConcurrent: 1 });
     const rx: number[] = [];
     const direct: number[] = [];
+    const rmi: number[] = [];
     try {
       const buildah = new DirectBuildah(svc);
       const work = path.join(ctx.tmpDir, 'e2e-direct');
@@ -87,13 +88,19 @@ export const e2eBench: Bench = {
         const pair = i % 2 === 1 ? ['rx', 'direct'] : ['direct', 'rx'];
         for (const which of pair) {
           if (which === 'rx') rx.push(await rxbuildBuild(ctx, svc, context, i));
-          else direct.push(await buildah.build(context, work, i));
+          else {
+            const d = await buildah.build(context, work, i);
+            direct.push(d.budPushMs);
+            rmi.push(d.rmiMs);
+          }
         }
       }
     } finally {
       await svc.close();
     }
     const r = ratio(median(rx), median(direct));
+    const withRmi = direct.map((d, i) => d + rmi[i]);
+    const rRmi = ratio(median(rx), median(withRmi));
     return {
       id: 'e2e',
       title: '6. End-to-end overhead',
@@ -104,7 +111,7 @@ export const e2eBench: Bench = {
           '`buildah push`, the engine\'s `buildah rmi`, log streaming and the final status.',
         'Baseline: `buildah bud` then `buildah push` run directly with the engine\'s exact flags (`--isolation chroot`, vfs storage, the same ' +
           '`--root`/`--runroot`, registries.conf, signature policy, `--format oci`, `push --tls-verify=false --retry 1 --digestfile`) on the same ' +
-          'storage and registry, timed as the sum of the two; its `buildah rmi` runs untimed. `--no-nydus` so both push gzip layers.',
+          'storage and registry, timed as the sum of the two; the `buildah rmi` the engine also runs is timed separately (second baseline). `--no-nydus` so both push gzip layers.',
         `One warm-up of each first (not measured), then ${runs} runs of each, alternating; medians.`,
       ],
       tables: [
@@ -112,16 +119,20 @@ export const e2eBench: Bench = {
           head: ['variant', 'wall time (median)', 'runs', 'ratio'],
           rows: [
             ['`buildah bud` + `buildah push` (direct)', f.ms(median(direct)), direct.map((x) => f.ms(x)).join(', '), 'baseline'],
-            ['`rxbuild build` → service → buildah', f.ms(median(rx)), rx.map((x) => f.ms(x)).join(', '), f.times(r)],
+            ['`buildah bud` + `push` + `rmi` (what the engine runs)', f.ms(median(withRmi)), withRmi.map((x) => f.ms(x)).join(', '), 'second baseline'],
+            ['`rxbuild build` → service → buildah', f.ms(median(rx)), rx.map((x) => f.ms(x)).join(', '), `${f.times(r)} (${f.times(rRmi)} of the second)`],
           ],
         },
       ],
-      targets: [{ what: '`rxbuild build` vs direct buildah', target: `≤ ${TARGET_RATIO}×`, measured: f.times(r), met: r <= TARGET_RATIO }],
-      notes: [
-        `rxbuild costs ${f.ms(median(rx) - median(direct))} more per build; it includes the engine's \`buildah rmi\` of the pushed image ` +
-          '(the baseline\'s is untimed) and the CLI\'s own start-up.',
+      targets: [
+        { what: '`rxbuild build` vs direct `bud` + `push`', target: `≤ ${TARGET_RATIO}×`, measured: f.times(r), met: r <= TARGET_RATIO },
+        { what: '`rxbuild build` vs direct `bud` + `push` + `rmi`', target: 'reported', measured: f.times(rRmi), met: 'info' },
       ],
-      raw: { rx, direct },
+      notes: [
+        `rxbuild costs ${f.ms(median(rx) - median(direct))} more per build than \`bud\` + \`push\`: the engine's \`buildah rmi\` of the pushed ` +
+          `image (${f.ms(median(rmi))} when run directly), the CLI's start-up, and the upload/extraction/log round trips.`,
+      ],
+      raw: { rx, direct, rmi },
     };
   },
 };
