@@ -3,6 +3,10 @@
  * running build, and started again on the same port and data dir. The page's watch reconnects with
  * Last-Event-ID and ends up with exactly the build's journal — every line once, in order — and the build's
  * final "interrupted" failure.
+ *
+ * What the page saw before the kill is always a prefix of what the restarted service replays, however far the
+ * journal's writes lagged behind the build under load: the service serves an event only once it is written,
+ * so the ids it numbers on with after the restart (the "interrupted" line first) are ids the page never saw.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -15,6 +19,8 @@ import { buildPageForSpec, launchChromium, pageLines, screenshot, signIn, type C
 import { TOKEN, api, readSse, submitOk } from './server-helpers';
 
 const CHILD = path.join(__dirname, 'fixtures', 'browser-server-child.ts');
+/** The line the restarted service appends to a build that was running when it died. */
+const INTERRUPTED_LINE = 'build interrupted: the service stopped while the build was running';
 
 interface Child {
   proc: ChildProcess;
@@ -114,6 +120,7 @@ it('a SIGKILLed and restarted service: the page resumes and shows the whole log 
   const shown = await pageLines(page);
   expect(shown.length).toBeGreaterThan(20);
   expect(shown).toEqual(expected);
+  expect(expected.at(-1)?.line).toBe(INTERRUPTED_LINE);
   expect(expected.slice(0, 20).map((e) => e.line)).toEqual(Array.from({ length: 20 }, (_, i) => `line ${i + 1}`));
   expect(await page.locator('#log li.notice', { hasText: 'reconnecting' }).count()).toBeGreaterThanOrEqual(1);
   await page.close();
@@ -139,6 +146,7 @@ it('a service down for longer than the retry budget: the page gives up, then re-
   const journal = await readSse(`${first.url}/builds/${id}/logs`);
   const expected = journal.events.filter((e) => e.event === 'message').map((e) => ({ id: e.id ?? '', line: e.data }));
   expect(await pageLines(page)).toEqual(expected);
+  expect(expected.at(-1)?.line).toBe(INTERRUPTED_LINE);
   expect(await page.isVisible('#reattach-button')).toBe(false);
   await page.close();
 });

@@ -2,7 +2,7 @@
  * The event journal behind the log streams: bounded memory, replay from disk, resume from any id, slow readers,
  * torn lines after a crash.
  */
-import { promises as fsp } from 'node:fs';
+import { copyFileSync, existsSync, promises as fsp, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -65,6 +65,36 @@ describe('Journal', () => {
     const lines = (await fsp.readFile(file, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => l.seq)).toEqual([1, 2, 3]);
     expect(lines[2]).toEqual({ seq: 3, type: 'log', data: 'three' });
+  });
+
+  it('shows readers an event only once it is in the file, so a killed service never reuses an id a reader saw', async () => {
+    const file = path.join(dir, 'c.jsonl');
+    const onDisk = (f: string): number[] =>
+      existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { seq: number }).seq) : [];
+    const j = await Journal.open(file, { sealed: false });
+    j.appendLog('one');
+    j.appendLog('two');
+    // Appended but not written: nothing to read yet.
+    expect(j.memorySince(0, 10)).toEqual([]);
+    // A waiting reader is woken once they are written, and what it then reads is in the file.
+    await j.waitForChange(0);
+    expect(j.memorySince(0, 10)!.map((e) => e.seq)).toEqual([1, 2]);
+    expect(onDisk(file)).toEqual([1, 2]);
+
+    j.appendLog('three');
+    expect(j.memorySince(2, 10)).toEqual([]);
+    // The service is SIGKILLed now, before 'three' is written: the file as the kill leaves it…
+    const killed = path.join(dir, 'c-killed.jsonl');
+    copyFileSync(file, killed);
+    // …is what the restarted service numbers on from: the next id is one no reader has seen.
+    const restarted = await Journal.open(killed, { sealed: false });
+    expect(restarted.appendLog('build interrupted')).toBe(3);
+    await restarted.seal();
+    expect(onDisk(killed)).toEqual([1, 2, 3]);
+
+    await j.waitForChange(2);
+    expect(j.memorySince(2, 10)!.map((e) => e.data)).toEqual(['three']);
+    await j.seal();
   });
 });
 

@@ -7,6 +7,12 @@
  * `Last-Event-ID`) reads the file. Writes are batched once per event-loop turn, and the file is fsynced when the
  * build ends ({@link Journal.seal}).
  *
+ * Readers see an event only once it is written to the file. An id a client has seen is then never given to
+ * another event: if the service is killed (SIGKILL keeps what was written, even unsynced), the restarted
+ * service numbers on from the last written event, and a client resuming with `Last-Event-ID` gets exactly the
+ * journal's continuation. Were events served before they were written, a client could hold lines (and ids)
+ * the journal lost, and the ids the restarted service appends would collide with them.
+ *
  * @packageDocumentation
  */
 import { promises as fsp } from 'node:fs';
@@ -147,7 +153,7 @@ export class Journal {
         void this.flush();
       });
     }
-    this.scheduleNotify();
+    // Readers are woken when the event is written (in flush), not now: they must not see it before.
     return event.seq;
   }
 
@@ -194,6 +200,7 @@ export class Journal {
         this.fileSize += buffer.length;
         this.flushedSeq = batch[batch.length - 1].seq;
         this.trim();
+        this.scheduleNotify(); // now readers may have them
       } catch (err) {
         // Keep the events in memory; report once at seal time.
         this.writeError ??= err as Error;
@@ -237,14 +244,14 @@ export class Journal {
   }
 
   /**
-   * Events after `cursor` from memory (at most `max`), `[]` when there are none yet, or `null` when some of
-   * them are only on disk (use {@link readDisk}).
+   * Written events after `cursor` from memory (at most `max`), `[]` when there are none yet, or `null` when
+   * some of them are no longer in memory (read them from the file with a {@link JournalFileReader}).
    */
   memorySince(cursor: number, max: number): JournalEvent[] | null {
-    if (cursor >= this._lastSeq) return [];
+    if (cursor >= this.flushedSeq) return [];
     if (cursor + 1 < this.memStart) return null;
     const from = cursor + 1 - this.memStart;
-    return this.mem.slice(from, from + max);
+    return this.mem.slice(from, Math.min(from + max, this.flushedSeq + 1 - this.memStart));
   }
 
   /** A file offset at or before the line of event `cursor + 1`. */
@@ -257,9 +264,12 @@ export class Journal {
     return best;
   }
 
-  /** Resolves at the next append or seal (or at once if there is already something after `cursor`). */
+  /**
+   * Resolves when events after `cursor` are written, or at seal (at once if there are already written events
+   * after `cursor`).
+   */
   waitForChange(cursor: number): Promise<void> {
-    if (cursor < this._lastSeq || this._sealed) return Promise.resolve();
+    if (cursor < this.flushedSeq || this._sealed) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 }
