@@ -78,6 +78,14 @@ function gitCommit(root: string): string {
   }
 }
 
+/** The 1, 5 and 15 minute load averages: on a 2-core machine, anything above 2 means the bench shared the CPUs. */
+function loadAverage(): string {
+  return os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' / ');
+}
+
 /** A section for a benchmark that failed: the report says so instead of leaving it out. */
 function failedSection(b: Bench, err: unknown): Section {
   const message = err instanceof Error ? err.message : String(err);
@@ -111,6 +119,7 @@ async function main(): Promise<void> {
     log,
   };
   const started = Date.now();
+  const loadAtStart = loadAverage();
   const sections: Section[] = [];
   try {
     for (const b of BENCHES.filter((x) => !args.only || args.only.includes(x.id))) {
@@ -128,7 +137,13 @@ async function main(): Promise<void> {
     cleanup();
   }
 
-  const report = { machine: describeMachine(), startedAt: new Date(started).toISOString(), durationMs: Date.now() - started, quick: args.quick, commit: gitCommit(repoRoot), sections };
+  const machine = {
+    ...describeMachine(),
+    'load average (1/5/15 min) at start': loadAtStart,
+    'load average at end': loadAverage(),
+    'other work on the machine': 'shared with other sessions\' builds and tests while this ran; the load average says how busy it was',
+  };
+  const report = { machine, startedAt: new Date(started).toISOString(), durationMs: Date.now() - started, quick: args.quick, commit: gitCommit(repoRoot), sections };
   const resultsDir = path.join(repoRoot, 'bench', 'results');
   mkdirSync(resultsDir, { recursive: true });
   writeFileSync(path.join(resultsDir, `${report.startedAt.replace(/[:.]/g, '-')}.json`), JSON.stringify(report, null, 2));
