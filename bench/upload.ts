@@ -102,6 +102,9 @@ export const uploadBench: Bench = {
     const size = ctx.quick ? 256 * MiB : GiB;
     const smallSize = 128 * MiB;
     const rounds = ctx.runs(3, 2);
+    await runCommand('curl', ['--version'], { timeoutMs: 10_000 }).catch(() => {
+      throw new Error('the baseline needs curl: apt-get install -y curl');
+    });
     ctx.log(`upload: generating a ${f.mib(size)} context`);
     const gen = await makeLargeContext(path.join(ctx.tmpDir, 'context-large'), size);
     const small = await makeLargeContext(path.join(ctx.tmpDir, 'context-small'), smallSize);
