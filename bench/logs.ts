@@ -157,7 +157,7 @@ function report(readings: Record<string, Reading[]>, lines: number, runs: number
       'Fixed on the way (src/client/log-stream.ts, src/client/follow-build.ts): the idle timer was re-armed with clearTimeout + setTimeout on every ' +
         'event (≈ 18 % of the client\'s CPU in a profile), every log line went through an inner `mergeMap` subscription of a one-element array ' +
         'and the deduper built a BigInt and ran a regex per id (≈ 15 % more). Measured while fixing, on the same replay: ≈ 0.5× the bare ' +
-        'consumer\'s rate with ≈ 2.4× its CPU before, ≈ 0.85–0.9× with ≈ 1.3× after (on a quiet machine).',
+        'consumer\'s rate with ≈ 2.4× its CPU before, ≈ 0.8–0.9× with ≈ 1.3× after.',
     ],
     raw: readings,
   };
