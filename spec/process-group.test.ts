@@ -53,7 +53,12 @@ it('counts a process whose main thread exited but whose other threads still run,
   child = spawn('python3', ['-c', ZOMBIE_LEADER], { detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
   const pid = child.pid as number;
   const lines = createInterface({ input: child.stdout! });
-  const [first] = (await once(lines, 'line')) as [string];
+  const [first] = (await Promise.race([
+    once(lines, 'line'),
+    once(child, 'error').then(([err]) => {
+      throw new Error(`this spec needs python3 (apt-get install python3): ${(err as Error).message}`);
+    }),
+  ])) as [string];
   const port = Number(first);
   expect(stateOf(pid)).toBe('Z'); // what `ps` shows for it
 
