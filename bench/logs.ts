@@ -153,7 +153,9 @@ function report(readings: Record<string, Reading[]>, lines: number, runs: number
     targets,
     notes: [
       `Replay CPU: rxbuild uses ${f.times(cpuRatio)} the CPU of the bare consumer for the same stream (retry, resume ids, deduplication, idle timer and ` +
-        'the RxJS pipeline per line). On a 2-core machine shared with the server, CPU is what limits the rate when the engine is not the bottleneck.',
+        'the RxJS pipeline per line). On a 2-core machine shared with the server, CPU is what limits the rate when the engine is not the bottleneck, ' +
+        'so the replay rate ratio follows the CPU ratio. What is left is spread thin (a StreamItem and a BuildEvent object per line, six RxJS ' +
+        'subscribers between the EventSource and the caller); returning single events instead of arrays made no measurable difference.',
       'Fixed on the way (src/client/log-stream.ts, src/client/follow-build.ts): the idle timer was re-armed with clearTimeout + setTimeout on every ' +
         'event (≈ 18 % of the client\'s CPU in a profile), every log line went through an inner `mergeMap` subscription of a one-element array ' +
         'and the deduper built a BigInt and ran a regex per id (≈ 15 % more). Measured while fixing, on the same replay: ≈ 0.5× the bare ' +

@@ -197,11 +197,14 @@ function report(gen: GeneratedContext, small: GeneratedContext, samples: Map<str
       { what: 'gzip -1 vs `tar | gzip -1 | curl` (same level, not an issue target)', target: 'reported', measured: f.times(ratio1), met: 'info' },
     ],
     notes: [
-      `Memory is flat in the context size: ${f.mib(peakSmall)} for ${f.mib(small.bytes)} against ${f.mib(peakBig)} for ${f.mib(gen.bytes)}. ` +
+      `While packing and uploading, RSS hardly moves with the context size: ${f.mib(med(smallSamples, 'rssPacking'))} / ` +
+        `${f.mib(med(smallSamples, 'rssUploading'))} for ${f.mib(small.bytes)} against ${f.mib(med(rx6, 'rssPacking'))} / ${f.mib(med(rx6, 'rssUploading'))} ` +
+        `for ${f.mib(gen.bytes)}. The whole-life peak (VmHWM: ${f.mib(peakSmall)} against ${f.mib(peakBig)}) adds a short spike right after the ` +
+        'upload, while the JS heap and external memory stay level (native memory; in an experiment `MALLOC_ARENA_MAX=1` removed most of it). ' +
         `The floor is the runtime: a Node ${process.version} process that has only loaded the client is at ${f.mib(floorRss)} (measured in this run; ` +
         'undici adds ≈ 19 MiB and rxjs ≈ 11 MiB to a bare node\'s ≈ 40 MiB). V8 then holds ≈ 30 MiB of heap (young generation) plus garbage file chunks until external-memory pressure triggers a GC. ' +
-        'Experiments while writing this bench: `--max-semi-space-size=1` brings packing to ≈ 80 MiB; `MALLOC_ARENA_MAX=1` removes ≈ 20 MiB of a short spike after the upload. ' +
-        'Neither is something a library can set for its host process.',
+        'Experiment while writing this bench: \`node --max-semi-space-size=1\` brings packing to ≈ 80 MiB ' +
+        '(set at run time with `v8.setFlagsFromString` it has no effect). Neither knob is something a library can set for its host process.',
       `${ratio6 <= TARGET_RATIO ? 'The default is within the target here' : 'Why the default misses'}; the structure behind the same-level ` +
         `gzip -1 comparison (${f.times(ratio1)}): the client packs into a temp file first and uploads it afterwards (a retry re-reads the file and never re-packs), ` +
         `so its time is pack + (upload ∥ server extraction), while the shell pipeline overlaps compression with upload and extraction. ` +
