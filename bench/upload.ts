@@ -203,7 +203,7 @@ function report(gen: GeneratedContext, small: GeneratedContext, samples: Map<str
         'upload, while the JS heap and external memory stay level (native memory; in an experiment `MALLOC_ARENA_MAX=1` removed most of it). ' +
         `The floor is the runtime: a Node ${process.version} process that has only loaded the client is at ${f.mib(floorRss)} (measured in this run; ` +
         'undici adds ≈ 19 MiB and rxjs ≈ 11 MiB to a bare node\'s ≈ 40 MiB). V8 then holds ≈ 30 MiB of heap (young generation) plus garbage file chunks until external-memory pressure triggers a GC. ' +
-        'Experiment while writing this bench: \`node --max-semi-space-size=1\` brings packing to ≈ 80 MiB ' +
+        'Experiment while writing this bench: `node --max-semi-space-size=1` brings packing to ≈ 80 MiB ' +
         '(set at run time with `v8.setFlagsFromString` it has no effect). Neither knob is something a library can set for its host process.',
       `${ratio6 <= TARGET_RATIO ? 'The default is within the target here' : 'Why the default misses'}; the structure behind the same-level ` +
         `gzip -1 comparison (${f.times(ratio1)}): the client packs into a temp file first and uploads it afterwards (a retry re-reads the file and never re-packs), ` +
