@@ -2,24 +2,16 @@
  * `rxbuild build` against a real local service (scripted engine): JSON output, plain output, exit codes, and
  * the error messages for usage errors, a wrong token and a service that is not running.
  */
-import { startServer, type RunningServer } from '../src/server';
-import { closedPort, cliEnv, FIXTURE_CONTEXT, FIXTURE_NO_DOCKERFILE, jsonLines, runCli, STACK_FRAME } from './cli-helpers';
+import { closedPort, cliEnv, FIXTURE_CONTEXT, FIXTURE_NO_DOCKERFILE, jsonLines, runCli, STACK_FRAME, useCliService } from './cli-helpers';
 
 const TOKEN = 'cli-build-token';
-let server: RunningServer;
-let env: NodeJS.ProcessEnv;
-
-beforeAll(async () => {
-  server = await startServer({ token: TOKEN });
-  env = cliEnv({ RXBUILD_URL: server.url, RXBUILD_TOKEN: TOKEN });
-});
-afterAll(() => server.close());
+const service = useCliService(TOKEN);
 
 describe('rxbuild build --json', () => {
   it('prints every library event as one JSON object per line, the result last', async () => {
     const r = await runCli(
       ['build', FIXTURE_CONTEXT, '-t', 'hello:json', '--build-arg', 'SCRIPT_LINES=3', '--build-arg', 'SCRIPT_STEPS=3', '--json'],
-      env,
+      service.env,
     );
     expect(r.code).toBe(0);
     const events = jsonLines(r.stdout);
@@ -42,16 +34,16 @@ describe('rxbuild build --json', () => {
     expect(body.filter((e) => e.type === 'log').map((e) => e.line)).toEqual(['line 1', 'line 2', 'line 3']);
     expect(body.filter((e) => e.type === 'step').map((e) => `${e.index}/${e.total}`)).toEqual(['1/3', '2/3', '3/3']);
     // What the server built is what the CLI reported.
-    const submitted = server.requests.filter((q) => q.method === 'POST' && q.path === '/builds');
+    const submitted = service.server.requests.filter((q) => q.method === 'POST' && q.path === '/builds');
     expect(submitted.length).toBeGreaterThanOrEqual(1);
-    const record = await server.waitForBuild(result.buildId);
+    const record = await service.server.waitForBuild(result.buildId);
     expect(record).toMatchObject({ status: 'succeeded', image_ref: result.imageRef, digest: result.digest, image_name: 'hello:json' });
   });
 
   it('ends a failed build with exit 1, ok:false and the build error', async () => {
     const r = await runCli(
       ['build', FIXTURE_CONTEXT, '--json', '--build-arg', 'SCRIPT_OUTCOME=fail', '--build-arg', 'SCRIPT_ERROR=RUN make: exit status 2'],
-      env,
+      service.env,
     );
     expect(r.code).toBe(1);
     const result = jsonLines(r.stdout).at(-1)!;
@@ -64,7 +56,7 @@ describe('rxbuild build --json', () => {
 
 describe('rxbuild build, plain output', () => {
   it('prints the log lines and one summary line with image ref and digest', async () => {
-    const r = await runCli(['build', FIXTURE_CONTEXT, '-t', 'plain:1', '--build-arg', 'SCRIPT_LINES=2'], env);
+    const r = await runCli(['build', FIXTURE_CONTEXT, '-t', 'plain:1', '--build-arg', 'SCRIPT_LINES=2'], service.env);
     expect(r.code).toBe(0);
     const out = r.stdout.split('\n');
     expect(out.slice(0, 2)).toEqual(['line 1', 'line 2']);
@@ -75,11 +67,11 @@ describe('rxbuild build, plain output', () => {
   it('reads -f relative to the current directory, sends --no-nydus, names the image after the context', async () => {
     const r = await runCli(
       ['build', FIXTURE_CONTEXT, '-f', `${FIXTURE_CONTEXT}/Dockerfile`, '--build-arg', 'SCRIPT_LINES=1', '--cache-key', 'ck-1', '--no-nydus', '--json'],
-      env,
+      service.env,
     );
     expect(r.code).toBe(0);
     const { buildId } = jsonLines(r.stdout).at(-1)!;
-    const record = await server.waitForBuild(buildId);
+    const record = await service.server.waitForBuild(buildId);
     expect(record.nydus.requested).toBe(false);
     // The context directory's name is the default image name.
     expect(record.image_name).toBe('cli-context');
@@ -103,39 +95,39 @@ describe('usage and local input errors exit 2 with one message', () => {
     ['bad engine', ['serve', '--engine', 'docker'], /--engine must be buildah or scripted/],
   ];
   it.each(cases)('%s', async (_name, args, message) => {
-    const r = await runCli(args, env);
+    const r = await runCli(args, service.env);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stderr).not.toMatch(STACK_FRAME);
   });
 
   it('a missing token is a usage error that says where a token comes from', async () => {
-    const r = await runCli(['build', FIXTURE_CONTEXT], cliEnv({ RXBUILD_URL: server.url }));
+    const r = await runCli(['build', FIXTURE_CONTEXT], cliEnv({ RXBUILD_URL: service.server.url }));
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('error: no token: pass --token or set RXBUILD_TOKEN (rxbuild serve prints the one it uses)');
   });
 
   it('nothing reaches the server for a local input error', async () => {
-    const before = server.requests.length;
-    const r = await runCli(['build', FIXTURE_NO_DOCKERFILE, '--json'], env);
+    const before = service.server.requests.length;
+    const r = await runCli(['build', FIXTURE_NO_DOCKERFILE, '--json'], service.env);
     expect(r.code).toBe(2);
     expect(jsonLines(r.stdout).at(-1)).toMatchObject({ type: 'result', ok: false, error: { code: 'invalid_input' } });
-    expect(server.requests.length).toBe(before);
+    expect(service.server.requests.length).toBe(before);
   });
 });
 
 describe('connection errors: one clear message, no stack trace', () => {
   it('a wrong token says the token was rejected', async () => {
-    const r = await runCli(['build', FIXTURE_CONTEXT, '--token', 'wrong-token'], env);
+    const r = await runCli(['build', FIXTURE_CONTEXT, '--token', 'wrong-token'], service.env);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`error: the service at ${server.url} rejected the token (401): check --token or RXBUILD_TOKEN`);
-    expect(server.requests.some((q) => q.method === 'POST' && q.status === 401)).toBe(true);
+    expect(r.stderr).toBe(`error: the service at ${service.server.url} rejected the token (401): check --token or RXBUILD_TOKEN`);
+    expect(service.server.requests.some((q) => q.method === 'POST' && q.status === 401)).toBe(true);
   });
 
   it('a service that is not running is named by its URL (build and builds get)', async () => {
     const url = `http://127.0.0.1:${await closedPort()}`;
     for (const args of [['builds', 'get', 'b_1'], ['build', FIXTURE_CONTEXT]]) {
-      const r = await runCli([...args, '--url', url], env);
+      const r = await runCli([...args, '--url', url], service.env);
       expect(r.code).toBe(1);
       expect(r.stderr).toBe(`error: the rxbuild service is not running at ${url} (connection refused)`);
     }
@@ -143,7 +135,7 @@ describe('connection errors: one clear message, no stack trace', () => {
 
   it('--debug adds the stack', async () => {
     const url = `http://127.0.0.1:${await closedPort()}`;
-    const r = await runCli(['builds', 'get', 'b_1', '--url', url, '--debug'], env);
+    const r = await runCli(['builds', 'get', 'b_1', '--url', url, '--debug'], service.env);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`not running at ${url}`);
     expect(r.stderr).toMatch(STACK_FRAME);

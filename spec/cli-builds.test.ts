@@ -1,35 +1,27 @@
 /**
  * `rxbuild builds get|logs|cancel` against a real local service, on builds started elsewhere (raw HTTP).
  */
-import { startServer, type RunningServer } from '../src/server';
 import { api, submitOk } from './server-helpers';
-import { cliEnv, jsonLines, runCli, startCli, STACK_FRAME } from './cli-helpers';
+import { cliEnv, jsonLines, runCli, startCli, STACK_FRAME, useCliService } from './cli-helpers';
 
 const TOKEN = 'cli-builds-token';
-let server: RunningServer;
-let env: NodeJS.ProcessEnv;
+const service = useCliService(TOKEN);
 
-beforeAll(async () => {
-  server = await startServer({ token: TOKEN });
-  env = cliEnv({ RXBUILD_URL: server.url, RXBUILD_TOKEN: TOKEN });
-});
-afterAll(() => server.close());
-
-const submit = (buildArgs: Record<string, string>) => submitOk(server.url, { token: TOKEN, imageName: 'elsewhere:1', buildArgs });
-const deletesOf = (id: string) => server.requests.filter((q) => q.method === 'DELETE' && q.path === `/builds/${id}`);
+const submit = (buildArgs: Record<string, string>) => submitOk(service.server.url, { token: TOKEN, imageName: 'elsewhere:1', buildArgs });
+const deletesOf = (id: string) => service.server.requests.filter((q) => q.method === 'DELETE' && q.path === `/builds/${id}`);
 
 describe('rxbuild builds logs --follow', () => {
   it('attaches to a running build started elsewhere and sees every remaining line once, in order', async () => {
     const id = await submit({ SCRIPT_LINES: '60', SCRIPT_INTERVAL_MS: '50' });
-    await server.waitForBuild(id, (s) => s === 'running');
-    const r = await runCli(['builds', 'logs', '--follow', id, '--json'], env);
+    await service.server.waitForBuild(id, (s) => s === 'running');
+    const r = await runCli(['builds', 'logs', '--follow', id, '--json'], service.env);
     expect(r.code).toBe(0);
     const events = jsonLines(r.stdout);
     expect(events.filter((e) => e.type === 'log').map((e) => e.line)).toEqual(Array.from({ length: 60 }, (_, i) => `line ${i + 1}`));
     expect(events.at(-1)).toMatchObject({ type: 'result', ok: true, status: 'succeeded', buildId: id });
     // It really attached mid-build: its log request arrived before the build finished.
-    const record = await server.waitForBuild(id);
-    const attach = server.requests.find((q) => q.method === 'GET' && q.path === `/builds/${id}/logs`)!;
+    const record = await service.server.waitForBuild(id);
+    const attach = service.server.requests.find((q) => q.method === 'GET' && q.path === `/builds/${id}/logs`)!;
     expect(attach.at).toBeLessThan(Date.parse(record.finished_at!));
     // Watching never cancels.
     expect(deletesOf(id)).toHaveLength(0);
@@ -37,7 +29,7 @@ describe('rxbuild builds logs --follow', () => {
 
   it('Ctrl+C only detaches: says so, exits 130, sends no DELETE, the build keeps running', async () => {
     const id = await submit({ SCRIPT_LINES: '2', SCRIPT_OUTCOME: 'hang' });
-    const run = startCli(['builds', 'logs', id, '--follow'], env);
+    const run = startCli(['builds', 'logs', id, '--follow'], service.env);
     await run.waitForLine('stderr', (l) => l.includes('Ctrl+C detaches, the build keeps running'));
     await run.waitForLine('stdout', (l) => l === 'line 2');
     run.signalGroup('SIGINT');
@@ -45,15 +37,15 @@ describe('rxbuild builds logs --follow', () => {
     expect(exit.code).toBe(130);
     expect(exit.stdout).toContain(`detached: build ${id} keeps running on the server`);
     expect(deletesOf(id)).toHaveLength(0);
-    expect((await api(server.url, 'GET', `/builds/${id}`, TOKEN)).body.status).toBe('running');
-    await api(server.url, 'DELETE', `/builds/${id}`, TOKEN);
+    expect((await api(service.server.url, 'GET', `/builds/${id}`, TOKEN)).body.status).toBe('running');
+    await api(service.server.url, 'DELETE', `/builds/${id}`, TOKEN);
   });
 
   it('ends with the build: a build cancelled elsewhere is reported as cancelled (exit 1)', async () => {
     const id = await submit({ SCRIPT_LINES: '1', SCRIPT_OUTCOME: 'hang' });
-    const run = startCli(['builds', 'logs', id, '--follow'], env);
+    const run = startCli(['builds', 'logs', id, '--follow'], service.env);
     await run.waitForLine('stdout', (l) => l === 'line 1');
-    await api(server.url, 'DELETE', `/builds/${id}`, TOKEN);
+    await api(service.server.url, 'DELETE', `/builds/${id}`, TOKEN);
     const exit = await run.exited;
     expect(exit.code).toBe(1);
     expect(exit.stdout).toContain(`cancelled: build ${id} was cancelled`);
@@ -63,38 +55,38 @@ describe('rxbuild builds logs --follow', () => {
 describe('rxbuild builds logs (no --follow)', () => {
   it('prints the whole log of a finished build', async () => {
     const id = await submit({ SCRIPT_LINES: '3' });
-    await server.waitForBuild(id);
-    const r = await runCli(['builds', 'logs', id], env);
+    await service.server.waitForBuild(id);
+    const r = await runCli(['builds', 'logs', id], service.env);
     expect(r.code).toBe(0);
     expect(r.stdout.split('\n').slice(0, 3)).toEqual(['line 1', 'line 2', 'line 3']);
   });
 
   it('for a running build, says how to follow it (exit 2)', async () => {
     const id = await submit({ SCRIPT_OUTCOME: 'hang' });
-    await server.waitForBuild(id, (s) => s === 'running');
-    const r = await runCli(['builds', 'logs', id], env);
+    await service.server.waitForBuild(id, (s) => s === 'running');
+    const r = await runCli(['builds', 'logs', id], service.env);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(`error: build ${id} is still running; to stream its log until it ends: rxbuild builds logs --follow ${id}`);
-    await api(server.url, 'DELETE', `/builds/${id}`, TOKEN);
+    await api(service.server.url, 'DELETE', `/builds/${id}`, TOKEN);
   });
 });
 
 describe('rxbuild builds get / cancel', () => {
   it('get shows status, image and digest (human and --json)', async () => {
     const id = await submit({ SCRIPT_LINES: '1' });
-    const record = await server.waitForBuild(id);
-    const human = await runCli(['builds', 'get', id], env);
+    const record = await service.server.waitForBuild(id);
+    const human = await runCli(['builds', 'get', id], service.env);
     expect(human.code).toBe(0);
     expect(human.stdout).toContain(`build    ${id}`);
     expect(human.stdout).toContain('status   succeeded');
     expect(human.stdout).toContain(`image    ${record.image_ref}`);
     expect(human.stdout).toContain(`digest   ${record.digest}`);
-    const json = await runCli(['builds', 'get', id, '--json'], env);
+    const json = await runCli(['builds', 'get', id, '--json'], service.env);
     expect(JSON.parse(json.stdout)).toMatchObject({ buildId: id, status: 'succeeded', imageRef: record.image_ref, digest: record.digest });
   });
 
   it('get of an unknown build exits 1 with the server message', async () => {
-    const r = await runCli(['builds', 'get', 'b_nope'], env);
+    const r = await runCli(['builds', 'get', 'b_nope'], service.env);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe('error: No build "b_nope". (HTTP 404)');
     expect(r.stderr).not.toMatch(STACK_FRAME);
@@ -102,16 +94,16 @@ describe('rxbuild builds get / cancel', () => {
 
   it('cancel sends one DELETE and reports the cancelled build; a finished one has nothing to cancel', async () => {
     const id = await submit({ SCRIPT_OUTCOME: 'hang' });
-    await server.waitForBuild(id, (s) => s === 'running');
-    const r = await runCli(['builds', 'cancel', id], env);
+    await service.server.waitForBuild(id, (s) => s === 'running');
+    const r = await runCli(['builds', 'cancel', id], service.env);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`build ${id} cancelled`);
     expect(deletesOf(id)).toHaveLength(1);
-    expect((await server.waitForBuild(id)).status).toBe('cancelled');
+    expect((await service.server.waitForBuild(id)).status).toBe('cancelled');
 
     const done = await submit({ SCRIPT_LINES: '1' });
-    await server.waitForBuild(done);
-    const again = await runCli(['builds', 'cancel', done, '--json'], env);
+    await service.server.waitForBuild(done);
+    const again = await runCli(['builds', 'cancel', done, '--json'], service.env);
     expect(again.code).toBe(0);
     expect(JSON.parse(again.stdout)).toEqual({ type: 'result', ok: true, buildId: done, status: 'succeeded' });
   });

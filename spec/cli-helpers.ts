@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { startServer, type RunningServer } from '../src/server';
 
 /** The built CLI (`npm test` builds it first, in `pretest`). */
 export const CLI = join(__dirname, '..', 'dist', 'cli', 'main.js');
@@ -117,3 +118,23 @@ export async function closedPort(): Promise<number> {
 
 /** A JavaScript stack frame line, which the CLI must never print without --debug. */
 export const STACK_FRAME = /^\s+at .+[:(]/m;
+
+/** The scripted service one CLI spec file runs against, and the environment that points the CLI at it. */
+export interface CliService {
+  readonly server: RunningServer;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/**
+ * Start a scripted service (port 0) before the file's tests and close it after them. The returned object is
+ * filled in by `beforeAll`, so read its fields inside tests, not at module load.
+ */
+export function useCliService(token: string): CliService {
+  const service = {} as { server: RunningServer; env: NodeJS.ProcessEnv };
+  beforeAll(async () => {
+    service.server = await startServer({ token });
+    service.env = cliEnv({ RXBUILD_URL: service.server.url, RXBUILD_TOKEN: token });
+  });
+  afterAll(() => service.server?.close());
+  return service;
+}

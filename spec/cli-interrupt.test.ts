@@ -3,24 +3,16 @@
  * The first cancels the build (exactly one DELETE) and the CLI exits 130 once the server confirmed it; the
  * second, during a slow DELETE, stops waiting but does not abort the DELETE.
  */
-import { startServer, type RunningServer } from '../src/server';
-import { cliEnv, FIXTURE_CONTEXT, startCli, STACK_FRAME } from './cli-helpers';
+import { cliEnv, FIXTURE_CONTEXT, startCli, STACK_FRAME, useCliService } from './cli-helpers';
 
 const TOKEN = 'cli-interrupt-token';
-let server: RunningServer;
-let env: NodeJS.ProcessEnv;
-
-beforeAll(async () => {
-  server = await startServer({ token: TOKEN });
-  env = cliEnv({ RXBUILD_URL: server.url, RXBUILD_TOKEN: TOKEN });
-});
-afterAll(() => server.close());
-afterEach(() => server.setFaults({}));
+const service = useCliService(TOKEN);
+afterEach(() => service.server.setFaults({}));
 
 /** Start a build that logs one line and then runs until cancelled; resolve once that line is out. */
 async function startHangingBuild(json = false) {
   const args = ['build', FIXTURE_CONTEXT, '--build-arg', 'SCRIPT_OUTCOME=hang', '--build-arg', 'SCRIPT_LINES=1'];
-  const run = startCli(json ? [...args, '--json'] : args, env);
+  const run = startCli(json ? [...args, '--json'] : args, service.env);
   if (json) {
     const line = await run.waitForLine('stdout', (l) => l.includes('"type":"log"'));
     return { run, buildId: (JSON.parse(line) as { buildId: string }).buildId };
@@ -30,7 +22,7 @@ async function startHangingBuild(json = false) {
   return { run, buildId: idLine.slice('rxbuild: build '.length) };
 }
 
-const deletesOf = (id: string) => server.requests.filter((q) => q.method === 'DELETE' && q.path === `/builds/${id}`);
+const deletesOf = (id: string) => service.server.requests.filter((q) => q.method === 'DELETE' && q.path === `/builds/${id}`);
 
 it('first Ctrl+C: says it is cancelling, sends exactly one DELETE, exits 130 after the server confirmed', async () => {
   const { run, buildId } = await startHangingBuild();
@@ -42,17 +34,17 @@ it('first Ctrl+C: says it is cancelling, sends exactly one DELETE, exits 130 aft
   expect(deletes).toHaveLength(1);
   // Confirmed: the server had answered the DELETE before the CLI exited.
   expect(deletes[0].status).toBe(200);
-  expect((await server.waitForBuild(buildId)).status).toBe('cancelled');
+  expect((await service.server.waitForBuild(buildId)).status).toBe('cancelled');
   expect(exit.stdout).toMatch(new RegExp(`^cancelled: build ${buildId} was cancelled`, 'm'));
   expect(exit.stderr).not.toMatch(STACK_FRAME);
 });
 
 it('second Ctrl+C during a slow DELETE: stops waiting, the one DELETE still goes through, exit 130', async () => {
-  server.setFaults({ deleteDelayMs: 3_000 });
+  service.server.setFaults({ deleteDelayMs: 3_000 });
   const { run, buildId } = await startHangingBuild();
   run.signalGroup('SIGINT');
   // The DELETE has reached the server (recorded on arrival); the server sits on it for 3 s.
-  await server.waitForRequest((q) => q.method === 'DELETE' && q.path === `/builds/${buildId}`);
+  await service.server.waitForRequest((q) => q.method === 'DELETE' && q.path === `/builds/${buildId}`);
   run.signalGroup('SIGINT');
   const exit = await run.exited;
   expect(exit.code).toBe(130);
@@ -62,7 +54,7 @@ it('second Ctrl+C during a slow DELETE: stops waiting, the one DELETE still goes
   // The CLI left before the answer: nothing was confirmed, yet nothing was aborted either.
   expect(deletes[0].status).toBeUndefined();
   // …and the server carries it out although nobody waits for the answer.
-  expect((await server.waitForBuild(buildId)).status).toBe('cancelled');
+  expect((await service.server.waitForBuild(buildId)).status).toBe('cancelled');
   expect(deletesOf(buildId)).toHaveLength(1);
 });
 
@@ -73,7 +65,7 @@ it('Ctrl+C twice quickly still sends exactly one DELETE (JSON output ends with t
   const exit = await run.exited;
   expect(exit.code).toBe(130);
   expect(deletesOf(buildId)).toHaveLength(1);
-  expect((await server.waitForBuild(buildId)).status).toBe('cancelled');
+  expect((await service.server.waitForBuild(buildId)).status).toBe('cancelled');
   const last = JSON.parse(exit.stdout.trim().split('\n').at(-1)!);
   expect(last).toMatchObject({ type: 'result', ok: false, status: 'cancelled', buildId });
 });

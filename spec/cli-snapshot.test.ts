@@ -3,21 +3,13 @@
  * existing images): create from an image and from a context, get by id and @alias, ls, alias, retire, Ctrl+C.
  */
 import { existsSync } from 'node:fs';
-import { startServer, type RunningServer } from '../src/server';
-import { cliEnv, FIXTURE_CONTEXT, jsonLines, runCli, startCli, STACK_FRAME } from './cli-helpers';
+import { cliEnv, FIXTURE_CONTEXT, jsonLines, runCli, startCli, STACK_FRAME, useCliService } from './cli-helpers';
 
 const TOKEN = 'cli-snapshot-token';
-let server: RunningServer;
-let env: NodeJS.ProcessEnv;
-
-beforeAll(async () => {
-  server = await startServer({ token: TOKEN });
-  env = cliEnv({ RXBUILD_URL: server.url, RXBUILD_TOKEN: TOKEN });
-});
-afterAll(() => server.close());
+const service = useCliService(TOKEN);
 
 async function createSnapshot(args: string[]) {
-  const r = await runCli(['snapshot', 'create', ...args, '--json', '--build-arg', 'SCRIPT_LINES=2'], env);
+  const r = await runCli(['snapshot', 'create', ...args, '--json', '--build-arg', 'SCRIPT_LINES=2'], service.env);
   expect(r.stderr).not.toMatch(STACK_FRAME);
   return { ...r, events: jsonLines(r.stdout) };
 }
@@ -44,7 +36,7 @@ it('create --image: prints the library events, ends with snapshotId, imageRef an
   expect(r.events.filter((e) => e.type === 'build' && e.event.type === 'log').map((e) => e.event.line)).toEqual(['line 1', 'line 2']);
   expect(existsSync(r.events[0].tempDir)).toBe(false);
 
-  const got = await runCli(['snapshot', 'get', '@tools', '--json'], env);
+  const got = await runCli(['snapshot', 'get', '@tools', '--json'], service.env);
   expect(got.code).toBe(0);
   expect(JSON.parse(got.stdout)).toMatchObject({
     snapshotId: result.snapshotId,
@@ -63,27 +55,27 @@ it('create --context, alias, ls, get, retire — and a retired snapshot cannot b
   const id: string = created.events.at(-1)!.snapshotId;
   expect(created.events.at(-1)!.alias).toBeNull();
 
-  const aliased = await runCli(['snapshot', 'alias', id, 'ctx-latest'], env);
+  const aliased = await runCli(['snapshot', 'alias', id, 'ctx-latest'], service.env);
   expect(aliased.code).toBe(0);
   expect(aliased.stdout).toBe(`snapshot ${id} now holds the alias ctx-latest`);
 
-  const ls = await runCli(['snapshot', 'ls'], env);
+  const ls = await runCli(['snapshot', 'ls'], service.env);
   expect(ls.code).toBe(0);
   expect(ls.stdout.split('\n')[0]).toMatch(/^SNAPSHOT +STATUS +ALIASES +IMAGE$/);
   expect(ls.stdout).toMatch(new RegExp(`^${id} +active +ctx-latest +\\S+$`, 'm'));
-  const lsJson = await runCli(['snapshot', 'ls', '--json', '--limit', '1'], env);
+  const lsJson = await runCli(['snapshot', 'ls', '--json', '--limit', '1'], service.env);
   expect(jsonLines(lsJson.stdout)).toEqual([expect.objectContaining({ snapshotId: id })]);
 
-  const human = await runCli(['snapshot', 'get', id], env);
+  const human = await runCli(['snapshot', 'get', id], service.env);
   expect(human.stdout).toContain(`snapshot ${id}`);
   expect(human.stdout).toContain('aliases  ctx-latest');
 
-  const retired = await runCli(['snapshot', 'retire', id], env);
+  const retired = await runCli(['snapshot', 'retire', id], service.env);
   expect(retired.code).toBe(0);
   expect(retired.stdout).toBe(`snapshot ${id} retired`);
-  expect(JSON.parse((await runCli(['snapshot', 'get', id, '--json'], env)).stdout).status).toBe('retired');
+  expect(JSON.parse((await runCli(['snapshot', 'get', id, '--json'], service.env)).stdout).status).toBe('retired');
 
-  const again = await runCli(['snapshot', 'alias', id, 'other'], env);
+  const again = await runCli(['snapshot', 'alias', id, 'other'], service.env);
   expect(again.code).toBe(1);
   expect(again.stderr).toMatch(/^error: .*409/);
   expect(again.stderr.split('\n')).toHaveLength(1);
@@ -93,7 +85,7 @@ it('create --context, alias, ls, get, retire — and a retired snapshot cannot b
 it('Ctrl+C during create: one DELETE, the temp dir removed, exit 130', async () => {
   const run = startCli(
     ['snapshot', 'create', '--image', 'registry.invalid/base/slow:1', '--json', '--build-arg', 'SCRIPT_OUTCOME=hang', '--build-arg', 'SCRIPT_LINES=1'],
-    env,
+    service.env,
   );
   const prepare = JSON.parse(await run.waitForLine('stdout', (l) => l.includes('"step":"prepare"'))) as { tempDir: string };
   const log = JSON.parse(await run.waitForLine('stdout', (l) => l.includes('"type":"log"'))) as { event: { buildId: string } };
@@ -102,8 +94,8 @@ it('Ctrl+C during create: one DELETE, the temp dir removed, exit 130', async () 
   const exit = await run.exited;
   expect(exit.code).toBe(130);
   expect(exit.stderr).toContain(`cancelling build ${buildId} — press Ctrl+C again to stop waiting`);
-  expect(server.requests.filter((q) => q.method === 'DELETE' && q.path === `/builds/${buildId}`)).toHaveLength(1);
-  expect((await server.waitForBuild(buildId)).status).toBe('cancelled');
+  expect(service.server.requests.filter((q) => q.method === 'DELETE' && q.path === `/builds/${buildId}`)).toHaveLength(1);
+  expect((await service.server.waitForBuild(buildId)).status).toBe('cancelled');
   expect(existsSync(prepare.tempDir)).toBe(false);
   expect(jsonLines(exit.stdout).at(-1)).toMatchObject({ type: 'result', ok: false, status: 'cancelled' });
 });
@@ -117,14 +109,14 @@ describe('usage errors exit 2', () => {
     ['bad image reference', ['snapshot', 'create', '--image', 'UPPER CASE!'], /image/i],
     ['missing alias argument', ['snapshot', 'alias', 's_1'], /missing required argument 'alias'/],
   ])('%s', async (_name, args, message) => {
-    const r = await runCli(args, env);
+    const r = await runCli(args, service.env);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stderr).not.toMatch(STACK_FRAME);
   });
 
   it('an unknown snapshot is a clear 404 (exit 1)', async () => {
-    const r = await runCli(['snapshot', 'get', '@no-such-alias'], env);
+    const r = await runCli(['snapshot', 'get', '@no-such-alias'], service.env);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe('error: No snapshot holds the alias "no-such-alias". (HTTP 404)');
   });
