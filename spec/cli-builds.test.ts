@@ -2,7 +2,7 @@
  * `rxbuild builds get|logs|cancel` against a real local service, on builds started elsewhere (raw HTTP).
  */
 import { api, submitOk } from './server-helpers';
-import { cliEnv, jsonLines, runCli, startCli, STACK_FRAME, useCliService } from './cli-helpers';
+import { jsonLines, runCli, startCli, STACK_FRAME, useCliService } from './cli-helpers';
 
 const TOKEN = 'cli-builds-token';
 const service = useCliService(TOKEN);

@@ -3,7 +3,7 @@
  * The first cancels the build (exactly one DELETE) and the CLI exits 130 once the server confirmed it; the
  * second, during a slow DELETE, stops waiting but does not abort the DELETE.
  */
-import { cliEnv, FIXTURE_CONTEXT, startCli, STACK_FRAME, useCliService } from './cli-helpers';
+import { FIXTURE_CONTEXT, startCli, STACK_FRAME, useCliService } from './cli-helpers';
 
 const TOKEN = 'cli-interrupt-token';
 const service = useCliService(TOKEN);

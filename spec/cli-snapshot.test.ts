@@ -3,7 +3,7 @@
  * existing images): create from an image and from a context, get by id and @alias, ls, alias, retire, Ctrl+C.
  */
 import { existsSync } from 'node:fs';
-import { cliEnv, FIXTURE_CONTEXT, jsonLines, runCli, startCli, STACK_FRAME, useCliService } from './cli-helpers';
+import { FIXTURE_CONTEXT, jsonLines, runCli, startCli, STACK_FRAME, useCliService } from './cli-helpers';
 
 const TOKEN = 'cli-snapshot-token';
 const service = useCliService(TOKEN);

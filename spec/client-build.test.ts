@@ -223,3 +223,22 @@ test('a build cancelled by someone else ends the watcher with status cancelled a
   // The builder's own client saw the build end, so it sent no DELETE of its own: one DELETE in all.
   expect(h.requestsFor('DELETE')).toHaveLength(1);
 });
+
+test('watch() asks a cancelOnUnsubscribe function at unsubscribe time', async () => {
+  h = await setup();
+  const built = collect(h.client.builds.build({ context: h.context, imageName: 'app', buildArgs: script({ lines: 1, outcome: 'hang' }) }));
+  const logReq = await h.server.waitForRequest((r) => r.method === 'GET' && r.path.endsWith('/logs'));
+  const id = buildIdOf(logReq);
+  let decision = true;
+  const watching = h.client.builds.watch(id, { cancelOnUnsubscribe: () => decision }).subscribe();
+  // Decided when the watch ends, not when it starts: "stop looking" sends nothing.
+  decision = false;
+  watching.unsubscribe();
+  expect(h.client.internals.teardowns.hasDelete(id)).toBe(false);
+  // "Cancel": exactly one DELETE, and the build's own subscriber sees it end.
+  const cancelling = h.client.builds.watch(id, { cancelOnUnsubscribe: () => true }).subscribe();
+  cancelling.unsubscribe();
+  expect((await built).error).toBeInstanceOf(CancelledError);
+  await h.client.close();
+  expect(h.requestsFor('DELETE').map(buildIdOf)).toEqual([id]);
+});

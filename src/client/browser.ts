@@ -16,16 +16,17 @@
  *
  * @packageDocumentation
  */
-import { Observable } from 'rxjs';
+import { throwError, type Observable } from 'rxjs';
 import type { BuildRecordWire } from '../shared/wire';
 import type { SnapshotPageWire, SnapshotWire } from '../shared/snapshot-wire';
 import { ClientClosedError, CancelledError, InvalidInputError, ProtocolError } from './errors';
-import { followBuild$, getBuild, toBuildInfo } from './follow-build';
+import { getBuild, toBuildInfo } from './follow-build';
 import type { RetryTuning } from './retry-policy';
 import { DEFAULT_TEARDOWN, Teardowns, deleteBuild, type TeardownTuning } from './teardown';
 import { contextFor, requestJson, type HttpContext } from './transport';
 import { fetchTransport, type FetchFunction } from './transport-fetch';
-import type { BuildEvent, BuildInfo, BuildPhase } from './types';
+import type { BuildEvent, BuildInfo } from './types';
+import { watchPipeline, type WatchDeps } from './watch-pipeline';
 import type { TeardownError } from './errors';
 
 export * from './errors';
@@ -113,7 +114,6 @@ export interface BrowserClient {
   readonly http: HttpContext;
 }
 
-const TERMINAL_PHASES: ReadonlySet<BuildPhase> = new Set(['succeeded', 'failed', 'cancelled']);
 
 function nonNegative(name: string, v: number | undefined, fallback: number, allowZero = true): number {
   if (v === undefined) return fallback;
@@ -173,45 +173,12 @@ export function createBrowserClient(options: BrowserClientOptions): BrowserClien
   const teardowns = new Teardowns(http, teardownTuning, options.onTeardownError);
   let closed = false;
 
-  /**
-   * The Node client's `watchPipeline` without what a page has no use for (SIGINT, overall timeout): follow the
-   * build, and on teardown — unsubscribe, error, `signal`, `close()` — start the one DELETE when asked to.
-   */
+  // The Node client's own watch: same follow, retry, resume and one-DELETE teardown (no SIGINT in a page).
+  const deps: WatchDeps = { http, teardowns, interrupts: undefined, logRetry, idleTimeoutMs, maxEmptyReconnects, isClosed: () => closed };
   const watch = (buildId: string, o: BrowserWatchOptions = {}): Observable<BuildEvent> =>
-    new Observable<BuildEvent>((subscriber) => {
-      if (closed) {
-        subscriber.error(new ClientClosedError());
-        return;
-      }
-      if (typeof buildId !== 'string' || buildId === '') {
-        subscriber.error(new InvalidInputError('buildId', 'buildId is required'));
-        return;
-      }
-      if (o.signal?.aborted) {
-        subscriber.error(new CancelledError('watch aborted before it started', { buildId, cause: o.signal.reason }));
-        return;
-      }
-      let terminal = false;
-      const onAbort = () => subscriber.error(new CancelledError('watch aborted', { buildId, cause: o.signal?.reason }));
-      o.signal?.addEventListener('abort', onAbort, { once: true });
-      const deactivate = teardowns.activate(() => subscriber.error(new ClientClosedError()));
-      const sub = followBuild$({ http, buildId, lastEventId: o.lastEventId, idleTimeoutMs, retry: logRetry, maxEmptyReconnects }).subscribe({
-        next: (e) => {
-          if (e.type === 'status' && TERMINAL_PHASES.has(e.phase)) terminal = true;
-          subscriber.next(e);
-        },
-        error: (err) => subscriber.error(err),
-        complete: () => subscriber.complete(),
-      });
-      return () => {
-        o.signal?.removeEventListener('abort', onAbort);
-        sub.unsubscribe();
-        const cancel = typeof o.cancelOnUnsubscribe === 'function' ? o.cancelOnUnsubscribe() : o.cancelOnUnsubscribe === true;
-        // Synchronous teardown: the DELETE starts now and is tracked; close() waits for it.
-        if (cancel && !terminal) void teardowns.cancelBuild(buildId);
-        deactivate();
-      };
-    });
+    typeof buildId !== 'string' || buildId === ''
+      ? throwError(() => new InvalidInputError('buildId', 'buildId is required'))
+      : watchPipeline(deps, buildId, o);
 
   const builds: BrowserBuildsApi = {
     watch,

@@ -13,107 +13,27 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Observable, concat, defer, from, mergeMap, of } from 'rxjs';
-import { CancelledError, ClientClosedError, TimeoutError } from './errors';
 import { followBuild$ } from './follow-build';
-import type { HttpContext } from './http';
 import { packContext, type PackedContext } from './pack';
 import type { RetryTuning } from './retry-policy';
-import type { InterruptRegistry } from './sigint';
 import { startSubmit, type Submission } from './submit';
-import type { Teardowns } from './teardown';
-import type { BuildEvent, BuildOptions, BuildPhase, WatchOptions } from './types';
+import type { BuildEvent, BuildOptions } from './types';
 import { validateBuild } from './validate';
+import { lifecycle, type WatchDeps } from './watch-pipeline';
 
-/** Everything a pipeline needs from its client. */
-export interface PipelineDeps {
-  http: HttpContext;
-  teardowns: Teardowns;
-  /** The SIGINT registry, or `undefined` when the client does not handle SIGINT. */
-  interrupts: InterruptRegistry | undefined;
-  logRetry: RetryTuning;
+/** Everything a pipeline needs from its client: what a watch needs, plus the upload's settings. */
+export interface PipelineDeps extends WatchDeps {
   submitRetry: RetryTuning;
-  idleTimeoutMs: number;
-  maxEmptyReconnects: number;
   /** Where packed contexts go (default: the OS temp dir). */
   tmpDir: string | undefined;
   /** How long a cancelled, fully sent POST may take to answer with the id to DELETE. */
   submitCancelDeadlineMs: number;
-  isClosed(): boolean;
 }
-
-const TERMINAL_PHASES: ReadonlySet<BuildPhase> = new Set(['succeeded', 'failed', 'cancelled']);
 
 /** Minimum time between two `uploading` progress events (the last one is always emitted). */
 const PROGRESS_INTERVAL_MS = 100;
 
-/** Shared skeleton of `build` and `watch`: signal, timeout, SIGINT, and teardown of a known build. */
-interface Lifecycle {
-  buildId: string | undefined;
-  terminal: boolean;
-  /** Start whatever must outlive the subscription; returns the promise the SIGINT handler waits for. */
-  startTeardown(): Promise<void>;
-}
-
-function lifecycle<T extends BuildEvent>(
-  deps: PipelineDeps,
-  opts: { signal?: AbortSignal; timeoutMs?: number; interruptible: boolean },
-  body: (emit: (e: T) => void, state: Lifecycle, abort: AbortSignal) => Observable<T>,
-  makeTeardown: (state: Lifecycle) => Promise<void>,
-): Observable<T> {
-  return new Observable<T>((subscriber) => {
-    if (deps.isClosed()) {
-      subscriber.error(new ClientClosedError());
-      return;
-    }
-    const abort = new AbortController();
-    let teardownPromise: Promise<void> | undefined;
-    const state: Lifecycle = {
-      buildId: undefined,
-      terminal: false,
-      startTeardown: () => (teardownPromise ??= makeTeardown(state)),
-    };
-    const emit = (e: T) => {
-      if (e.type === 'status' && TERMINAL_PHASES.has(e.phase)) state.terminal = true;
-      subscriber.next(e);
-    };
-
-    if (opts.signal?.aborted) {
-      subscriber.error(new CancelledError('build aborted before it started', { cause: opts.signal.reason }));
-      return;
-    }
-    const onAbort = () =>
-      subscriber.error(new CancelledError('build aborted', { buildId: state.buildId, cause: opts.signal?.reason }));
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    const timer =
-      opts.timeoutMs !== undefined ? setTimeout(() => subscriber.error(new TimeoutError(opts.timeoutMs!)), opts.timeoutMs) : undefined;
-    const unregister =
-      opts.interruptible && deps.interrupts
-        ? deps.interrupts.register(() => {
-            subscriber.error(new CancelledError('interrupted (SIGINT)', { buildId: state.buildId }));
-            // The error ran our teardown synchronously: its promise is set now.
-            return teardownPromise ?? Promise.resolve();
-          })
-        : undefined;
-
-    const deactivate = deps.teardowns.activate(() => subscriber.error(new ClientClosedError()));
-
-    const sub = body(emit, state, abort.signal).subscribe({
-      next: emit,
-      error: (err) => subscriber.error(err),
-      complete: () => subscriber.complete(),
-    });
-
-    return () => {
-      clearTimeout(timer);
-      opts.signal?.removeEventListener('abort', onAbort);
-      abort.abort(new DOMException('build unsubscribed', 'AbortError'));
-      sub.unsubscribe();
-      state.startTeardown();
-      unregister?.();
-      deactivate();
-    };
-  });
-}
+export { watchPipeline, type WatchDeps } from './watch-pipeline';
 
 /**
  * Pack, upload and follow a build. Cold. Unsubscribing before a terminal status sends exactly one
@@ -195,28 +115,4 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
       },
     );
   });
-}
-
-/**
- * Follow an existing build. Cold. Unsubscribing DELETEs it only with `cancelOnUnsubscribe` (then SIGINT
- * cancels it too); otherwise detaching leaves the build alone.
- */
-export function watchPipeline(deps: PipelineDeps, buildId: string, options: WatchOptions = {}): Observable<BuildEvent> {
-  const cancel = options.cancelOnUnsubscribe === true;
-  return lifecycle<BuildEvent>(
-    deps,
-    { signal: options.signal, interruptible: cancel },
-    (_emit, state) => {
-      state.buildId = buildId;
-      return followBuild$({
-        http: deps.http,
-        buildId,
-        lastEventId: options.lastEventId,
-        idleTimeoutMs: deps.idleTimeoutMs,
-        retry: deps.logRetry,
-        maxEmptyReconnects: deps.maxEmptyReconnects,
-      });
-    },
-    (state) => (cancel && !state.terminal ? deps.teardowns.cancelBuild(buildId) : Promise.resolve()),
-  );
 }

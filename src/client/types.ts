@@ -165,9 +165,10 @@ export interface WatchOptions {
   lastEventId?: string;
   /**
    * Send `DELETE /builds/{id}` when the subscriber unsubscribes before the build ends. Default `false`:
-   * watching someone else's build and then detaching must not cancel it.
+   * watching someone else's build and then detaching must not cancel it. A function is asked at unsubscribe
+   * time (e.g. a Cancel button says yes, navigating away says no).
    */
-  cancelOnUnsubscribe?: boolean;
+  cancelOnUnsubscribe?: boolean | (() => boolean);
   signal?: AbortSignal;
 }
 
