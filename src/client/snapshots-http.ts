@@ -12,10 +12,9 @@
  *
  * @packageDocumentation
  */
-import { request, type Dispatcher } from 'undici';
 import type { SnapshotPageWire, SnapshotWire } from '../shared/snapshot-wire';
-import { HttpError, ProtocolError, TransportError, toTransportError } from './errors';
-import { authHeader, endpoint, httpErrorFrom, readErrorBody, type HttpContext } from './http';
+import { HttpError, ProtocolError, TransportError } from './errors';
+import { requestJson, type HttpContext } from './http';
 import { computeRetryDelay, isRetryableSubmitError, type RetryTuning } from './retry-policy';
 import type { SnapshotInfo, SnapshotPage } from './snapshots-types';
 
@@ -85,37 +84,22 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** One try: the shared JSON request, plus the typed error for an image the registry does not have. */
 async function attempt<T>(http: HttpContext, req: SnapshotRequest, what: string, onResponse: () => void): Promise<T> {
-  let res: Dispatcher.ResponseData;
-  const headers: Record<string, string> = { authorization: authHeader(http), accept: 'application/json', ...req.headers };
-  if (req.body !== undefined) headers['content-type'] = 'application/json';
   try {
-    res = await request(endpoint(http, req.path), {
+    const res = await requestJson<T>(http, {
       method: req.method,
-      dispatcher: http.dispatcher,
+      path: req.path,
       signal: req.signal,
-      headers,
+      headers: req.body === undefined ? req.headers : { 'content-type': 'application/json', ...req.headers },
       body: req.body === undefined ? null : JSON.stringify(req.body),
+      what,
+      onResponse,
     });
+    if (res.data === undefined) throw new ProtocolError(`${what}: answer is not JSON`);
+    return res.data;
   } catch (err) {
-    throw toTransportError(err) ?? err;
-  }
-  onResponse();
-  if (res.statusCode < 200 || res.statusCode >= 300) {
-    const text = await readErrorBody(res.body);
-    const err = httpErrorFrom(res.statusCode, text, res.headers['retry-after'], what);
-    throw err.status === 422 && err.serverCode === 'image_not_found' ? new ImageNotFoundError(err) : err;
-  }
-  let text: string;
-  try {
-    text = await res.body.text();
-  } catch (err) {
-    throw toTransportError(err) ?? err;
-  }
-  try {
-    return JSON.parse(text) as T;
-  } catch (err) {
-    throw new ProtocolError(`${what}: answer is not JSON`, { cause: err });
+    throw err instanceof HttpError && err.status === 422 && err.serverCode === 'image_not_found' ? new ImageNotFoundError(err) : err;
   }
 }
 

@@ -195,6 +195,11 @@ export interface JsonRequest {
   body?: string | Uint8Array | AsyncIterable<Uint8Array> | null;
   /** Human-readable name of the operation for error messages (`GET /builds/abc`). */
   what?: string;
+  /**
+   * Called as soon as response headers arrive. From then on the service may have acted on the request, which a
+   * caller retrying a non-idempotent request must know (a later body-read failure is no proof it did not).
+   */
+  onResponse?: () => void;
 }
 
 /** A successful JSON answer. `data` is `undefined` for empty bodies (e.g. 204). */
@@ -222,6 +227,7 @@ export async function requestJson<T>(ctx: HttpContext, req: JsonRequest): Promis
   } catch (err) {
     throw toTransportError(err) ?? err;
   }
+  req.onResponse?.();
   if (res.status < 200 || res.status >= 300) {
     const text = await res.errorText();
     throw httpErrorFrom(res.status, text, res.headers['retry-after'], what);
