@@ -87,8 +87,10 @@ export type CancelOutcome =
 
 interface Run {
   controller: AbortController;
-  /** Why it was aborted: a user's DELETE or the service shutting down. */
-  reason: 'cancel' | 'shutdown' | null;
+  /** Why it was aborted: a user's DELETE, the service shutting down, or a failed write of its log or record. */
+  reason: 'cancel' | 'shutdown' | 'storage' | null;
+  /** Set when a write of the build's journal or record failed: the build ends failed with this error. */
+  storageError: string | null;
   done: Promise<void>;
 }
 
@@ -108,16 +110,29 @@ export function controlFor(record: BuildRecordWire): { done: true } | { error: s
   return { error: record.error ?? 'build failed' };
 }
 
+/** The error a build ends with when a write of its `what` failed (disk full, quota, I/O error). */
+export function storageFailure(err: unknown, what: 'build log' | 'build record'): string {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return `disk full while writing the ${what}`;
+  return `could not write the ${what} (${code ?? (err as Error)?.message ?? String(err)})`;
+}
+
 async function writeJsonAtomic(file: string, value: unknown, sync: boolean): Promise<void> {
   const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-  const handle = await fsp.open(tmp, 'w');
   try {
-    await handle.writeFile(JSON.stringify(value));
-    if (sync) await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await fsp.open(tmp, 'w');
+    try {
+      await handle.writeFile(JSON.stringify(value));
+      if (sync) await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    // A failed write (disk full) leaves no half-written temp file behind.
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
   }
-  await fsp.rename(tmp, file);
   if (sync) {
     // The rename itself must survive a power cut too.
     const dir = await fsp.open(path.dirname(file), 'r');
@@ -197,7 +212,10 @@ export class BuildService {
     journal.appendLog(`build interrupted: the service stopped while the build was ${stored.record.started_at ? 'running' : 'queued'}`);
     journal.appendProgress(this.progressOf(stored));
     await journal.seal();
-    await this.persist(stored, true);
+    await this.persist(stored, true).catch((err: unknown) => {
+      // Not fatal: the record on disk still says unfinished, so the next start-up fails it again.
+      console.error(`rxbuild server: build ${stored.record.build_id}: ${storageFailure(err, 'build record')}`);
+    });
     await this.removeScratch(stored.record.build_id);
   }
 
@@ -268,14 +286,54 @@ export class BuildService {
     }
   }
 
-  /** Create a queued build from a validated submission, durably, and start it when a slot is free. */
+  /**
+   * Create a queued build from a validated submission, durably, and start it when a slot is free. A failure to
+   * store it (disk full) leaves nothing behind: no record, no directory, no build in memory.
+   */
   async create(input: NewBuild): Promise<StoredBuild> {
     if (this.closing) throw new Error('service is closing');
     const id = `b_${randomBytes(12).toString('hex')}`;
     const dir = this.buildDir(id);
-    await fsp.mkdir(dir);
-    await fsp.rename(input.stagedContextDir, path.join(dir, 'context'));
-    const stored: StoredBuild = {
+    const stored = this.newRecord(id, input);
+    let journal: Journal | null = null;
+    try {
+      await fsp.mkdir(dir);
+      await fsp.rename(input.stagedContextDir, path.join(dir, 'context'));
+      journal = await Journal.open(this.journalFile(id), {
+        sealed: false,
+        onWriteError: (err) => this.storageFailed(id, storageFailure(err, 'build log')),
+      });
+      stored.record.queue_position = this.queue.length + 1;
+      // Durable before the client hears the id: a crash now leaves a build that recovery marks interrupted.
+      await this.persist(stored, true);
+    } catch (err) {
+      await journal?.seal();
+      await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      throw err;
+    }
+    this.journals.set(id, journal);
+    this.builds.set(id, stored);
+    if (input.idempotencyKey) this.idempotency.set(input.idempotencyKey, id);
+    if (this.closing) {
+      // The service began stopping while this build was being stored: it ends like every other queued build.
+      stored.record.status = 'failed';
+      stored.record.error = INTERRUPTED;
+      stored.record.queue_position = null;
+      stored.record.finished_at = new Date().toISOString();
+      await this.finish(stored, journal);
+      return stored;
+    }
+    // Queued only now, synchronously with its first event: nothing can start it before it is journaled.
+    this.queue.push(id);
+    stored.record.queue_position = this.queue.length;
+    journal.appendProgress(this.progressOf(stored));
+    this.emitStatus(stored);
+    this.pump();
+    return stored;
+  }
+
+  private newRecord(id: string, input: NewBuild): StoredBuild {
+    return {
       version: 1,
       record: {
         build_id: id,
@@ -299,29 +357,33 @@ export class BuildService {
       idempotency_key: input.idempotencyKey,
       process_groups: [],
     };
-    const journal = await Journal.open(this.journalFile(id), { sealed: false });
-    this.journals.set(id, journal);
-    this.builds.set(id, stored);
-    stored.record.queue_position = this.queue.length + 1;
-    // Durable before the client hears the id: a crash now leaves a build that recovery marks interrupted.
-    await this.persist(stored, true);
-    if (input.idempotencyKey) this.idempotency.set(input.idempotencyKey, id);
-    if (this.closing) {
-      // The service began stopping while this build was being stored: it ends like every other queued build.
-      stored.record.status = 'failed';
-      stored.record.error = INTERRUPTED;
-      stored.record.queue_position = null;
-      stored.record.finished_at = new Date().toISOString();
-      await this.finish(stored, journal);
-      return stored;
+  }
+
+  /**
+   * A write of build `id`'s journal or record failed: the build ends failed with `message`. A running build is
+   * aborted (its run records the error), a queued one ends at once.
+   */
+  private storageFailed(id: string, message: string): void {
+    const stored = this.builds.get(id);
+    if (!stored || isTerminalBuildStatus(stored.record.status)) return;
+    const run = this.runs.get(id);
+    if (run) {
+      if (run.storageError) return;
+      console.error(`rxbuild server: build ${id}: ${message}`);
+      run.storageError = message;
+      run.reason ??= 'storage';
+      run.controller.abort();
+      return;
     }
-    // Queued only now, synchronously with its first event: nothing can start it before it is journaled.
-    this.queue.push(id);
-    stored.record.queue_position = this.queue.length;
-    journal.appendProgress(this.progressOf(stored));
-    this.emitStatus(stored);
-    this.pump();
-    return stored;
+    const i = this.queue.indexOf(id);
+    if (i === -1) return;
+    console.error(`rxbuild server: build ${id}: ${message}`);
+    this.queue.splice(i, 1);
+    stored.record.status = 'failed';
+    stored.record.error = message;
+    stored.record.queue_position = null;
+    stored.record.finished_at = new Date().toISOString();
+    void this.finish(stored, this.journals.get(id)!);
   }
 
   private progressOf(stored: StoredBuild): ProgressMessageWire {
@@ -386,15 +448,19 @@ export class BuildService {
     record.status = 'running';
     record.queue_position = null;
     record.started_at = new Date().toISOString();
-    void this.persist(stored, false).catch(() => undefined);
+    const controller = new AbortController();
+    const run: Run = { controller, reason: null, storageError: null, done: Promise.resolve() };
+    this.runs.set(id, run);
+    const recordFailed = (err: unknown): void => this.storageFailed(id, storageFailure(err, 'build record'));
+    void this.persist(stored, false).catch(recordFailed);
     journal.appendProgress(this.progressOf(stored));
     this.emitStatus(stored);
 
-    const controller = new AbortController();
     let finished = false;
     const sink: EngineSink = {
       log: (line) => {
-        if (finished) return;
+        // After a failed write the build is being stopped: its output has nowhere to go.
+        if (finished || run.storageError) return;
         // One event per line: SSE data must not carry raw line breaks.
         if (line.includes('\n') || line.includes('\r')) {
           for (const part of line.split(/\r\n|\r|\n/)) journal.appendLog(part);
@@ -410,12 +476,12 @@ export class BuildService {
       },
       trackProcessGroup: (group) => {
         stored.process_groups.push(group);
-        void this.persist(stored, false).catch(() => undefined);
+        void this.persist(stored, false).catch(recordFailed);
         return () => {
           const i = stored.process_groups.indexOf(group);
           if (i !== -1) {
             stored.process_groups.splice(i, 1);
-            void this.persist(stored, false).catch(() => undefined);
+            void this.persist(stored, false).catch(recordFailed);
           }
         };
       },
@@ -432,7 +498,6 @@ export class BuildService {
       cacheKey: stored.cache_key,
       workDir: path.join(dir, 'work'),
     };
-    const run: Run = { controller, reason: null, done: Promise.resolve() };
     run.done = (async () => {
       try {
         await fsp.mkdir(job.workDir, { recursive: true });
@@ -455,13 +520,17 @@ export class BuildService {
           record.error = INTERRUPTED;
         } else {
           record.status = 'failed';
-          record.error = (err instanceof Error ? err.message : String(err)) || 'build failed';
+          record.error = run.storageError ?? ((err instanceof Error ? err.message : String(err)) || 'build failed');
         }
+      }
+      if (run.storageError && record.status === 'succeeded') {
+        // The image exists, but the build's log or record could not be kept: it does not count as done.
+        record.status = 'failed';
+        record.error = run.storageError;
       }
       record.finished_at = new Date().toISOString();
       await this.finish(stored, journal);
     })();
-    this.runs.set(id, run);
   }
 
   /** Journal the terminal state, make it durable, tell waiters, free the slot. */
@@ -469,12 +538,11 @@ export class BuildService {
     const id = stored.record.build_id;
     if (stored.record.status === 'failed') journal.appendLog(`error: ${stored.record.error}`);
     journal.appendProgress(this.progressOf(stored));
-    try {
-      await journal.seal();
-    } catch {
-      // A journal write failed (disk full?): the record below still tells the outcome.
-    }
-    await this.persist(stored, true).catch(() => undefined);
+    // A journal that could not be written (disk full) drops what it could not keep; the record tells the outcome.
+    await journal.seal();
+    await this.persist(stored, true).catch((err: unknown) => {
+      console.error(`rxbuild server: build ${id} ended ${stored.record.status}, but ${storageFailure(err, 'build record')}`);
+    });
     await this.removeScratch(id);
     this.runs.delete(id);
     this.emitStatus(stored);

@@ -21,7 +21,7 @@ import { authenticate, namespaceForToken } from './auth';
 import { BuildService, controlFor } from './build-service';
 import { resolveInRoot } from './context-extract';
 import type { Engine } from './engine';
-import { HttpError, badRequest, sendError, sendJson } from './errors';
+import { HttpError, badRequest, isDiskFull, sendError, sendJson } from './errors';
 import { ScriptedEngine } from './engines/scripted';
 import { parseLastEventId, streamLogs } from './sse';
 import { drainRequest, receiveSubmission } from './upload';
@@ -352,7 +352,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     requestWaiters = requestWaiters.filter((w) => !matched.includes(w));
     for (const w of matched) w.resolve(recorded);
     route(req, res).catch((err: unknown) => {
-      if (!(err instanceof HttpError)) console.error('rxbuild server: unexpected error', err);
+      if (isDiskFull(err)) console.error(`rxbuild server: ${req.method} ${(req.url ?? '/').slice(0, 200)}: disk full (${(err as Error).message})`);
+      else if (!(err instanceof HttpError)) console.error('rxbuild server: unexpected error', err);
       // A body the handler never read would otherwise sit unread on a keep-alive connection.
       if (!req.readableEnded && !req.readableFlowing) drainRequest(req);
       // A response already under way (an SSE stream) cannot turn into an error answer: break it instead, so the
