@@ -15,6 +15,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { BuildRecordWire, BuildStatus, BuildStepWire, ProgressMessageWire } from '../shared/wire';
 import { isTerminalBuildStatus } from '../shared/wire';
+import type { BuildFlags } from './build-options';
 import type { Engine, EngineJob, EngineSink } from './engine';
 import { Journal } from './journal';
 import { killLeftoverGroupAndWait, type TrackedProcessGroup } from './process-group';
@@ -58,6 +59,8 @@ export interface StoredBuild {
   dockerfile: string;
   build_args: Record<string, string>;
   cache_key: string | null;
+  /** `no_cache`, `pull`, `target`, `labels` (absent in records written before they existed). */
+  build_flags?: { no_cache: boolean; pull: boolean; target: string | null; labels: Record<string, string> };
   /** sha256 of namespace + Idempotency-Key, or null. */
   idempotency_key: string | null;
   /** Process groups the engine started and has not reported gone; killed on recovery. */
@@ -72,7 +75,7 @@ export interface NewBuild {
   dockerfile: string;
   buildArgs: Record<string, string>;
   nydus: boolean;
-  cacheKey: string | null;
+  flags: BuildFlags;
   idempotencyKey: string | null;
   /** Unpacked context; moved into the build's directory. */
   stagedContextDir: string;
@@ -295,7 +298,8 @@ export class BuildService {
       image_ref: input.imageRef,
       dockerfile: input.dockerfile,
       build_args: input.buildArgs,
-      cache_key: input.cacheKey,
+      cache_key: input.flags.cacheKey,
+      build_flags: { no_cache: input.flags.noCache, pull: input.flags.pull, target: input.flags.target, labels: input.flags.labels },
       idempotency_key: input.idempotencyKey,
       process_groups: [],
     };
@@ -430,6 +434,12 @@ export class BuildService {
       buildArgs: { ...stored.build_args },
       nydus: record.nydus.requested,
       cacheKey: stored.cache_key,
+      // One layer cache per namespace (and cache_key within it): a token never uses another token's layers.
+      cacheScope: stored.cache_key === null ? stored.namespace : `${stored.namespace}/${stored.cache_key}`,
+      noCache: stored.build_flags?.no_cache ?? false,
+      pull: stored.build_flags?.pull ?? false,
+      target: stored.build_flags?.target ?? null,
+      labels: { ...(stored.build_flags?.labels ?? {}) },
       workDir: path.join(dir, 'work'),
     };
     const run: Run = { controller, reason: null, done: Promise.resolve() };

@@ -84,6 +84,14 @@ export const BUILD_FORM_FIELDS = {
   buildArgs: 'build_args',
   nydusConvert: 'nydus_convert',
   cacheKey: 'cache_key',
+  /** **rxbuild**: `"true"` runs every step without the layer cache. */
+  noCache: 'no_cache',
+  /** **rxbuild**: `"true"` pulls base images again. */
+  pull: 'pull',
+  /** **rxbuild**: the stage of a multi-stage Dockerfile to build. */
+  target: 'target',
+  /** **rxbuild**: JSON object of image labels. */
+  labels: 'labels',
   context: 'context',
 } as const;
 
