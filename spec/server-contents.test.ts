@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { startServer, FileContentStore, type Engine, type EngineJob, type RunningServer } from '../src/server';
 import { MANIFEST_CONTENT_TYPE, type ManifestEntryWire } from '../src/shared/content-wire';
@@ -57,7 +58,7 @@ afterAll(async () => {
 });
 
 async function post(url: string, pathName: string, body: Buffer | string, headers: Record<string, string>, token = TOKEN) {
-  const res = await fetch(`${url}/${pathName}`, { method: 'POST', body, headers: { authorization: `Bearer ${token}`, ...headers } });
+  const res = await fetch(`${url}/${pathName}`, { method: 'POST', body: typeof body === 'string' ? body : new Uint8Array(body), headers: { authorization: `Bearer ${token}`, ...headers } });
   const text = await res.text();
   return { status: res.status, body: JSON.parse(text) as any };
 }
@@ -128,10 +129,10 @@ describe('contexts by content', () => {
     const one = Buffer.alloc(1000, 1);
     const two = Buffer.alloc(1000, 2);
     const three = Buffer.alloc(1000, 3);
-    await store.put('ns-x', sha(one), [one]);
-    await store.put('ns-x', sha(two), [two]);
+    await store.put('ns-x', sha(one), Readable.from([one]));
+    await store.put('ns-x', sha(two), Readable.from([two]));
     expect(await store.missing('ns-x', [sha(one)])).toEqual([]); // one is now more recent than two
-    await store.put('ns-x', sha(three), [three]);
+    await store.put('ns-x', sha(three), Readable.from([three]));
     expect(await store.missing('ns-x', [sha(one), sha(two), sha(three)])).toEqual([sha(two)]);
     expect(store.bytes).toBe(2000);
     // The order survives a restart (file times).

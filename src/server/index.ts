@@ -18,7 +18,8 @@ import {
   type CreateBuildResponseWire,
 } from '../shared/wire';
 import { authenticate, namespaceForToken } from './auth';
-import { BuildService, controlFor } from './build-service';
+import { controlFor } from './build-service';
+import { FileBuildStore, FileSnapshotStorage } from './file-store';
 import { resolveInRoot } from './context-extract';
 import type { Engine } from './engine';
 import { HttpError, badRequest, sendError, sendJson } from './errors';
@@ -201,7 +202,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     maxUnpackedBytes: options.limits?.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES,
     maxEntries: options.limits?.maxEntries ?? DEFAULT_MAX_ENTRIES,
   };
-  const service = await BuildService.open({
+  const service = await FileBuildStore.open({
     dataDir,
     engine,
     maxConcurrent: options.maxConcurrent ?? 2,
@@ -216,14 +217,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           await service.close();
           throw err;
         })));
-  const snapshots = await SnapshotApi.open({
-    dataDir,
-    namespace,
-    images: options.snapshots?.images ?? builtImagesResolver(() => service.list().map((b) => b.record)),
-    faults: options.snapshots?.faults,
-  }).catch(async (err: unknown) => {
+  const snapshotStore = await FileSnapshotStorage.open(dataDir).catch(async (err: unknown) => {
     await service.close();
     throw err;
+  });
+  const snapshots = SnapshotApi.create({
+    store: snapshotStore,
+    namespace,
+    images: options.snapshots?.images ?? builtImagesResolver(async () => (await service.list()).map((b) => b.record)),
+    faults: options.snapshots?.faults,
   });
 
   const requests: RecordedRequest[] = [];
@@ -232,8 +234,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const streams = new Set<ServerResponse>();
 
   /** 404 while the `materialiseAfterMs` fault hides a young build. */
-  const visible = (id: string) => {
-    const stored = service.get(id);
+  const visible = async (id: string) => {
+    const stored = await service.get(id);
     if (!stored) return undefined;
     const hideFor = faults.options.materialiseAfterMs;
     if (hideFor && Date.now() - Date.parse(stored.record.created_at) < hideFor) return undefined;
@@ -309,7 +311,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   }
 
   async function handleLogs(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-    const stored = visible(id);
+    const stored = await visible(id);
     if (!stored) throw notFound(id);
     const f = faults.options;
     const count = faults.logConnections.get(id) ?? 0;
@@ -320,7 +322,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     await streamLogs(res, {
       journal,
       cursor: parseLastEventId(req),
-      control: () => controlFor(stored.record),
+      control: async () => controlFor(((await service.get(id)) ?? stored).record),
       heartbeatMs,
       typedControl: !f.referenceControl,
       cutAfterEvents: f.cutLogAfterEvents,
@@ -361,7 +363,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     authenticate(req, options.token);
     if (parts.length === 1) {
       if (method === 'POST') return handleSubmit(req, res);
-      if (method === 'GET') return sendJson(res, 200, { builds: service.list().map((b) => b.record) });
+      if (method === 'GET') return sendJson(res, 200, { builds: (await service.list()).map((b) => b.record) });
       throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on /builds.`, { allow: 'GET, POST' });
     }
     const id = decodeURIComponent(parts[1]);
@@ -370,7 +372,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       return handleLogs(req, res, id);
     }
     if (method === 'GET') {
-      const stored = visible(id);
+      const stored = await visible(id);
       if (!stored) throw notFound(id);
       return sendJson(res, 200, stored.record);
     }
