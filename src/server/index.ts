@@ -18,7 +18,8 @@ import {
   type CreateBuildResponseWire,
 } from '../shared/wire';
 import { authenticate, namespaceForToken } from './auth';
-import { BuildService, controlFor } from './build-service';
+import { controlFor } from './build-service';
+import { FileBuildStore, FileSnapshotStorage } from './file-store';
 import { resolveInRoot } from './context-extract';
 import type { Engine } from './engine';
 import { HttpError, badRequest, sendError, sendJson } from './errors';
@@ -190,21 +191,22 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     maxUnpackedBytes: options.limits?.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES,
     maxEntries: options.limits?.maxEntries ?? DEFAULT_MAX_ENTRIES,
   };
-  const service = await BuildService.open({
+  const service = await FileBuildStore.open({
     dataDir,
     engine,
     maxConcurrent: options.maxConcurrent ?? 2,
     engineStopTimeoutMs: options.engineStopTimeoutMs,
   });
   let faults = new FaultState(options.faults ?? {});
-  const snapshots = await SnapshotApi.open({
-    dataDir,
-    namespace,
-    images: options.snapshots?.images ?? builtImagesResolver(() => service.list().map((b) => b.record)),
-    faults: options.snapshots?.faults,
-  }).catch(async (err: unknown) => {
+  const snapshotStore = await FileSnapshotStorage.open(dataDir).catch(async (err: unknown) => {
     await service.close();
     throw err;
+  });
+  const snapshots = SnapshotApi.create({
+    store: snapshotStore,
+    namespace,
+    images: options.snapshots?.images ?? builtImagesResolver(async () => (await service.list()).map((b) => b.record)),
+    faults: options.snapshots?.faults,
   });
 
   const requests: RecordedRequest[] = [];
@@ -213,8 +215,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const streams = new Set<ServerResponse>();
 
   /** 404 while the `materialiseAfterMs` fault hides a young build. */
-  const visible = (id: string) => {
-    const stored = service.get(id);
+  const visible = async (id: string) => {
+    const stored = await service.get(id);
     if (!stored) return undefined;
     const hideFor = faults.options.materialiseAfterMs;
     if (hideFor && Date.now() - Date.parse(stored.record.created_at) < hideFor) return undefined;
@@ -273,7 +275,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   }
 
   async function handleLogs(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-    const stored = visible(id);
+    const stored = await visible(id);
     if (!stored) throw notFound(id);
     const f = faults.options;
     const count = faults.logConnections.get(id) ?? 0;
@@ -284,7 +286,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     await streamLogs(res, {
       journal,
       cursor: parseLastEventId(req),
-      control: () => controlFor(stored.record),
+      control: async () => controlFor(((await service.get(id)) ?? stored).record),
       heartbeatMs,
       typedControl: !f.referenceControl,
       cutAfterEvents: f.cutLogAfterEvents,
@@ -294,7 +296,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   }
 
   async function handleRawLog(res: ServerResponse, id: string): Promise<void> {
-    if (!visible(id)) throw notFound(id);
+    if (!(await visible(id))) throw notFound(id);
     await sendRawLog(res, await service.journal(id), id);
   }
 
@@ -329,7 +331,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     authenticate(req, options.token);
     if (parts.length === 1) {
       if (method === 'POST') return handleSubmit(req, res);
-      if (method === 'GET') return sendJson(res, 200, { builds: service.list().map((b) => b.record) });
+      if (method === 'GET') return sendJson(res, 200, { builds: (await service.list()).map((b) => b.record) });
       throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on /builds.`, { allow: 'GET, POST' });
     }
     const id = decodeURIComponent(parts[1]);
@@ -338,7 +340,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       return parts[2] === 'log' ? handleRawLog(res, id) : handleLogs(req, res, id);
     }
     if (method === 'GET') {
-      const stored = visible(id);
+      const stored = await visible(id);
       if (!stored) throw notFound(id);
       return sendJson(res, 200, stored.record);
     }

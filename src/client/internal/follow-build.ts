@@ -13,12 +13,12 @@
  * @packageDocumentation
  */
 import { Observable, Subscription, catchError, concat, defer, from, mergeMap, of, throwError, type OperatorFunction } from 'rxjs';
-import { isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire } from '../shared/wire';
-import { BuildFailedError, CancelledError, ProtocolError, RetriesExhaustedError, TransportError } from './errors';
+import { isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire } from '../../shared/wire';
+import { BuildFailedError, CancelledError, ProtocolError, RetriesExhaustedError, TransportError } from '../errors';
 import { requestJson, requestText, type HttpContext } from './transport';
 import { logStream$, type StreamItem } from './log-stream';
 import { isRetryableLogError, retryPolicy, type RetryTuning } from './retry-policy';
-import type { BuildEvent, BuildInfo, BuildStatusEvent } from './types';
+import type { BuildEvent, BuildInfo, BuildStatusEvent } from '../types';
 
 /** Options of {@link followBuild$}. */
 export interface FollowOptions {

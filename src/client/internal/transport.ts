@@ -14,8 +14,8 @@
  */
 // Type-only: erased from the browser bundle.
 import type { Dispatcher } from 'undici';
-import type { ErrorBodyWire } from '../shared/wire';
-import { AuthError, HttpError, ProtocolError, toTransportError } from './errors';
+import type { ErrorBodyWire } from '../../shared/wire';
+import { AuthError, HttpError, ProtocolError, toTransportError } from '../errors';
 
 /** One request of {@link HttpTransport.request}. Header names are as given (transports treat them case-insensitively). */
 export interface TransportRequest {

@@ -17,7 +17,7 @@ import { createGzip } from 'node:zlib';
 import ignore, { type Ignore } from '@balena/dockerignore';
 import * as tar from 'tar-stream';
 import { file as tmpFile } from 'tmp-promise';
-import { InvalidInputError } from './errors';
+import { InvalidInputError } from '../errors';
 
 /** gzip level of packed contexts unless {@link PackOptions.gzipLevel} says otherwise (zlib's and gzip's default). */
 export const DEFAULT_GZIP_LEVEL = 6;

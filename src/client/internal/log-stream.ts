@@ -30,8 +30,8 @@ import {
   parseReferenceControl,
   type ControlMessageWire,
   type ProgressMessageWire,
-} from '../shared/wire';
-import { ProtocolError, TransportError, toTransportError } from './errors';
+} from '../../shared/wire';
+import { ProtocolError, TransportError, toTransportError } from '../errors';
 import { authHeader, endpoint, httpErrorFrom, readErrorBody, type HttpContext, type StreamResponse } from './transport';
 
 /** What one log connection yields. */
