@@ -13,41 +13,17 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import type { BuildRecordWire, BuildStatus, BuildStepWire, ProgressMessageWire } from '../shared/wire';
+import type { BuildRecordWire, BuildStatus, ProgressMessageWire } from '../shared/wire';
 import { isTerminalBuildStatus } from '../shared/wire';
-import type { Engine, EngineJob, EngineSink } from './engine';
+import type { Engine } from './engine';
+import { ENGINE_STOP_WATCHDOG_MS, INTERRUPTED, createRunSink, engineJobFor, progressOf, runToOutcome, type AbortReason } from './engine-run';
 import { Journal } from './journal';
 import { killLeftoverGroupAndWait, type TrackedProcessGroup } from './process-group';
 
-/** The error recorded on builds that were running or queued when the service stopped or died. */
-export const INTERRUPTED = 'interrupted';
+export { INTERRUPTED, ENGINE_STOP_WATCHDOG_MS } from './engine-run';
 
 /** How long `DELETE` waits for a running build to stop before answering 202. */
-const CANCEL_WAIT_MS = 2000;
-
-/**
- * After an abort, how long an engine may take to settle before the service gives up on it, so that a
- * misbehaving engine can never keep a build "running" (and its slot taken) forever. The contract asks for 1 s.
- */
-export const ENGINE_STOP_WATCHDOG_MS = 10_000;
-
-/** `run`, or a rejection once `signal` has been aborted for {@link ENGINE_STOP_WATCHDOG_MS} without `run` settling. */
-function withAbortWatchdog<T>(run: Promise<T>, signal: AbortSignal, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort: (() => void) | undefined;
-  const watchdog = new Promise<never>((_, reject) => {
-    onAbort = () => {
-      timer = setTimeout(() => reject(new Error('the engine did not stop after cancellation')), timeoutMs);
-      timer.unref();
-    };
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
-  });
-  return Promise.race([run, watchdog]).finally(() => {
-    clearTimeout(timer);
-    if (onAbort) signal.removeEventListener('abort', onAbort);
-  });
-}
+export const CANCEL_WAIT_MS = 2000;
 
 /** A build as stored in `build.json`: the wire record plus what the service needs to run and recover it. */
 export interface StoredBuild {
@@ -88,7 +64,7 @@ export type CancelOutcome =
 interface Run {
   controller: AbortController;
   /** Why it was aborted: a user's DELETE or the service shutting down. */
-  reason: 'cancel' | 'shutdown' | null;
+  reason: AbortReason;
   done: Promise<void>;
 }
 
@@ -325,8 +301,7 @@ export class BuildService {
   }
 
   private progressOf(stored: StoredBuild): ProgressMessageWire {
-    const r = stored.record;
-    return { status: r.status, queue_position: r.queue_position, step: r.step };
+    return progressOf(stored.record);
   }
 
   private emitStatus(stored: StoredBuild): void {
@@ -392,73 +367,29 @@ export class BuildService {
 
     const controller = new AbortController();
     let finished = false;
-    const sink: EngineSink = {
-      log: (line) => {
-        if (finished) return;
-        // One event per line: SSE data must not carry raw line breaks.
-        if (line.includes('\n') || line.includes('\r')) {
-          for (const part of line.split(/\r\n|\r|\n/)) journal.appendLog(part);
-        } else {
-          journal.appendLog(line);
-        }
-      },
-      step: (step: BuildStepWire) => {
-        if (finished) return;
-        record.step = { index: step.index, total: step.total, text: step.text };
-        journal.appendProgress(this.progressOf(stored));
-        this.emitStatus(stored);
-      },
-      trackProcessGroup: (group) => {
-        stored.process_groups.push(group);
-        void this.persist(stored, false).catch(() => undefined);
-        return () => {
-          const i = stored.process_groups.indexOf(group);
-          if (i !== -1) {
-            stored.process_groups.splice(i, 1);
-            void this.persist(stored, false).catch(() => undefined);
-          }
-        };
-      },
-    };
+    const sink = createRunSink({
+      journal,
+      record,
+      finished: () => finished,
+      onStep: () => this.emitStatus(stored),
+      groups: stored.process_groups,
+      persistGroups: () => void this.persist(stored, false).catch(() => undefined),
+    });
     const dir = this.buildDir(id);
-    const job: EngineJob = {
-      buildId: id,
-      contextDir: path.join(dir, 'context'),
-      dockerfile: stored.dockerfile,
-      imageName: record.image_name.includes(':') ? record.image_name : `${record.image_name}:latest`,
-      imageRef: stored.image_ref,
-      buildArgs: { ...stored.build_args },
-      nydus: record.nydus.requested,
-      cacheKey: stored.cache_key,
-      workDir: path.join(dir, 'work'),
-    };
+    const job = engineJobFor(stored, path.join(dir, 'context'), path.join(dir, 'work'));
     const run: Run = { controller, reason: null, done: Promise.resolve() };
     run.done = (async () => {
-      try {
-        await fsp.mkdir(job.workDir, { recursive: true });
-        const result = await withAbortWatchdog(
-          this.options.engine.run(job, sink, controller.signal),
-          controller.signal,
-          this.options.engineStopTimeoutMs ?? ENGINE_STOP_WATCHDOG_MS,
-        );
-        finished = true;
-        record.image_ref = result.imageRef;
-        record.digest = result.digest;
-        record.nydus.applied = result.nydusApplied;
-        record.status = 'succeeded';
-      } catch (err) {
-        finished = true;
-        if (run.reason === 'cancel') {
-          record.status = 'cancelled';
-        } else if (run.reason === 'shutdown') {
-          record.status = 'failed';
-          record.error = INTERRUPTED;
-        } else {
-          record.status = 'failed';
-          record.error = (err instanceof Error ? err.message : String(err)) || 'build failed';
-        }
-      }
-      record.finished_at = new Date().toISOString();
+      await runToOutcome(
+        async (signal) => {
+          await fsp.mkdir(job.workDir, { recursive: true });
+          return this.options.engine.run(job, sink, signal);
+        },
+        controller,
+        () => run.reason,
+        this.options.engineStopTimeoutMs ?? ENGINE_STOP_WATCHDOG_MS,
+        record,
+      );
+      finished = true;
       await this.finish(stored, journal);
     })();
     this.runs.set(id, run);
