@@ -24,6 +24,7 @@ import { resolveInRoot } from './context-extract';
 import type { Engine } from './engine';
 import { HttpError, badRequest, sendError, sendJson } from './errors';
 import { ScriptedEngine } from './engines/scripted';
+import { sendRawLog } from './raw-log';
 import { parseLastEventId, streamLogs } from './sse';
 import { drainRequest, receiveSubmission, type Submission } from './upload';
 import { DEFAULT_CONTEXT_CACHE_BYTES, FileContentStore, type ContentStore } from './content-store';
@@ -331,6 +332,11 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     });
   }
 
+  async function handleRawLog(res: ServerResponse, id: string): Promise<void> {
+    if (!(await visible(id))) throw notFound(id);
+    await sendRawLog(res, await service.journal(id), id);
+  }
+
   async function handleDelete(res: ServerResponse, id: string): Promise<void> {
     const delay = faults.options.deleteDelayMs;
     if (delay) await new Promise((r) => setTimeout(r, delay));
@@ -357,7 +363,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     }
     if (parts[0] === 'contents') return routeContents(req, res, url, method);
     if (parts[0] !== 'builds' && webDir !== null) return serveWeb(req, res, url.pathname, webDir);
-    if (parts[0] !== 'builds' || parts.length > 3 || (parts.length === 3 && parts[2] !== 'logs')) {
+    if (parts[0] !== 'builds' || parts.length > 3 || (parts.length === 3 && parts[2] !== 'logs' && parts[2] !== 'log')) {
       throw new HttpError(404, 'not_found', `No route ${method} ${url.pathname}.`);
     }
     authenticate(req, options.token);
@@ -368,8 +374,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     }
     const id = decodeURIComponent(parts[1]);
     if (parts.length === 3) {
-      if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on logs.`, { allow: 'GET' });
-      return handleLogs(req, res, id);
+      if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${parts[2]}.`, { allow: 'GET' });
+      return parts[2] === 'log' ? handleRawLog(res, id) : handleLogs(req, res, id);
     }
     if (method === 'GET') {
       const stored = await visible(id);
