@@ -15,6 +15,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { BuildRecordWire, BuildStatus, ProgressMessageWire } from '../shared/wire';
 import { isTerminalBuildStatus } from '../shared/wire';
+import type { BuildFlags } from './build-options';
 import type { Engine } from './engine';
 import { ENGINE_STOP_WATCHDOG_MS, INTERRUPTED, createRunSink, engineJobFor, progressOf, runToOutcome, type AbortReason } from './engine-run';
 import { Journal } from './journal';
@@ -34,6 +35,8 @@ export interface StoredBuild {
   dockerfile: string;
   build_args: Record<string, string>;
   cache_key: string | null;
+  /** `no_cache`, `pull`, `target`, `labels` (absent in records written before they existed). */
+  build_flags?: { no_cache: boolean; pull: boolean; target: string | null; labels: Record<string, string> };
   /** sha256 of namespace + Idempotency-Key, or null. */
   idempotency_key: string | null;
   /** Process groups the engine started and has not reported gone; killed on recovery. */
@@ -48,7 +51,7 @@ export interface NewBuild {
   dockerfile: string;
   buildArgs: Record<string, string>;
   nydus: boolean;
-  cacheKey: string | null;
+  flags: BuildFlags;
   idempotencyKey: string | null;
   /** Unpacked context; moved into the build's directory. */
   stagedContextDir: string;
@@ -329,7 +332,8 @@ export class BuildService {
       image_ref: input.imageRef,
       dockerfile: input.dockerfile,
       build_args: input.buildArgs,
-      cache_key: input.cacheKey,
+      cache_key: input.flags.cacheKey,
+      build_flags: { no_cache: input.flags.noCache, pull: input.flags.pull, target: input.flags.target, labels: input.flags.labels },
       idempotency_key: input.idempotencyKey,
       process_groups: [],
     };

@@ -18,10 +18,13 @@
 import { promises as fsp } from 'node:fs';
 import type { ProgressMessageWire } from '../shared/wire';
 
-/** One journal entry. `seq` is the SSE event id. */
+/**
+ * One journal entry. `seq` is the SSE event id; `time` when it was appended (ISO 8601, UTC; absent in journals
+ * written before times were recorded).
+ */
 export type JournalEvent =
-  | { seq: number; type: 'log'; data: string }
-  | { seq: number; type: 'progress'; data: ProgressMessageWire };
+  | { seq: number; type: 'log'; data: string; time?: string }
+  | { seq: number; type: 'progress'; data: ProgressMessageWire; time?: string };
 
 /** Recent events kept in memory after they are on disk, so most live readers and resumes never touch the file. */
 const MEMORY_WINDOW = 4096;
@@ -160,6 +163,7 @@ export class Journal {
   private append(event: JournalEvent): number {
     if (this._sealed) throw new Error('journal is sealed');
     event.seq = ++this._lastSeq;
+    event.time = new Date().toISOString();
     this.mem.push(event);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
