@@ -40,9 +40,10 @@ async function registerSnapshot(image: string): Promise<string> {
   return body.snapshot_id;
 }
 
-/** Restart on the same data dir, collecting what the service logs. */
-async function restart(): Promise<string[]> {
+/** Stop the service, `damage` its data dir, start it again on it, collecting what it logs. */
+async function restart(damage: () => Promise<void> = async () => undefined): Promise<string[]> {
   await server!.close();
+  await damage();
   const logged: string[] = [];
   jest.spyOn(console, 'error').mockImplementation((...args: unknown[]) => {
     logged.push(args.map(String).join(' '));
@@ -57,10 +58,11 @@ it('torn journal tails are cut and logged; every complete event is still served'
   server = await startServer({ token: TOKEN, dataDir });
   const id = await finishedBuild(20);
   const journal = buildFile(id, 'events.jsonl');
-  const whole = await fsp.readFile(journal, 'utf8');
-  await fsp.appendFile(journal, '{"seq":999,"type":"log","da');
-
-  const logged = await restart();
+  let whole = '';
+  const logged = await restart(async () => {
+    whole = await fsp.readFile(journal, 'utf8');
+    await fsp.appendFile(journal, '{"seq":999,"type":"log","da');
+  });
   expect(logged.filter((l) => l.includes(id) && /torn/.test(l))).toHaveLength(1);
   expect(await fsp.readFile(journal, 'utf8')).toBe(whole);
   const replay = await readSse(`${server.url}/builds/${id}/logs`);
@@ -75,17 +77,17 @@ it('damaged build records are quarantined with their logs, never deleted; start-
   const asNull = await finishedBuild(5);
   const asEmptyObject = await finishedBuild(5);
   const badGroups = await finishedBuild(5);
-  const record = await fsp.readFile(buildFile(truncated, 'build.json'), 'utf8');
-  await fsp.writeFile(buildFile(truncated, 'build.json'), record.slice(0, record.length / 2));
-  await fsp.writeFile(buildFile(asNull, 'build.json'), 'null');
-  await fsp.writeFile(buildFile(asEmptyObject, 'build.json'), '{}');
-  const groups = JSON.parse(await fsp.readFile(buildFile(badGroups, 'build.json'), 'utf8')) as Record<string, unknown>;
-  await fsp.writeFile(buildFile(badGroups, 'build.json'), JSON.stringify({ ...groups, process_groups: [{ pgid: -1 }] }));
   const damaged = [truncated, asNull, asEmptyObject, badGroups];
   const logs = new Map<string, string>();
-  for (const id of damaged) logs.set(id, await fsp.readFile(buildFile(id, 'events.jsonl'), 'utf8'));
-
-  const logged = await restart();
+  const logged = await restart(async () => {
+    const record = await fsp.readFile(buildFile(truncated, 'build.json'), 'utf8');
+    await fsp.writeFile(buildFile(truncated, 'build.json'), record.slice(0, record.length / 2));
+    await fsp.writeFile(buildFile(asNull, 'build.json'), 'null');
+    await fsp.writeFile(buildFile(asEmptyObject, 'build.json'), '{}');
+    const groups = JSON.parse(await fsp.readFile(buildFile(badGroups, 'build.json'), 'utf8')) as Record<string, unknown>;
+    await fsp.writeFile(buildFile(badGroups, 'build.json'), JSON.stringify({ ...groups, process_groups: [{ pgid: -1 }] }));
+    for (const id of damaged) logs.set(id, await fsp.readFile(buildFile(id, 'events.jsonl'), 'utf8'));
+  });
 
   const list = await api(server.url, 'GET', '/builds');
   expect(list.body.builds.map((b: { build_id: string }) => b.build_id)).toEqual([good]);
@@ -118,9 +120,7 @@ it('the snapshots journal: a torn tail is cut, damaged lines are quarantined, ev
   // A damaged line in the middle (a create without its snapshot), then a good one, then a torn tail.
   await fsp.appendFile(file, '{"op":"create"}\n');
   const second = await registerSnapshot(image);
-  await fsp.appendFile(file, '{"op":"alias","at":"2026-01-01T00:00:00.000Z","al');
-
-  const logged = await restart();
+  const logged = await restart(() => fsp.appendFile(file, '{"op":"alias","at":"2026-01-01T00:00:00.000Z","al'));
 
   expect(logged.filter((l) => /torn/.test(l) && l.includes('journal.jsonl'))).toHaveLength(1);
   expect(logged.filter((l) => l.includes('quarantine') && l.includes('1 damaged line'))).toHaveLength(1);
