@@ -75,6 +75,8 @@ export interface BuildServiceOptions {
   maxConcurrent: number;
   /** See {@link ENGINE_STOP_WATCHDOG_MS} (the default). */
   engineStopTimeoutMs?: number;
+  /** Recorded as `node` on the builds this service runs. */
+  nodeName?: string;
 }
 
 /** A control event for the end of a build's log stream, from its final record. */
@@ -361,6 +363,7 @@ export class BuildService {
     record.status = 'running';
     record.queue_position = null;
     record.started_at = new Date().toISOString();
+    if (this.options.nodeName !== undefined) record.node = this.options.nodeName;
     void this.persist(stored, false).catch(() => undefined);
     journal.appendProgress(this.progressOf(stored));
     this.emitStatus(stored);

@@ -38,6 +38,10 @@ export interface ServeOptions {
   engine?: 'buildah' | 'scripted';
   /** Start-up progress lines (e.g. "building the base image"). */
   log?: (line: string) => void;
+  /** Keep state in this PostgreSQL database, shared with other nodes (`startServer({ database })`). */
+  database?: { url: string; leaseMs?: number };
+  /** This node's name on the builds it runs (default: the host name). */
+  nodeName?: string;
 }
 
 /** A running service started by {@link serve}. */
@@ -70,6 +74,8 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
       engine: new ScriptedEngine(),
       registry,
       maxConcurrent: options.maxConcurrent,
+      database: options.database,
+      nodeName: options.nodeName,
     });
     return { url: server.url, registry, dataDir, server, close: onceOnly(() => server.close()) };
   }
@@ -103,6 +109,8 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
         engine,
         registry,
         maxConcurrent: options.maxConcurrent,
+        database: options.database,
+        nodeName: options.nodeName,
         // Snapshots are checked against the real registry (HEAD of the manifest), not just our own builds.
         snapshots: { images: registryImageResolver(registry) },
       });
