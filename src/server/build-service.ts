@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import type { BuildRecordWire, BuildStatus, ProgressMessageWire } from '../shared/wire';
 import { isTerminalBuildStatus } from '../shared/wire';
 import type { Engine } from './engine';
-import { ENGINE_STOP_WATCHDOG_MS, INTERRUPTED, createRunSink, engineJobFor, progressOf, runToOutcome, type AbortReason } from './engine-run';
+import { ENGINE_STOP_WATCHDOG_MS, INTERRUPTED, progressOf, startRun, type StartedRun } from './engine-run';
 import { Journal } from './journal';
 import { killLeftoverGroupAndWait, type TrackedProcessGroup } from './process-group';
 
@@ -61,12 +61,8 @@ export type CancelOutcome =
   | { kind: 'cancelling'; build: StoredBuild }
   | { kind: 'finished'; build: StoredBuild };
 
-interface Run {
-  controller: AbortController;
-  /** Why it was aborted: a user's DELETE or the service shutting down. */
-  reason: AbortReason;
-  done: Promise<void>;
-}
+/** A run: why it was aborted is a user's DELETE or the service shutting down. */
+type Run = StartedRun;
 
 /** Options of {@link BuildService.open}. */
 export interface BuildServiceOptions {
@@ -368,33 +364,22 @@ export class BuildService {
     journal.appendProgress(this.progressOf(stored));
     this.emitStatus(stored);
 
-    const controller = new AbortController();
-    let finished = false;
-    const sink = createRunSink({
-      journal,
-      record,
-      finished: () => finished,
-      onStep: () => this.emitStatus(stored),
-      groups: stored.process_groups,
-      persistGroups: () => void this.persist(stored, false).catch(() => undefined),
-    });
     const dir = this.buildDir(id);
-    const job = engineJobFor(stored, path.join(dir, 'context'), path.join(dir, 'work'));
-    const run: Run = { controller, reason: null, done: Promise.resolve() };
-    run.done = (async () => {
-      await runToOutcome(
-        async (signal) => {
-          await fsp.mkdir(job.workDir, { recursive: true });
-          return this.options.engine.run(job, sink, signal);
-        },
-        controller,
-        () => run.reason,
-        this.options.engineStopTimeoutMs ?? ENGINE_STOP_WATCHDOG_MS,
-        record,
-      );
-      finished = true;
-      await this.finish(stored, journal);
-    })();
+    const workDir = path.join(dir, 'work');
+    const run = startRun({
+      engine: this.options.engine,
+      stored,
+      journal,
+      contextDir: path.join(dir, 'context'),
+      workDir,
+      prepare: async () => {
+        await fsp.mkdir(workDir, { recursive: true });
+      },
+      onStep: () => this.emitStatus(stored),
+      persistGroups: () => void this.persist(stored, false).catch(() => undefined),
+      stopTimeoutMs: this.options.engineStopTimeoutMs ?? ENGINE_STOP_WATCHDOG_MS,
+      finish: () => this.finish(stored, journal),
+    });
     this.runs.set(id, run);
   }
 

@@ -20,7 +20,7 @@ import { Pool, type PoolClient } from 'pg';
 import { isTerminalBuildStatus, type BuildRecordWire, type BuildStatus } from '../../shared/wire';
 import { CANCEL_WAIT_MS, type CancelOutcome, type NewBuild, type StoredBuild } from '../build-service';
 import type { Engine } from '../engine';
-import { ENGINE_STOP_WATCHDOG_MS, createRunSink, engineJobFor, progressOf, runToOutcome, type AbortReason } from '../engine-run';
+import { ENGINE_STOP_WATCHDOG_MS, progressOf, startRun, type AbortReason, type StartedRun } from '../engine-run';
 import type { JournalEvent } from '../journal';
 import { killLeftoverGroupAndWait } from '../process-group';
 import type { BuildPosition, BuildStore, JournalSource } from '../storage';
@@ -47,12 +47,6 @@ export interface PgBuildStoreOptions {
   engineStopTimeoutMs?: number;
 }
 
-interface PgRun {
-  stored: StoredBuild;
-  controller: AbortController;
-  reason: AbortReason;
-  done: Promise<void>;
-}
 
 /** The idempotency key was taken by a build another request (maybe on another node) committed first. */
 class KeyTaken extends Error {}
@@ -74,7 +68,7 @@ function logEvent(line: string): Omit<JournalEvent, 'seq'> {
 
 /** Builds in PostgreSQL, shared by every node. */
 export class PgBuildStore implements BuildStore {
-  private readonly runs = new Map<string, PgRun>();
+  private readonly runs = new Map<string, StartedRun>();
   private readonly persistChains = new Map<string, Promise<void>>();
   /** Emits a build id when that build may have changed, `*` when anything may have. */
   private readonly changes = new EventEmitter();
@@ -410,35 +404,25 @@ export class PgBuildStore implements BuildStore {
     const record = stored.record;
     const journal = new PgJournalWriter(this.pool, id, lastSeq);
     journal.appendProgress(progressOf(record));
-    const controller = new AbortController();
-    let finished = false;
-    const sink = createRunSink({
-      journal,
-      record,
-      finished: () => finished,
-      onStep: () => this.persist(stored),
-      groups: stored.process_groups,
-      persistGroups: () => this.persist(stored),
-    });
     const dir = this.workDir(id);
-    const job = engineJobFor(stored, path.join(dir, 'context'), path.join(dir, 'work'));
-    const run: PgRun = { stored, controller, reason: null, done: Promise.resolve() };
-    run.done = (async () => {
-      await runToOutcome(
-        async (signal) => {
-          await fsp.mkdir(job.contextDir, { recursive: true });
-          await fsp.mkdir(job.workDir, { recursive: true });
-          await loadContext(this.pool, id, job.contextDir);
-          return this.options.engine.run(job, sink, signal);
-        },
-        controller,
-        () => run.reason,
-        this.options.engineStopTimeoutMs ?? ENGINE_STOP_WATCHDOG_MS,
-        record,
-      );
-      finished = true;
-      await this.finish(stored, journal);
-    })();
+    const contextDir = path.join(dir, 'context');
+    const workDir = path.join(dir, 'work');
+    const run = startRun({
+      engine: this.options.engine,
+      stored,
+      journal,
+      contextDir,
+      workDir,
+      prepare: async () => {
+        await fsp.mkdir(contextDir, { recursive: true });
+        await fsp.mkdir(workDir, { recursive: true });
+        await loadContext(this.pool, id, contextDir);
+      },
+      onStep: () => this.persist(stored),
+      persistGroups: () => this.persist(stored),
+      stopTimeoutMs: this.options.engineStopTimeoutMs ?? ENGINE_STOP_WATCHDOG_MS,
+      finish: () => this.finish(stored, journal),
+    });
     this.runs.set(id, run);
   }
 
