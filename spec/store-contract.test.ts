@@ -67,7 +67,9 @@ describe.each(['files', 'postgres'] as const)('the %s store', (kind) => {
     await server.waitForBuild(id);
     const all = await readSse(`${server.url}/builds/${id}/logs`);
     const resumed = await readSse(`${server.url}/builds/${id}/logs`, { lastEventId: '20' });
-    expect(resumed.events.map((e) => e.id)).toEqual(all.events.filter((e) => e.id === null || Number(e.id) > 20).map((e) => e.id));
+    const numbered = (events: typeof all.events) => events.filter((e) => e.id !== null).map((e) => `${e.id} ${e.data}`);
+    expect(numbered(resumed.events)).toEqual(numbered(all.events).slice(20));
+    expect(controlOf(resumed)).toEqual({ done: true });
   });
 
   it('streams a live build to a reader attached before it ends', async () => {

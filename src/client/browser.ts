@@ -20,7 +20,7 @@ import { throwError, type Observable } from 'rxjs';
 import type { BuildRecordWire } from '../shared/wire';
 import type { SnapshotPageWire, SnapshotWire } from '../shared/snapshot-wire';
 import { ClientClosedError, CancelledError, InvalidInputError, ProtocolError } from './errors';
-import { getBuild, toBuildInfo } from './internal/follow-build';
+import { getBuild, getBuildLog, toBuildInfo } from './internal/follow-build';
 import type { RetryTuning } from './internal/retry-policy';
 import { DEFAULT_TEARDOWN, Teardowns, deleteBuild, type TeardownTuning } from './internal/teardown';
 import { contextFor, requestJson, type HttpContext } from './internal/transport';
@@ -90,6 +90,8 @@ export interface BrowserBuildsApi {
   watch(buildId: string, options?: BrowserWatchOptions): Observable<BuildEvent>;
   /** `GET /builds/{id}`. */
   get(buildId: string, options?: { signal?: AbortSignal }): Promise<BuildInfo>;
+  /** `GET /builds/{id}/log`: the log lines written so far as plain text, escapes stripped. */
+  log(buildId: string, options?: { signal?: AbortSignal }): Promise<string>;
   /** `GET /builds`: every build, newest first. */
   list(options?: { signal?: AbortSignal }): Promise<BuildInfo[]>;
   /** `DELETE /builds/{id}` (idempotent), with the teardown's short retry and deadline. */
@@ -185,6 +187,10 @@ export function createBrowserClient(options: BrowserClientOptions): BrowserClien
     async get(buildId, o) {
       if (closed) throw new ClientClosedError();
       return getBuild(http, buildId, o?.signal);
+    },
+    async log(buildId, o) {
+      if (closed) throw new ClientClosedError();
+      return getBuildLog(http, buildId, o?.signal);
     },
     async list(o) {
       if (closed) throw new ClientClosedError();

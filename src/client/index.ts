@@ -14,7 +14,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { filter, lastValueFrom, type Observable } from 'rxjs';
 import { buildPipeline, watchPipeline, type PipelineDeps } from './internal/build-pipeline';
 import { ClientClosedError, InvalidInputError, ProtocolError } from './errors';
-import { getBuild } from './internal/follow-build';
+import { getBuild, getBuildLog } from './internal/follow-build';
 import { createHttpContext, type HttpContext } from './internal/http';
 import type { RetryTuning } from './internal/retry-policy';
 import { interruptRegistry } from './internal/sigint';
@@ -142,6 +142,10 @@ export function createClient(options: ClientOptions): RxbuildClient {
     async get(buildId, o) {
       if (closed) throw new ClientClosedError();
       return getBuild(http, buildId, o?.signal);
+    },
+    async log(buildId, o) {
+      if (closed) throw new ClientClosedError();
+      return getBuildLog(http, buildId, o?.signal);
     },
     async cancel(buildId) {
       if (closed) throw new ClientClosedError();

@@ -107,6 +107,12 @@ export function engineJobFor(stored: StoredBuild, contextDir: string, workDir: s
     buildArgs: { ...stored.build_args },
     nydus: record.nydus.requested,
     cacheKey: stored.cache_key,
+    // One layer cache per namespace (and cache_key within it): a token never uses another token's layers.
+    cacheScope: stored.cache_key === null ? stored.namespace : `${stored.namespace}/${stored.cache_key}`,
+    noCache: stored.build_flags?.no_cache ?? false,
+    pull: stored.build_flags?.pull ?? false,
+    target: stored.build_flags?.target ?? null,
+    labels: { ...(stored.build_flags?.labels ?? {}) },
     workDir,
   };
 }

@@ -18,7 +18,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Pool, type PoolClient } from 'pg';
 import { isTerminalBuildStatus, type BuildRecordWire, type BuildStatus } from '../../shared/wire';
-import { CANCEL_WAIT_MS, type CancelOutcome, type NewBuild, type StoredBuild } from '../build-service';
+import { CANCEL_WAIT_MS, newStoredBuild, type CancelOutcome, type NewBuild, type StoredBuild } from '../build-service';
 import type { Engine } from '../engine';
 import { ENGINE_STOP_WATCHDOG_MS, progressOf, startRun, type AbortReason, type StartedRun } from '../engine-run';
 import type { JournalEvent } from '../journal';
@@ -243,7 +243,8 @@ export class PgBuildStore implements BuildStore {
     const max = await c.query<{ n: number }>('SELECT coalesce(max(seq), 0)::int AS n FROM rxbuild_events WHERE build_id = $1', [id]);
     const last = max.rows[0].n;
     const events: Array<Omit<JournalEvent, 'seq'>> = [...lines.map(logEvent), { type: 'progress', data: progressOf(stored.record) }];
-    await insertEvents(c, id, last, events.map((e, i) => JSON.stringify({ seq: last + i + 1, ...e })));
+    const time = new Date().toISOString();
+    await insertEvents(c, id, last, events.map((e, i) => JSON.stringify({ seq: last + i + 1, ...e, time })));
     await c.query('UPDATE rxbuild_builds SET status = $2, stored = $3, sealed = true WHERE build_id = $1', [id, stored.record.status, stored]);
     await dropContext(c, id);
   }
@@ -292,31 +293,8 @@ export class PgBuildStore implements BuildStore {
   async create(input: NewBuild): Promise<StoredBuild> {
     if (this.closing) throw new Error('service is closing');
     const id = `b_${randomBytes(12).toString('hex')}`;
-    const stored: StoredBuild = {
-      version: 1,
-      record: {
-        build_id: id,
-        status: 'queued',
-        image_name: input.imageName,
-        image_ref: null,
-        digest: null,
-        error: null,
-        queue_position: null,
-        step: null,
-        nydus: { requested: input.nydus, applied: null },
-        created_at: new Date().toISOString(),
-        started_at: null,
-        finished_at: null,
-        node: null,
-      },
-      namespace: input.namespace,
-      image_ref: input.imageRef,
-      dockerfile: input.dockerfile,
-      build_args: input.buildArgs,
-      cache_key: input.cacheKey,
-      idempotency_key: input.idempotencyKey,
-      process_groups: [],
-    };
+    const stored = newStoredBuild(id, input);
+    stored.record.node = null;
     await transaction(this.pool, async (c) => {
       const inserted = await c.query(
         `INSERT INTO rxbuild_builds (build_id, created_at, status, idempotency_key, stored) VALUES ($1, $2, 'queued', $3, $4)
@@ -327,7 +305,8 @@ export class PgBuildStore implements BuildStore {
       await storeContext(c, id, input.stagedContextDir);
       const queued = await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM rxbuild_builds WHERE status = 'queued'`);
       stored.record.queue_position = queued.rows[0].n;
-      await insertEvents(c, id, 0, [JSON.stringify({ seq: 1, type: 'progress', data: progressOf(stored.record) })]);
+      const first: JournalEvent = { seq: 1, type: 'progress', data: progressOf(stored.record), time: stored.record.created_at };
+      await insertEvents(c, id, 0, [JSON.stringify(first)]);
       await c.query(`SELECT pg_notify('${CHANNELS.queue}', $1)`, [id]);
     });
     return stored;

@@ -60,6 +60,7 @@ export class PgJournalWriter implements RunJournal {
 
   private append(event: JournalEvent): number {
     event.seq = ++this.lastSeq;
+    event.time = new Date().toISOString();
     this.pending.push(JSON.stringify(event));
     if (!this.scheduled) {
       this.scheduled = true;
