@@ -15,7 +15,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
-import { HttpError, badRequest } from './errors';
+import { HttpError, badRequest, insufficientStorage, isDiskFull } from './errors';
 
 /** Caps applied while unpacking. */
 export interface ExtractLimits {
@@ -143,6 +143,7 @@ export function mapStreamError(err: unknown): HttpError {
   if (typeof e?.code === 'string' && e.code.startsWith('Z_')) {
     return badRequest('The context is not a gzip-compressed tar archive (gzip: ' + e.message + ').', 'invalid_context');
   }
+  if (isDiskFull(e)) return insufficientStorage();
   if (e?.code === 'ERR_STREAM_PREMATURE_CLOSE') {
     return new HttpError(400, 'upload_aborted', 'The upload ended before the context was complete.');
   }
