@@ -24,6 +24,7 @@ interface ServeFlags {
   nodeName: string;
   leaseMs: number;
   contextCache?: number;
+  maxUploads: number;
 }
 
 /** Where the service keeps its state when `--data-dir` is not given: `$XDG_DATA_HOME/rxbuild`. */
@@ -45,6 +46,7 @@ export function registerServe(program: Command, run: (action: (ctx: CliContext) 
     .option('--database-url <url>', 'keep builds, logs and snapshots in this PostgreSQL database, shared by every node on it (default: $RXBUILD_DATABASE_URL, else files in --data-dir)')
     .option('--node-name <name>', 'this node\'s name on the builds it runs', hostname())
     .option('--lease-ms <ms>', 'with --database-url: a node silent this long is lost and its running builds fail', parsePositiveInt('--lease-ms'), 10_000)
+    .option('--max-uploads <n>', 'uploads received at once; more are answered 503 with Retry-After', parsePositiveInt('--max-uploads'), 8)
     .option('--context-cache <size>', 'cap of the store of uploaded file contents, e.g. 10GiB, 512MiB (default 10GiB)', parseByteSize('--context-cache'))
     .addHelpText('after', '\nThe token clients must send is --token, else $RXBUILD_TOKEN, else a random one that is printed.')
     .action((flags: ServeFlags) => run((ctx) => serveCommand(ctx, flags)));
@@ -114,6 +116,7 @@ async function serveCommand(ctx: CliContext, flags: ServeFlags): Promise<number>
       registry: flags.registry,
       maxConcurrent: flags.maxConcurrent,
       contextCacheBytes: flags.contextCache,
+      maxUploads: flags.maxUploads,
       engine: flags.engine,
       database: databaseUrl === undefined ? undefined : { url: databaseUrl, leaseMs: flags.leaseMs },
       nodeName: flags.nodeName,
