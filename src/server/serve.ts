@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { ensureBaseImage } from './base-image';
 import { checkBuildah, createBuildahEngine } from './engines/buildah';
 import { ScriptedEngine } from './engines/scripted';
-import { startServer, type RunningServer } from './index';
+import { startServer, type RunningServer, type ServerHooks } from './index';
 import { startRegistry, type RunningRegistry } from './registry';
 import { registryImageResolver } from './snapshots-images';
 
@@ -38,6 +38,8 @@ export interface ServeOptions {
   engine?: 'buildah' | 'scripted';
   /** Start-up progress lines (e.g. "building the base image"). */
   log?: (line: string) => void;
+  /** Test seams of the HTTP service (specs and benchmarks only; see `ServerHooks`). */
+  hooks?: ServerHooks;
 }
 
 /** A running service started by {@link serve}. */
@@ -47,7 +49,7 @@ export interface RunningService {
   /** `host:port` of the registry builds push to. */
   registry: string;
   dataDir: string;
-  /** The HTTP service itself (request log, waiters; handy in tests). */
+  /** The HTTP service itself. */
   server: RunningServer;
   /** Stop the service (running builds are cancelled), then the registry if `serve` started it. Idempotent. */
   close(): Promise<void>;
@@ -70,6 +72,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
       engine: new ScriptedEngine(),
       registry,
       maxConcurrent: options.maxConcurrent,
+      hooks: options.hooks,
     });
     return { url: server.url, registry, dataDir, server, close: onceOnly(() => server.close()) };
   }
@@ -105,6 +108,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
         maxConcurrent: options.maxConcurrent,
         // Snapshots are checked against the real registry (HEAD of the manifest), not just our own builds.
         snapshots: { images: registryImageResolver(registry) },
+        hooks: options.hooks,
       });
     } catch (err) {
       await engine.close();

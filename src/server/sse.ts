@@ -1,9 +1,10 @@
 /**
  * `GET /builds/{id}/logs`: a build's journal as Server-Sent Events.
  *
- * Log lines are plain messages (`id: <seq>`, `data: <line>`), progress updates are `event: progress`, in the same
- * id sequence so `Last-Event-ID` resumes both; the stream ends with `event: control` (`{"done":true}` or
- * `{"error":"…"}`). Replays come from memory when recent and from the journal file otherwise, always with
+ * Log lines are plain messages (`id: <seq>`, `data: <line>`). By default the stream is the reference's: no other
+ * events, and it ends with a plain message `{"done":true}` or `{"error":"…"}`. A client that asks for typed events
+ * (request header {@link CONTROL_EVENTS_HEADER}: `typed`) also gets `event: progress` updates, in the same id
+ * sequence so `Last-Event-ID` resumes both, and the end as `event: control`. Replays come from memory when recent and from the journal file otherwise, always with
  * backpressure, so a slow reader costs no memory.
  *
  * @packageDocumentation
@@ -29,8 +30,8 @@ export interface StreamLogsOptions {
   /** The control event, asked once the journal is complete. */
   control: () => ControlMessageWire;
   heartbeatMs: number;
-  /** Send control events as `event: control` and say so in a header (false: reference style plain message). */
-  typedControl: boolean;
+  /** The client asked for typed events: progress events, `event: control`, and the header saying so. */
+  typedEvents: boolean;
   /** Fault: destroy the socket after this many events. */
   cutAfterEvents?: number;
   /** Fault: end cleanly without the control event after this many events (or instead of the control event). */
@@ -47,6 +48,13 @@ export function parseLastEventId(req: IncomingMessage): number {
   return 0;
 }
 
+/** True when the request asks for typed events ({@link CONTROL_EVENTS_HEADER}: `typed`). */
+export function wantsTypedEvents(req: IncomingMessage): boolean {
+  const raw = req.headers[CONTROL_EVENTS_HEADER];
+  const value = Array.isArray(raw) ? raw[0] : raw;
+  return value?.trim().toLowerCase() === CONTROL_EVENTS_TYPED;
+}
+
 /** Multi-line safe SSE `data:` lines (a raw CR or LF inside would split the event). */
 function dataLines(text: string): string {
   if (!text.includes('\n') && !text.includes('\r')) return `data: ${text}\n`;
@@ -56,8 +64,10 @@ function dataLines(text: string): string {
     .join('');
 }
 
-function encode(event: JournalEvent): string {
+function encode(event: JournalEvent, typed: boolean): string {
   if (event.type === 'log') return `id: ${event.seq}\n${dataLines(event.data)}\n`;
+  // A plain SSE client would take a progress update for a log line (or, with `onmessage` only, never see it).
+  if (!typed) return '';
   return `event: ${SSE_PROGRESS_EVENT}\nid: ${event.seq}\ndata: ${JSON.stringify(event.data)}\n\n`;
 }
 
@@ -70,7 +80,7 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
     connection: 'keep-alive',
     'x-accel-buffering': 'no',
   };
-  if (options.typedControl) headers[CONTROL_EVENTS_HEADER] = CONTROL_EVENTS_TYPED;
+  if (options.typedEvents) headers[CONTROL_EVENTS_HEADER] = CONTROL_EVENTS_TYPED;
   res.writeHead(200, headers);
   res.flushHeaders();
   res.socket?.setNoDelay(true);
@@ -124,7 +134,7 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
       }
       if (batch.length > 0) {
         if (sent + batch.length > limit) batch = batch.slice(0, limit - sent);
-        const chunk = batch.map(encode).join('');
+        const chunk = batch.map((e) => encode(e, options.typedEvents)).join('');
         // A limit of 0 (endLogWithoutControl.events = 0) slices the batch empty: the cursor stays.
         if (batch.length > 0) cursor = batch[batch.length - 1].seq;
         sent += batch.length;
@@ -148,7 +158,7 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
           return;
         }
         const control = JSON.stringify(options.control());
-        res.end(options.typedControl ? `event: ${SSE_CONTROL_EVENT}\ndata: ${control}\n\n` : `data: ${control}\n\n`);
+        res.end(options.typedEvents ? `event: ${SSE_CONTROL_EVENT}\ndata: ${control}\n\n` : `data: ${control}\n\n`);
         return;
       }
       await waitFor(journal.waitForChange(cursor));
