@@ -8,7 +8,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Agent } from 'undici';
 import { createHttpContext, packContext } from '../../src/client';
-import { startSubmit } from '../../src/client/submit';
+import { startSubmit } from '../../src/client/internal/submit';
 import type { StartServerOptions } from '../../src/server';
 import { startTestServer, type TestServer } from '../../spec/helpers/test-server';
 

@@ -18,15 +18,20 @@ import {
   type CreateBuildResponseWire,
 } from '../shared/wire';
 import { authenticate, namespaceForToken } from './auth';
-import { BuildService, controlFor } from './build-service';
+import { controlFor } from './build-service';
+import { FileBuildStore, FileSnapshotStorage } from './file-store';
 import { resolveInRoot } from './context-extract';
 import type { Engine } from './engine';
-import { HttpError, badRequest, sendError, sendJson } from './errors';
+import { HttpError, badRequest, isDiskFull, sendError, sendJson } from './errors';
 import { ScriptedEngine } from './engines/scripted';
+import { sendRawLog } from './raw-log';
 import { parseLastEventId, streamLogs, wantsTypedEvents } from './sse';
 import { buildsPage } from './builds-page';
 import type { RouteInfo, RouteKind, ServerHooks } from './hooks';
-import { drainRequest, receiveSubmission } from './upload';
+import { drainRequest, receiveSubmission, type Submission } from './upload';
+import { DEFAULT_CONTEXT_CACHE_BYTES, FileContentStore, type ContentStore } from './content-store';
+import { handleContentsUpload, handleMissing, receiveManifestSubmission } from './content-routes';
+import { CONTENTS_MISSING_PATH, CONTENTS_UPLOAD_PATH, MANIFEST_CONTENT_TYPE } from '../shared/content-wire';
 import { createHash } from 'node:crypto';
 import { SnapshotApi, builtImagesResolver, type SnapshotServerOptions } from './snapshots';
 import { defaultWebDir, serveWeb } from './web';
@@ -54,6 +59,7 @@ export { defaultWebDir } from './web';
 export { HttpError } from './errors';
 export type { ServerHooks, RouteInfo, RouteKind, LogStreamFaults } from './hooks';
 export { BUILDS_PAGE_DEFAULT, BUILDS_PAGE_MAX } from './builds-page';
+export { FileContentStore, DEFAULT_CONTEXT_CACHE_BYTES, type ContentStore } from './content-store';
 export {
   builtImagesResolver,
   registryImageResolver,
@@ -101,6 +107,14 @@ export interface StartServerOptions {
    * `dist/web`), or `false` for none. A missing build answers 404 `web_not_built`.
    */
   web?: string | false;
+  /**
+   * **rxbuild** contexts by content (`/contents`, builds by manifest): the store of file contents (default a
+   * {@link FileContentStore} under `<dataDir>/contents`, capped at `contextCacheBytes`), or `false` to answer
+   * those routes 404 like a reference service. A store passed in is shared, not closed.
+   */
+  contentStore?: ContentStore | false;
+  /** Cap of the default content store (default {@link DEFAULT_CONTEXT_CACHE_BYTES}, 10 GiB). */
+  contextCacheBytes?: number;
   /** Test seams (request recording, fault injection); `rxbuild serve` installs none. */
   hooks?: ServerHooks;
 }
@@ -142,21 +156,30 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     maxUnpackedBytes: options.limits?.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES,
     maxEntries: options.limits?.maxEntries ?? DEFAULT_MAX_ENTRIES,
   };
-  const service = await BuildService.open({
+  const service = await FileBuildStore.open({
     dataDir,
     engine,
     maxConcurrent: options.maxConcurrent ?? 2,
     engineStopTimeoutMs: options.engineStopTimeoutMs,
   });
   const hooks: ServerHooks = options.hooks ?? {};
-  const snapshots = await SnapshotApi.open({
-    dataDir,
-    namespace,
-    images: options.snapshots?.images ?? builtImagesResolver(() => service.list().map((b) => b.record)),
-    faults: options.snapshots?.faults,
-  }).catch(async (err: unknown) => {
+  const contents: ContentStore | null =
+    options.contentStore === false
+      ? null
+      : (options.contentStore ??
+        (await FileContentStore.open(path.join(dataDir, 'contents'), options.contextCacheBytes ?? DEFAULT_CONTEXT_CACHE_BYTES).catch(async (err: unknown) => {
+          await service.close();
+          throw err;
+        })));
+  const snapshotStore = await FileSnapshotStorage.open(dataDir).catch(async (err: unknown) => {
     await service.close();
     throw err;
+  });
+  const snapshots = SnapshotApi.create({
+    store: snapshotStore,
+    namespace,
+    images: options.snapshots?.images ?? builtImagesResolver(async () => (await service.list()).map((b) => b.record)),
+    faults: options.snapshots?.faults,
   });
 
   const sockets = new Set<Socket>();
@@ -165,8 +188,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   /** Let an installed hook see (and maybe answer or delay) the request first. */
   const beforeRoute = async (kind: RouteKind, req: IncomingMessage, buildId?: string): Promise<void> => {
     if (!hooks.beforeRoute) return;
-    const route: RouteInfo = { kind, req, buildId, createdAt: buildId === undefined ? undefined : service.get(buildId)?.record.created_at };
-    await hooks.beforeRoute(route);
+    const createdAt = buildId === undefined ? undefined : (await service.get(buildId))?.record.created_at;
+    await hooks.beforeRoute({ kind, req, buildId, createdAt } satisfies RouteInfo);
   };
   const notFound = (id: string): HttpError => new HttpError(404, 'not_found', `No build ${JSON.stringify(id)}.`);
 
@@ -179,7 +202,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         staging = await service.createStagingDir();
         const contextDir = path.join(staging, 'context');
         await fsp.mkdir(contextDir);
-        const sub = await receiveSubmission(req, contextDir, limits, namespace.length + 1);
+        const sub = await receive(req, contextDir);
         const resolved = resolveInRoot(contextDir, sub.dockerfile);
         if (resolved === null) throw badRequest(`dockerfile ${JSON.stringify(sub.dockerfile)} resolves outside the context.`, 'context_escape');
         const st = await fsp.stat(path.join(contextDir, resolved)).catch(() => null);
@@ -191,7 +214,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           dockerfile: sub.dockerfile,
           buildArgs: sub.buildArgs,
           nydus: sub.nydus,
-          cacheKey: sub.cacheKey,
+          flags: sub.flags,
           idempotencyKey: idemKey,
           stagedContextDir: contextDir,
         });
@@ -214,9 +237,26 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     }
   }
 
+  /** The multipart tar.gz upload, or **rxbuild**'s build by manifest (when this service has a content store). */
+  function receive(req: IncomingMessage, contextDir: string): Promise<Submission> {
+    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    if (contents && type === MANIFEST_CONTENT_TYPE) return receiveManifestSubmission(req, contextDir, contents, namespace, limits);
+    return receiveSubmission(req, contextDir, limits, namespace.length + 1);
+  }
+
+  async function routeContents(req: IncomingMessage, res: ServerResponse, url: URL, method: string): Promise<void> {
+    authenticate(req, options.token);
+    if (!contents) throw new HttpError(404, 'not_found', `No route ${method} ${url.pathname}.`);
+    const sub = url.pathname.replace(/^\/+|\/+$/g, '');
+    if (sub !== CONTENTS_MISSING_PATH && sub !== CONTENTS_UPLOAD_PATH) throw new HttpError(404, 'not_found', `No route ${method} ${url.pathname}.`);
+    if (method !== 'POST') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${url.pathname}.`, { allow: 'POST' });
+    if (sub === CONTENTS_MISSING_PATH) return handleMissing(req, res, contents, namespace, limits);
+    return handleContentsUpload(req, res, contents, namespace, limits);
+  }
+
   async function handleLogs(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
     await beforeRoute('logs', req, id);
-    const stored = service.get(id);
+    const stored = await service.get(id);
     if (!stored) throw notFound(id);
     const faults = hooks.logStream?.(id) ?? {};
     const journal = await service.journal(id);
@@ -224,13 +264,19 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     await streamLogs(res, {
       journal,
       cursor: parseLastEventId(req),
-      control: () => controlFor(stored.record),
+      control: async () => controlFor(((await service.get(id)) ?? stored).record),
       heartbeatMs,
       typedEvents: wantsTypedEvents(req),
       cutAfterEvents: faults.cutAfterEvents,
       endAfterEvents: faults.endAfterEvents,
       onClose: () => streams.delete(res),
     });
+  }
+
+  async function handleRawLog(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    await beforeRoute('logs', req, id);
+    if (!(await service.get(id))) throw notFound(id);
+    await sendRawLog(res, await service.journal(id), id);
   }
 
   async function handleDelete(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
@@ -256,8 +302,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       authenticate(req, options.token);
       return snapshots.handle(req, res, url);
     }
+    if (parts[0] === 'contents') return routeContents(req, res, url, method);
     if (parts[0] !== 'builds' && webDir !== null) return serveWeb(req, res, url.pathname, webDir);
-    if (parts[0] !== 'builds' || parts.length > 3 || (parts.length === 3 && parts[2] !== 'logs')) {
+    if (parts[0] !== 'builds' || parts.length > 3 || (parts.length === 3 && parts[2] !== 'logs' && parts[2] !== 'log')) {
       throw new HttpError(404, 'not_found', `No route ${method} ${url.pathname}.`);
     }
     authenticate(req, options.token);
@@ -265,18 +312,18 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       if (method === 'POST') return handleSubmit(req, res);
       if (method === 'GET') {
         await beforeRoute('list', req);
-        return sendJson(res, 200, buildsPage(service.list().map((b) => b.record), url.searchParams));
+        return sendJson(res, 200, buildsPage((await service.list()).map((b) => b.record), url.searchParams));
       }
       throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on /builds.`, { allow: 'GET, POST' });
     }
     const id = decodeURIComponent(parts[1]);
     if (parts.length === 3) {
-      if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on logs.`, { allow: 'GET' });
-      return handleLogs(req, res, id);
+      if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${parts[2]}.`, { allow: 'GET' });
+      return parts[2] === 'log' ? handleRawLog(req, res, id) : handleLogs(req, res, id);
     }
     if (method === 'GET') {
       await beforeRoute('status', req, id);
-      const stored = service.get(id);
+      const stored = await service.get(id);
       if (!stored) throw notFound(id);
       return sendJson(res, 200, stored.record);
     }
@@ -287,7 +334,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const server: Server = createServer((req, res) => {
     hooks.onRequest?.(req, res);
     route(req, res).catch((err: unknown) => {
-      if (!(err instanceof HttpError)) console.error('rxbuild server: unexpected error', err);
+      if (isDiskFull(err)) console.error(`rxbuild server: ${req.method} ${(req.url ?? '/').slice(0, 200)}: disk full (${(err as Error).message})`);
+      else if (!(err instanceof HttpError)) console.error('rxbuild server: unexpected error', err);
       // A body the handler never read would otherwise sit unread on a keep-alive connection.
       if (!req.readableEnded && !req.readableFlowing) drainRequest(req);
       // A response already under way (an SSE stream) cannot turn into an error answer: break it instead, so the

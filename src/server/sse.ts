@@ -4,8 +4,9 @@
  * Log lines are plain messages (`id: <seq>`, `data: <line>`). By default the stream is the reference's: no other
  * events, and it ends with a plain message `{"done":true}` or `{"error":"…"}`. A client that asks for typed events
  * (request header {@link CONTROL_EVENTS_HEADER}: `typed`) also gets `event: progress` updates, in the same id
- * sequence so `Last-Event-ID` resumes both, and the end as `event: control`. Replays come from memory when recent and from the journal file otherwise, always with
- * backpressure, so a slow reader costs no memory.
+ * sequence so `Last-Event-ID` resumes both, time marks, and the end as `event: control`. Events come from the
+ * store's {@link JournalSource} (memory or file, or PostgreSQL), always with backpressure, so a slow reader costs
+ * no memory.
  *
  * @packageDocumentation
  */
@@ -15,20 +16,23 @@ import {
   CONTROL_EVENTS_TYPED,
   SSE_CONTROL_EVENT,
   SSE_PROGRESS_EVENT,
+  SSE_TIME_EVENT,
   type ControlMessageWire,
 } from '../shared/wire';
-import { JournalFileReader, type Journal, type JournalEvent } from './journal';
+import type { JournalEvent } from './journal';
+import type { JournalSource } from './storage';
 
 /** Events written per batch (one `write` call). */
 const BATCH = 4096;
 
 /** Options of {@link streamLogs}. */
 export interface StreamLogsOptions {
-  journal: Journal;
+  /** The build's journal; closed by {@link streamLogs} when the response is over. */
+  journal: JournalSource;
   /** Last event id the client has (`Last-Event-ID`), 0 for all. */
   cursor: number;
   /** The control event, asked once the journal is complete. */
-  control: () => ControlMessageWire;
+  control: () => ControlMessageWire | Promise<ControlMessageWire>;
   heartbeatMs: number;
   /** The client asked for typed events: progress events, `event: control`, and the header saying so. */
   typedEvents: boolean;
@@ -71,6 +75,20 @@ function encode(event: JournalEvent, typed: boolean): string {
   return `event: ${SSE_PROGRESS_EVENT}\nid: ${event.seq}\ndata: ${JSON.stringify(event.data)}\n\n`;
 }
 
+/**
+ * An encoder for one connection. Typed: a time mark before every event recorded at another time than the one
+ * before it (so the first event of a connection always has one). Plain: log lines only, no marks.
+ */
+function encoder(typed: boolean): (event: JournalEvent) => string {
+  if (!typed) return (event) => encode(event, false);
+  let last: string | undefined;
+  return (event) => {
+    if (!event.time || event.time === last) return encode(event, true);
+    last = event.time;
+    return `event: ${SSE_TIME_EVENT}\ndata: ${JSON.stringify({ time: event.time })}\n\n${encode(event, true)}`;
+  };
+}
+
 /** Serve the journal as SSE on `res` until the build ends, the client goes, or a fault says otherwise. */
 export async function streamLogs(res: ServerResponse, options: StreamLogsOptions): Promise<void> {
   const { journal } = options;
@@ -97,10 +115,9 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
   }, options.heartbeatMs);
   heartbeat.unref();
 
-  const reader = new JournalFileReader(journal.file);
   let cursor = options.cursor;
-  let pos = journal.offsetAfter(cursor);
   let sent = 0;
+  const encodeEvent = encoder(options.typedEvents);
   const limit = Math.min(options.cutAfterEvents ?? Infinity, options.endAfterEvents ?? Infinity);
 
   const waitFor = (p: Promise<void>): Promise<void> =>
@@ -119,22 +136,11 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
       return;
     }
     while (!closed) {
-      let batch = journal.memorySince(cursor, BATCH);
-      if (batch === null) {
-        // Behind the memory window: read the file (everything before the window is on disk).
-        pos = Math.max(pos, journal.offsetAfter(cursor));
-        const r = await reader.read(pos, cursor);
-        pos = r.pos;
-        batch = r.events;
-        if (batch.length === 0) {
-          // Written but not yet visible to this reader: look again shortly.
-          await waitFor(new Promise((r) => setTimeout(r, 5)));
-          continue;
-        }
-      }
+      const read = await journal.read(cursor, BATCH);
+      let batch = read.events;
       if (batch.length > 0) {
         if (sent + batch.length > limit) batch = batch.slice(0, limit - sent);
-        const chunk = batch.map((e) => encode(e, options.typedEvents)).join('');
+        const chunk = batch.map(encodeEvent).join('');
         // A limit of 0 (endLogWithoutControl.events = 0) slices the batch empty: the cursor stays.
         if (batch.length > 0) cursor = batch[batch.length - 1].seq;
         sent += batch.length;
@@ -152,12 +158,12 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
         if (!ok && !closed) await waitFor(new Promise((r) => res.once('drain', r)));
         continue;
       }
-      if (journal.sealed && cursor >= journal.lastSeq) {
+      if (read.complete) {
         if (options.endAfterEvents !== undefined) {
           res.end(); // fault: EOF where the control event would be
           return;
         }
-        const control = JSON.stringify(options.control());
+        const control = JSON.stringify(await options.control());
         res.end(options.typedEvents ? `event: ${SSE_CONTROL_EVENT}\ndata: ${control}\n\n` : `data: ${control}\n\n`);
         return;
       }
@@ -166,7 +172,7 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
   } finally {
     clearInterval(heartbeat);
     res.off('close', onClose);
-    await reader.close().catch(() => undefined);
+    await journal.close().catch(() => undefined);
     options.onClose?.();
   }
 }
