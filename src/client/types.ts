@@ -95,6 +95,8 @@ export interface BuildLogEvent {
   buildId: string;
   id: string;
   line: string;
+  /** When the server recorded the line (ISO 8601), when it says (rxbuild servers do). */
+  time?: string;
 }
 
 /** Structured step progress (`STEP index/total: text`). */
@@ -104,6 +106,8 @@ export interface BuildStepEvent {
   index: number;
   total: number;
   text: string;
+  /** When the server recorded the step's start (ISO 8601), when it says. */
+  time?: string;
 }
 
 /** The log stream dropped; the client will reconnect after `delayMs` (attempt is 1-based). */
@@ -239,6 +243,8 @@ export interface WatchBuildsApi {
   watch(buildId: string, options?: WatchOptions): Observable<BuildEvent>;
   /** `GET /builds/{id}`. */
   get(buildId: string, options?: SignalOptions): Promise<BuildInfo>;
+  /** `GET /builds/{id}/log`: the log lines written so far as plain text, escapes stripped. */
+  log(buildId: string, options?: SignalOptions): Promise<string>;
   /** `GET /builds`: every build the service knows, newest first. */
   list(options?: SignalOptions): Promise<BuildInfo[]>;
   /** `DELETE /builds/{id}` (idempotent), with the same short retry and deadline as teardown. */

@@ -14,6 +14,7 @@ import {
   CONTROL_EVENTS_TYPED,
   SSE_CONTROL_EVENT,
   SSE_PROGRESS_EVENT,
+  SSE_TIME_EVENT,
   type ControlMessageWire,
 } from '../shared/wire';
 import type { JournalEvent } from './journal';
@@ -63,6 +64,20 @@ function encode(event: JournalEvent): string {
   return `event: ${SSE_PROGRESS_EVENT}\nid: ${event.seq}\ndata: ${JSON.stringify(event.data)}\n\n`;
 }
 
+/**
+ * An encoder for one connection that puts a time mark before every event recorded at another time than the one
+ * before it (so the first event of a connection always has one). `times` false: no marks.
+ */
+function encoder(times: boolean): (event: JournalEvent) => string {
+  if (!times) return encode;
+  let last: string | undefined;
+  return (event) => {
+    if (!event.time || event.time === last) return encode(event);
+    last = event.time;
+    return `event: ${SSE_TIME_EVENT}\ndata: ${JSON.stringify({ time: event.time })}\n\n${encode(event)}`;
+  };
+}
+
 /** Serve the journal as SSE on `res` until the build ends, the client goes, or a fault says otherwise. */
 export async function streamLogs(res: ServerResponse, options: StreamLogsOptions): Promise<void> {
   const { journal } = options;
@@ -91,6 +106,7 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
 
   let cursor = options.cursor;
   let sent = 0;
+  const encodeEvent = encoder(options.typedControl);
   const limit = Math.min(options.cutAfterEvents ?? Infinity, options.endAfterEvents ?? Infinity);
 
   const waitFor = (p: Promise<void>): Promise<void> =>
@@ -113,7 +129,7 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
       let batch = read.events;
       if (batch.length > 0) {
         if (sent + batch.length > limit) batch = batch.slice(0, limit - sent);
-        const chunk = batch.map(encode).join('');
+        const chunk = batch.map(encodeEvent).join('');
         // A limit of 0 (endLogWithoutControl.events = 0) slices the batch empty: the cursor stays.
         if (batch.length > 0) cursor = batch[batch.length - 1].seq;
         sent += batch.length;

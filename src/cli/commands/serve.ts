@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { DEFAULT_PORT } from '../config';
 import type { CliContext } from '../context';
 import { CliError, ExitCode, UsageError } from '../errors';
-import { parseNonNegativeInt, parsePositiveInt } from '../parse';
+import { parseByteSize, parseNonNegativeInt, parsePositiveInt } from '../parse';
 
 /** Options of `rxbuild serve` (besides the global `--token`). */
 interface ServeFlags {
@@ -20,6 +20,7 @@ interface ServeFlags {
   registry?: string;
   engine: 'buildah' | 'scripted';
   maxConcurrent: number;
+  contextCache?: number;
 }
 
 /** Where the service keeps its state when `--data-dir` is not given: `$XDG_DATA_HOME/rxbuild`. */
@@ -38,6 +39,7 @@ export function registerServe(program: Command, run: (action: (ctx: CliContext) 
     .option('--registry <host:port>', 'push to this existing registry instead of starting one')
     .option('--engine <engine>', 'buildah (real builds) or scripted (deterministic fake builds for tests)', parseEngine, 'buildah')
     .option('--max-concurrent <n>', 'builds run at once; the rest wait in a queue', parsePositiveInt('--max-concurrent'), 2)
+    .option('--context-cache <size>', 'cap of the store of uploaded file contents, e.g. 10GiB, 512MiB (default 10GiB)', parseByteSize('--context-cache'))
     .addHelpText('after', '\nThe token clients must send is --token, else $RXBUILD_TOKEN, else a random one that is printed.')
     .action((flags: ServeFlags) => run((ctx) => serveCommand(ctx, flags)));
 }
@@ -84,6 +86,7 @@ async function serveCommand(ctx: CliContext, flags: ServeFlags): Promise<number>
       token,
       registry: flags.registry,
       maxConcurrent: flags.maxConcurrent,
+      contextCacheBytes: flags.contextCache,
       engine: flags.engine,
       // Start-up progress (e.g. building the base image on first run) goes to stderr.
       log: (line) => ctx.io.stderr.write(`rxbuild: ${line}\n`),

@@ -1,6 +1,6 @@
 /**
  * What every client is made of, in Node and in browsers: option validation and defaults, the teardown tracker,
- * the watch dependencies, the builds methods that need no file system (`watch`, `get`, `list`, `cancel`) and an
+ * the watch dependencies, the builds methods that need no file system (`watch`, `get`, `log`, `list`, `cancel`) and an
  * idempotent `close()`. `createClient` of `rxbuild` (undici or `fetch`) and of `rxbuild/browser` (`fetch`) differ
  * only in the transport they hand in and in what they add on top (building from a local context, SIGINT).
  *
@@ -12,7 +12,7 @@ import { throwError, type Observable } from 'rxjs';
 import type { BuildRecordWire } from '../../shared/wire';
 import { ClientClosedError, InvalidInputError, ProtocolError } from '../errors';
 import type { BuildEvent, CommonClientOptions, WatchBuildsApi, WatchOptions } from '../types';
-import { getBuild, toBuildInfo } from './follow-build';
+import { getBuild, getBuildLog, toBuildInfo } from './follow-build';
 import type { RetryTuning } from './retry-policy';
 import type { InterruptRegistry } from './sigint';
 import { Teardowns, type TeardownTuning } from './teardown';
@@ -146,6 +146,10 @@ export function createCore(
     async get(buildId, o) {
       assertOpen();
       return getBuild(http, buildId, o?.signal);
+    },
+    async log(buildId, o) {
+      assertOpen();
+      return getBuildLog(http, buildId, o?.signal);
     },
     async list(o) {
       assertOpen();
