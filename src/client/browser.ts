@@ -54,7 +54,7 @@ export {
 export { isLogEvent, isStatusEvent, isStepEvent, isReconnectingEvent, isTerminalEvent } from './guards';
 export type * from './types';
 export type { SnapshotArchitecture, SnapshotInfo, SnapshotPage, SnapshotStatus } from './snapshots-types';
-export { DEFAULTS } from './internal/client-core';
+export { DEFAULTS } from './defaults';
 
 /** Options of the browser {@link createClient}. */
 export interface BrowserClientOptions extends CommonClientOptions {

@@ -56,7 +56,7 @@ export { isLogEvent, isStatusEvent, isStepEvent, isReconnectingEvent, isTerminal
 export type * from './types';
 export type * from './snapshots-types';
 export { onInterrupt, type InterruptEvents } from './internal/sigint';
-export { DEFAULTS } from './internal/client-core';
+export { DEFAULTS } from './defaults';
 
 /** Options of {@link createClient} (Node): {@link CommonClientOptions} plus what only Node has. */
 export interface ClientOptions extends CommonClientOptions {

@@ -11,6 +11,7 @@
 import { throwError, type Observable } from 'rxjs';
 import type { BuildRecordWire } from '../../shared/wire';
 import { ClientClosedError, InvalidInputError, ProtocolError } from '../errors';
+import { DEFAULTS } from '../defaults';
 import type { BuildEvent, CommonClientOptions, WatchBuildsApi, WatchOptions } from '../types';
 import { getBuild, getBuildLog, toBuildInfo } from './follow-build';
 import type { RetryTuning } from './retry-policy';
@@ -19,24 +20,8 @@ import { Teardowns, type TeardownTuning } from './teardown';
 import { requestJson, type HttpContext } from './transport';
 import { watchPipeline, type WatchDeps } from './watch-pipeline';
 
-/** The defaults of every tuning option (documented in docs/client.md). */
-export const DEFAULTS = {
-  /** Log-stream retry: the reference's 5 retries and 1 s delay (plus jitter), 30 s cap. */
-  logRetry: { count: 5, delayMs: 1000, maxDelayMs: 30_000, backoff: 'fixed' },
-  /** Submit (and snapshot request) retry: 4 retries, exponential from 500 ms, 30 s cap. */
-  submitRetry: { count: 4, delayMs: 500, maxDelayMs: 30_000, backoff: 'exponential' },
-  /** Teardown DELETE: 3 retries, 200 ms doubling, 10 s in all. */
-  teardown: { retries: 3, delayMs: 200, deadlineMs: 10_000 },
-  /** The server heartbeats every 15 s. */
-  idleTimeoutMs: 45_000,
-  maxEmptyReconnects: 3,
-} as const satisfies {
-  logRetry: RetryTuning;
-  submitRetry: RetryTuning;
-  teardown: TeardownTuning;
-  idleTimeoutMs: number;
-  maxEmptyReconnects: number;
-};
+// Checked here, where the internal shapes are known; the public module stays free of internal imports.
+DEFAULTS satisfies { logRetry: RetryTuning; submitRetry: RetryTuning; teardown: TeardownTuning };
 
 /** Validated options with every default filled in. */
 export interface ResolvedOptions {
