@@ -25,36 +25,7 @@ import { fetchTransport } from './internal/transport-fetch';
 import type { SnapshotInfo, SnapshotPage } from './snapshots-types';
 import type { CommonClientOptions, FetchFunction, SignalOptions, WatchBuildsApi, WatchOptions } from './types';
 
-export {
-  RxbuildError,
-  HttpError,
-  AuthError,
-  UnauthorizedError,
-  ForbiddenError,
-  NotFoundError,
-  ImageNotFoundError,
-  BuildFailedError,
-  InvalidInputError,
-  TransportError,
-  BuildTimeoutError,
-  TimeoutError,
-  CancelledError,
-  RetriesExhaustedError,
-  TeardownError,
-  ProtocolError,
-  ClientClosedError,
-  isRxbuildError,
-  type AnyRxbuildError,
-  type HttpErrorCode,
-  type HttpErrorDetails,
-  type NetworkErrorCode,
-  type RxbuildErrorCode,
-  type TransportErrorReason,
-} from './errors';
-export { isLogEvent, isStatusEvent, isStepEvent, isReconnectingEvent, isTerminalEvent } from './guards';
-export type * from './types';
-export type { SnapshotArchitecture, SnapshotInfo, SnapshotPage, SnapshotStatus } from './snapshots-types';
-export { DEFAULTS } from './defaults';
+export * from './public';
 
 /** Options of the browser {@link createClient}. */
 export interface BrowserClientOptions extends CommonClientOptions {

@@ -26,37 +26,8 @@ import { createSnapshotsApi } from './internal/snapshots';
 import type { SnapshotsApi } from './snapshots-types';
 import type { BuildEvent, BuildOptions, BuildResult, BuildsApi, CommonClientOptions, RetryOptions, SucceededStatusEvent } from './types';
 
-export {
-  RxbuildError,
-  HttpError,
-  AuthError,
-  UnauthorizedError,
-  ForbiddenError,
-  NotFoundError,
-  ImageNotFoundError,
-  BuildFailedError,
-  InvalidInputError,
-  TransportError,
-  BuildTimeoutError,
-  TimeoutError,
-  CancelledError,
-  RetriesExhaustedError,
-  TeardownError,
-  ProtocolError,
-  ClientClosedError,
-  isRxbuildError,
-  type AnyRxbuildError,
-  type HttpErrorCode,
-  type HttpErrorDetails,
-  type NetworkErrorCode,
-  type RxbuildErrorCode,
-  type TransportErrorReason,
-} from './errors';
-export { isLogEvent, isStatusEvent, isStepEvent, isReconnectingEvent, isTerminalEvent } from './guards';
-export type * from './types';
-export type * from './snapshots-types';
+export * from './public';
 export { onInterrupt, type InterruptEvents } from './internal/sigint';
-export { DEFAULTS } from './defaults';
 
 /** Options of {@link createClient} (Node): {@link CommonClientOptions} plus what only Node has. */
 export interface ClientOptions extends CommonClientOptions {
