@@ -19,6 +19,7 @@ import { ProtocolError } from './errors';
 import { isTerminalEvent } from './guards';
 import { buildPipeline, type PipelineDeps } from './internal/build-pipeline';
 import { createCore, resolveOptions } from './internal/client-core';
+import { defaultHashCacheDir } from './internal/hash-cache';
 import { createHttpContext } from './internal/http';
 import { registerInternals } from './internal/internals';
 import { interruptRegistry } from './internal/sigint';
@@ -44,6 +45,16 @@ export interface ClientOptions extends CommonClientOptions {
   submitRetry?: RetryOptions;
   /** Directory for packed contexts and snapshot temp dirs (default: the OS temp dir). */
   tmpDir?: string;
+  /**
+   * Upload contexts by content when the service offers it (**rxbuild** extension; default `true`): only files
+   * the service lacks are sent. `false` always uploads a tar.gz, as against a reference service.
+   */
+  contentUpload?: boolean;
+  /**
+   * Where file digests are cached by (device, inode, size, mtime), so unchanged files are not read again
+   * (default `$XDG_CACHE_HOME/rxbuild`); `false` for no cache.
+   */
+  hashCacheDir?: string | false;
 }
 
 /** A Node client: `builds`, `snapshots` and `close()`. */
@@ -77,6 +88,11 @@ export function createClient(options: ClientOptions): RxbuildClient {
     submitRetry: r.submitRetry,
     tmpDir: options.tmpDir,
     submitCancelDeadlineMs: r.teardown.deadlineMs,
+    contentUpload: {
+      enabled: options.contentUpload !== false,
+      hashCacheDir: options.hashCacheDir === false ? null : (options.hashCacheDir ?? defaultHashCacheDir()),
+      absent: false,
+    },
   };
 
   const build = (o: BuildOptions): Observable<BuildEvent> => buildPipeline(deps, o);
