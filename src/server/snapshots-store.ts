@@ -23,6 +23,7 @@ import {
 } from '../shared/snapshot-wire';
 import { cutTornTail } from './journal';
 import { quarantineContent } from './quarantine';
+import type { NewSnapshot } from './storage';
 
 /** A snapshot as kept in memory (and written in its `create` line). */
 export interface StoredSnapshot {
@@ -293,14 +294,7 @@ export class SnapshotStore {
   /**
    * Create a snapshot. With an idempotency key already used, answers that snapshot instead (`reused`).
    */
-  create(input: {
-    imageRef: string;
-    digest: string;
-    architecture: SnapshotArchitecture;
-    tags: Record<string, string>;
-    ttl: number | null;
-    idempotencyKey: string | null;
-  }): Promise<{ snapshot: StoredSnapshot; reused: boolean }> {
+  create(input: NewSnapshot): Promise<{ snapshot: StoredSnapshot; reused: boolean }> {
     return this.serialise(async () => {
       const existing = input.idempotencyKey ? this.idempotency.get(input.idempotencyKey) : undefined;
       if (existing) return { snapshot: this.snapshots.get(existing)!, reused: true };
