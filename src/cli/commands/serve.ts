@@ -3,14 +3,14 @@
  *
  * @packageDocumentation
  */
-import { randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { DEFAULT_PORT } from '../config';
 import type { CliContext } from '../context';
 import { CliError, ExitCode, UsageError } from '../errors';
-import { parseNonNegativeInt, parsePositiveInt } from '../parse';
+import { parseDuration, parseNonNegativeInt, parsePositiveInt, parsePositiveNumber, parseSize } from '../parse';
+import { resolveServeToken } from '../serve-token';
 
 /** Options of `rxbuild serve` (besides the global `--token`). */
 interface ServeFlags {
@@ -20,6 +20,12 @@ interface ServeFlags {
   registry?: string;
   engine: 'buildah' | 'scripted';
   maxConcurrent: number;
+  tokenFile?: string;
+  buildNetwork: 'outbound' | 'none';
+  buildMemory?: number;
+  buildPids?: number;
+  buildCpus?: number;
+  buildTimeout?: number;
 }
 
 /** Where the service keeps its state when `--data-dir` is not given: `$XDG_DATA_HOME/rxbuild`. */
@@ -38,8 +44,23 @@ export function registerServe(program: Command, run: (action: (ctx: CliContext) 
     .option('--registry <host:port>', 'push to this existing registry instead of starting one')
     .option('--engine <engine>', 'buildah (real builds) or scripted (deterministic fake builds for tests)', parseEngine, 'buildah')
     .option('--max-concurrent <n>', 'builds run at once; the rest wait in a queue', parsePositiveInt('--max-concurrent'), 2)
-    .addHelpText('after', '\nThe token clients must send is --token, else $RXBUILD_TOKEN, else a random one that is printed.')
+    .option('--token-file <file>', 'read the token clients must send from this file')
+    .option('--build-network <mode>', 'what RUN steps may reach: outbound (the internet, never this host) or none', parseBuildNetwork, 'outbound')
+    .option('--build-memory <size>', 'memory per build, e.g. 512m or 4g (default 4g)', parseSize('--build-memory'))
+    .option('--build-pids <n>', 'processes per build (default 2048)', parsePositiveInt('--build-pids'))
+    .option('--build-cpus <n>', 'CPUs per build, e.g. 1.5 (default: no limit)', parsePositiveNumber('--build-cpus'))
+    .option('--build-timeout <duration>', 'time per build, e.g. 30m or 1h (default 1h)', parseDuration('--build-timeout'))
+    .addHelpText(
+      'after',
+      '\nThe token clients must send: --token-file, else $RXBUILD_TOKEN, else <data-dir>/token (generated on first start,\n' +
+        'mode 0600, printed). --token also works but puts it on the command line, where other processes can read it.',
+    )
     .action((flags: ServeFlags) => run((ctx) => serveCommand(ctx, flags)));
+}
+
+function parseBuildNetwork(value: string): 'outbound' | 'none' {
+  if (value !== 'outbound' && value !== 'none') throw new UsageError(`--build-network must be outbound or none, not "${value}"`);
+  return value;
 }
 
 function parseEngine(value: string): 'buildah' | 'scripted' {
@@ -51,9 +72,17 @@ async function serveCommand(ctx: CliContext, flags: ServeFlags): Promise<number>
   if (flags.registry !== undefined && !/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$/.test(flags.registry)) {
     throw new UsageError(`--registry must be HOST:PORT, not "${flags.registry}"`);
   }
-  const generated = !(ctx.flags.token ?? ctx.io.env.RXBUILD_TOKEN);
-  const token = ctx.flags.token ?? (ctx.io.env.RXBUILD_TOKEN || randomBytes(18).toString('base64url'));
   const dataDir = resolve(flags.dataDir ?? defaultDataDir(ctx.io.env));
+  const { token, source } = resolveServeToken({
+    flagToken: ctx.flags.token,
+    tokenFile: flags.tokenFile,
+    env: ctx.io.env,
+    dataDir,
+    warn: (line) => ctx.io.stderr.write(`rxbuild: ${line}\n`),
+  });
+  // Children (buildah, the registry) need not know it: keep it out of their /proc/<pid>/environ.
+  if (ctx.io.env === process.env) delete process.env.RXBUILD_TOKEN;
+  const generated = source === 'saved';
 
   // Loaded here, not at the top: every other command starts without the server's code.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -85,6 +114,13 @@ async function serveCommand(ctx: CliContext, flags: ServeFlags): Promise<number>
       registry: flags.registry,
       maxConcurrent: flags.maxConcurrent,
       engine: flags.engine,
+      sandbox: {
+        network: flags.buildNetwork,
+        memoryBytes: flags.buildMemory,
+        pids: flags.buildPids,
+        cpus: flags.buildCpus,
+        timeoutMs: flags.buildTimeout,
+      },
       // Start-up progress (e.g. building the base image on first run) goes to stderr.
       log: (line) => ctx.io.stderr.write(`rxbuild: ${line}\n`),
     }).catch((err: unknown) => {
