@@ -27,7 +27,8 @@ import type { Engine, EngineJob, EngineResult, EngineSink } from '../engine';
 import { spawnInGroup } from '../process-group';
 import { registryGetManifest, splitImageRef } from '../registry';
 import { writeRegistriesConf, writeSignaturePolicy } from './buildah-config';
-import { LastLines, parseStepLine } from './buildah-lines';
+import { LastLines } from './buildah-lines';
+import { StepMarkers } from './buildah-steps';
 import { sweepBuildCgroups } from './build-cgroup';
 import { DEFAULT_BUILD_TIMEOUT_MS, formatDuration, openSandbox, type Sandbox, type SandboxOptions } from './buildah-sandbox';
 import { writeRuntimeShim } from './oci-runtime-shim';
@@ -261,7 +262,7 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
     const buildEnv = { ...env, ...sandbox?.env };
     // One buildah invocation in its own process group, recorded with the sink (durable state) while it runs,
     // output streamed line by line; on abort the whole group is killed before this rejects.
-    const run = async (args: string[]): Promise<ProcessOutcome> => {
+    const run = async (args: string[], markers?: StepMarkers): Promise<ProcessOutcome> => {
       if (signal.aborted) throw stopped();
       const last = new LastLines(20);
       const proc = spawnInGroup(buildahPath, [...globalArgs, ...args], {
@@ -273,7 +274,7 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
         onLine: (line) => {
           last.push(line);
           sink.log(line);
-          const step = parseStepLine(line);
+          const step = markers?.accept(line);
           if (step) sink.step(step);
         },
       });
@@ -290,7 +291,8 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
     // `--build-arg K=V` splits at the first '=': a key containing one would silently become another arg.
     const badKey = Object.keys(job.buildArgs).find((k) => k === '' || k.includes('='));
     if (badKey !== undefined) throw new Error(`invalid build arg name ${JSON.stringify(badKey)}`);
-    const bud = await run(budArgs(job, localTag, sandbox?.budArgs ?? ['--isolation', 'chroot']));
+    const markers = new StepMarkers(readFileSync(join(job.contextDir, job.dockerfile), 'utf8'));
+    const bud = await run(budArgs(job, localTag, sandbox?.budArgs ?? ['--isolation', 'chroot']), markers);
     if (bud.code !== 0) {
       const limit = sandbox?.limitHit(bud.lastLines);
       const message = failureMessage('build failed', bud);
