@@ -67,10 +67,9 @@ describe('isolation arguments', () => {
       expect(args).toContain('--pid private');
       expect(args).toContain('--cgroup-parent /rxbuild/s/b/run');
     }
-    expect(isolationArgs('none', { hostId: 1, size: 2 }, '/c', '/shim')).toEqual(expect.arrayContaining(['--network', 'none']));
-    // outbound: buildah is told "host" only together with the shim that swaps in the build's namespaces.
-    const outbound = isolationArgs('outbound', { hostId: 1, size: 2 }, '/c', '/shim').join(' ');
-    expect(outbound).toContain('--runtime /shim --network host');
+    // buildah is told "host" only together with the shim that swaps in the build's namespaces.
+    expect(isolationArgs('none', { hostId: 1, size: 2 }, '/c', '/shim').join(' ')).toContain('--runtime /shim --network host --dns none');
+    expect(isolationArgs('outbound', { hostId: 1, size: 2 }, '/c', '/shim').join(' ')).toContain('--runtime /shim --network host --dns 10.0.2.3');
   });
 
   it('has a runtime shim that fails closed without the build\'s namespaces', () => {

@@ -14,6 +14,7 @@
  *
  * @packageDocumentation
  */
+import { execFileSync } from 'node:child_process';
 import { readlinkSync, writeFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { spawnInGroup, type GroupProcess, type ProcessGroupTracker } from '../process-group';
@@ -74,8 +75,12 @@ function whenReady(slirp: GroupProcess, lastLines: () => string): Promise<void> 
   });
 }
 
-/** Start the namespaces and slirp4netns for one build. */
+/**
+ * Start the namespaces for one build, and slirp4netns in them when `outbound`. (`none` needs namespaces of its
+ * own too: buildah 1.28's `--network none` still attaches a CNI bridge interface.)
+ */
 export async function startBuildNetwork(options: {
+  outbound: boolean;
   ids: IdRange;
   tracker?: ProcessGroupTracker;
   slirpPath?: string;
@@ -92,6 +97,8 @@ export async function startBuildNetwork(options: {
     writeFileSync(`/proc/${holder.pid}/uid_map`, map);
     writeFileSync(`/proc/${holder.pid}/gid_map`, map);
     const nsDir = `/proc/${holder.pid}/ns`;
+    execFileSync('nsenter', [`--net=${nsDir}/net`, 'ip', 'link', 'set', 'lo', 'up'], { stdio: 'ignore', timeout: 10_000 });
+    if (!options.outbound) return { nsDir, close };
     const output: string[] = [];
     const slirp = spawnInGroup(
       options.slirpPath ?? 'slirp4netns',

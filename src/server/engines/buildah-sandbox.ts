@@ -69,9 +69,8 @@ export function isolationArgs(network: BuildNetworkMode, ids: IdRange, cgroupPar
     '--cgroupns', 'private',
     '--cgroup-parent', cgroupParent,
   ];
-  if (network === 'none') return [...common, '--network', 'none'];
   // The shim replaces "host" with the build's own namespaces (see oci-runtime-shim.ts).
-  return [...common, '--runtime', runtimeShim, '--network', 'host', '--dns', SLIRP_DNS, '--no-hosts'];
+  return [...common, '--runtime', runtimeShim, '--network', 'host', '--dns', network === 'none' ? 'none' : SLIRP_DNS, '--no-hosts'];
 }
 
 /** One build's sandbox while it runs. */
@@ -93,6 +92,8 @@ export async function openSandbox(options: {
   buildId: string;
   runtimeShim: string;
   tracker?: ProcessGroupTracker;
+  /** On abort, the build's containers are killed at once (they are in no process group of ours). */
+  signal: AbortSignal;
 }): Promise<Sandbox> {
   const s = options.settings;
   const network = s.network ?? 'outbound';
@@ -104,16 +105,19 @@ export async function openSandbox(options: {
   };
   const cgroup = new BuildCgroup(options.scope, options.buildId);
   cgroup.create(limits);
-  let net: BuildNetwork | null = null;
+  let net: BuildNetwork;
   try {
-    if (network === 'outbound') net = await startBuildNetwork({ ids, tracker: options.tracker });
+    net = await startBuildNetwork({ outbound: network === 'outbound', ids, tracker: options.tracker });
   } catch (err) {
     await cgroup.destroy();
     throw err;
   }
+  // A container outside our process groups would otherwise keep buildah's output pipes open until it ends.
+  const killContainers = (): void => void cgroup.destroy();
+  options.signal.addEventListener('abort', killContainers, { once: true });
   return {
     budArgs: isolationArgs(network, ids, cgroup.containerPath, options.runtimeShim),
-    env: net ? { [SANDBOX_NS_ENV]: net.nsDir } : {},
+    env: { [SANDBOX_NS_ENV]: net.nsDir },
     limitHit(lastLines) {
       const hits = cgroup.hits();
       // The kernel's OOM killer sends SIGKILL; buildah then reports the RUN as "exited on killed".
@@ -123,8 +127,9 @@ export async function openSandbox(options: {
       return null;
     },
     async close() {
+      options.signal.removeEventListener('abort', killContainers);
       await cgroup.destroy();
-      await net?.close();
+      await net.close();
     },
   };
 }

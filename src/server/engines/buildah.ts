@@ -242,7 +242,7 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
         : new Error(`the build exceeded its ${formatDuration(timeoutMs)} time limit`);
     const sandbox =
       isolation === 'oci'
-        ? await openSandbox({ settings: options.sandbox ?? {}, scope, buildId: job.buildId, runtimeShim, tracker: sink })
+        ? await openSandbox({ settings: options.sandbox ?? {}, scope, buildId: job.buildId, runtimeShim, tracker: sink, signal })
         : null;
     try {
       return await buildAndPush(job, sink, signal, stopped, sandbox);
