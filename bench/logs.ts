@@ -156,7 +156,7 @@ function report(readings: Record<string, Reading[]>, lines: number, runs: number
         'the RxJS pipeline per line). On a 2-core machine shared with the server, CPU is what limits the rate when the engine is not the bottleneck, ' +
         'so the replay rate ratio follows the CPU ratio. What is left is spread thin (a StreamItem and a BuildEvent object per line, six RxJS ' +
         'subscribers between the EventSource and the caller); returning single events instead of arrays made no measurable difference.',
-      'Fixed on the way (src/client/log-stream.ts, src/client/follow-build.ts): the idle timer was re-armed with clearTimeout + setTimeout on every ' +
+      'Fixed on the way (src/client/internal/log-stream.ts, src/client/internal/follow-build.ts): the idle timer was re-armed with clearTimeout + setTimeout on every ' +
         'event (≈ 18 % of the client\'s CPU in a profile), every log line went through an inner `mergeMap` subscription of a one-element array ' +
         'and the deduper built a BigInt and ran a regex per id (≈ 15 % more). Measured while fixing, on the same replay: ≈ 0.5× the bare ' +
         'consumer\'s rate with ≈ 2.4× its CPU before, ≈ 0.8–0.9× with ≈ 1.3× after.',

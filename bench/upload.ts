@@ -6,7 +6,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { multipartParts } from '../src/client/submit';
+import { multipartParts } from '../src/client/internal/submit';
 import type { RunningServer } from '../src/server';
 import type { Bench, BenchContext } from './lib/bench';
 import { runCommand, shellQuote } from './lib/command';
@@ -211,7 +211,7 @@ function report(gen: GeneratedContext, small: GeneratedContext, samples: Map<str
         `Extraction here is disk-bound (GNU tar took ≈ 11.5 s to unpack the 1 GiB archive on this machine while this bench was written), so the upload phase is ${(uploadShare * 100).toFixed(0)} % ` +
         'of rxbuild\'s default time; with a faster compressor the pipeline wins by the whole extraction time. Closing the gap needs the upload to start while packing (stream the growing temp file with chunked encoding on the ' +
         'first attempt, re-read it on retries); that changes the client\'s phases and its Content-Length upload, so it is left to the client\'s owner.',
-      'Fixed on the way (src/client/pack.ts): 256 KiB file reads and 64 KiB gzip output chunks (packing had been ≈ 20 % slower than zlib ' +
+      'Fixed on the way (src/client/internal/pack.ts): 256 KiB file reads and 64 KiB gzip output chunks (packing had been ≈ 20 % slower than zlib ' +
         `alone), and a \`gzipLevel\` pack option. In this run level 1 packed ${pctLess(med(samples.get('rx1')!, 'packMs'), med(rx6, 'packMs'))} faster ` +
         `for ${pctMore(med(samples.get('rx1')!, 'packedBytes'), med(rx6, 'packedBytes'))} more bytes (random data dominates this mix). ` +
         'The client does not expose the level yet (`ClientOptions`); on a slow link level 6 is the better default.',

@@ -19,9 +19,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}"
 fi
 
-# 2. Node dependencies; `npm ci` also builds dist/ (the `prepare` script).
-say "npm ci"
+# 2. Node dependencies, then dist/ (installing no longer builds: the package builds on `prepack`).
+say "npm ci && npm run build"
 npm ci --no-audit --no-fund
+npm run build --silent
 rxbuild() { node dist/cli/main.js "$@"; }
 
 # 3. The service, on a free port, with its state in a temp dir that is removed on exit.

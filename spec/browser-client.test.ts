@@ -191,7 +191,7 @@ it('the browser bundles contain no Node built-in and no Node-only client module'
   });
   const page = await buildWeb({ outDir: path.join(require('node:os').tmpdir(), `rxbuild-web-check-${process.pid}`) });
   for (const inputs of [Object.keys(entry.metafile.inputs), page.inputs]) {
-    expect(inputs).toContain('src/client/log-stream.ts');
+    expect(inputs).toContain('src/client/internal/log-stream.ts');
     expect(inputs).toContain('node_modules/eventsource/dist/index.js');
     const nodeOnly = inputs.filter((f) =>
       /node_modules\/(undici|tar-stream|tmp-promise|@balena)|src\/client\/(http|pack|submit|sigint|validate|build-pipeline|transport-node|index)\.ts|src\/server\//.test(f),

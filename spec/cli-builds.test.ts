@@ -1,7 +1,7 @@
 /**
  * `rxbuild builds get|logs|cancel` against a real local service, on builds started elsewhere (raw HTTP).
  */
-import { api, submitOk } from './server-helpers';
+import { api, readSse, submitOk } from './server-helpers';
 import { jsonLines, runCli, startCli, STACK_FRAME, useCliService } from './cli-helpers';
 
 const TOKEN = 'cli-builds-token';
@@ -61,12 +61,16 @@ describe('rxbuild builds logs (no --follow)', () => {
     expect(r.stdout.split('\n').slice(0, 3)).toEqual(['line 1', 'line 2', 'line 3']);
   });
 
-  it('for a running build, says how to follow it (exit 2)', async () => {
-    const id = await submit({ SCRIPT_OUTCOME: 'hang' });
+  it('for a running build, prints the lines so far (escapes stripped) and says how to follow it', async () => {
+    const id = await submit({ SCRIPT_OUTCOME: 'hang', SCRIPT_LINES: '3', SCRIPT_LINE_TEXT: '\x1b[32mok\x1b[0m' });
     await service.server.waitForBuild(id, (s) => s === 'running');
+    // Wait until the three lines are written (the build then hangs until cancelled).
+    await readSse(`${service.server.url}/builds/${id}/logs`, { token: TOKEN, onEvent: (_e, all) => all.filter((e) => e.event === 'message').length >= 3 });
     const r = await runCli(['builds', 'logs', id], service.env);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toBe(`error: build ${id} is still running; to stream its log until it ends: rxbuild builds logs --follow ${id}`);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('ok\nok\nok');
+    expect(r.stderr).toBe(`build ${id} is still running (3 lines so far); to stream its log until it ends: rxbuild builds logs --follow ${id}`);
+    expect(service.server.requests.filter((q) => q.path === `/builds/${id}/log`)).toHaveLength(1);
     await api(service.server.url, 'DELETE', `/builds/${id}`, TOKEN);
   });
 });

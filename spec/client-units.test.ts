@@ -26,9 +26,9 @@ import {
   InterruptRegistry,
 } from '../src/client';
 import { toTransportError } from '../src/client/errors';
-import { httpErrorFrom, parseRetryAfter } from '../src/client/http';
-import { retryPolicy } from '../src/client/retry-policy';
-import { EventDeduper } from '../src/client/follow-build';
+import { httpErrorFrom, parseRetryAfter } from '../src/client/internal/http';
+import { retryPolicy } from '../src/client/internal/retry-policy';
+import { EventDeduper } from '../src/client/internal/follow-build';
 import { removeTempDirs, tempDir, writeContext } from './helpers/client-harness';
 
 afterAll(removeTempDirs);

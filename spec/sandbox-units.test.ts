@@ -6,7 +6,7 @@
 import { StepMarkers, dockerfileStages } from '../src/server/engines/buildah-steps';
 import { formatBytes, formatDuration, isolationArgs } from '../src/server/engines/buildah-sandbox';
 import { runtimeShimText } from '../src/server/engines/oci-runtime-shim';
-import { parseDuration, parseSize } from '../src/cli/parse';
+import { parseByteSize, parseDuration } from '../src/cli/parse';
 
 const DOCKERFILE = [
   '# escape=\\',
@@ -88,9 +88,9 @@ describe('limits', () => {
   });
 
   it('parses --build-memory and --build-timeout values, refusing nonsense with the flag\'s name', () => {
-    expect(parseSize('--build-memory')('4g')).toBe(4 * 1024 ** 3);
-    expect(parseSize('--build-memory')('256m')).toBe(256 * 1024 ** 2);
-    expect(() => parseSize('--build-memory')('lots')).toThrow('--build-memory must be a size');
+    expect(parseByteSize('--build-memory')('4g')).toBe(4 * 1024 ** 3);
+    expect(parseByteSize('--build-memory')('256m')).toBe(256 * 1024 ** 2);
+    expect(() => parseByteSize('--build-memory')('lots')).toThrow('--build-memory must be a size');
     expect(parseDuration('--build-timeout')('1h')).toBe(3_600_000);
     expect(parseDuration('--build-timeout')('90')).toBe(90_000);
     expect(() => parseDuration('--build-timeout')('soon')).toThrow('--build-timeout must be a duration');

@@ -64,7 +64,7 @@ describe('Journal', () => {
     await reopened.seal();
     const lines = (await fsp.readFile(file, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => l.seq)).toEqual([1, 2, 3]);
-    expect(lines[2]).toEqual({ seq: 3, type: 'log', data: 'three' });
+    expect(lines[2]).toEqual({ seq: 3, type: 'log', data: 'three', time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/) });
   });
 
   it('shows readers an event only once it is in the file, so a killed service never reuses an id a reader saw', async () => {
@@ -149,11 +149,14 @@ describe('log streams over a long build', () => {
   it('resumes from any id, far behind the memory window or near the end', async () => {
     const id = await submitOk(server.url, { buildArgs: { SCRIPT_LINES: String(N) } });
     await server.waitForBuild(id);
-    const full = await readSse(`${server.url}/builds/${id}/logs`);
+    // Time marks (no id) precede events recorded at a new time: a resume has its own.
+    const events = (r: { events: Array<{ event: string }> }) => r.events.filter((e) => e.event !== 'time');
+    const full = events(await readSse(`${server.url}/builds/${id}/logs`));
     for (const from of [1, 777, 50_000, N - 3]) {
       const r = await readSse(`${server.url}/builds/${id}/logs`, { lastEventId: String(from) });
+      expect(r.events[0].event).toBe('time');
       // (Compared as text: jest's deep equality is slow on 100k objects.)
-      expect(JSON.stringify(r.events)).toBe(JSON.stringify(full.events.slice(from)));
+      expect(JSON.stringify(events(r))).toBe(JSON.stringify(full.slice(from)));
     }
   });
 });

@@ -4,7 +4,7 @@
  */
 import { CONTROL_EVENTS_HEADER, HEARTBEAT_INTERVAL_MS, type BuildRecordWire } from '../src/shared/wire';
 import { namespaceForToken, startServer, type RunningServer } from '../src/server';
-import { api, controlOf, logLines, readSse, submit, submitOk, TOKEN } from './server-helpers';
+import { api, controlOf, logLines, readSse, submit, submitOk, TOKEN, type SseEvent } from './server-helpers';
 
 let server: RunningServer;
 
@@ -66,8 +66,8 @@ it('builds: submit, stream every line with ids, end with a typed done control ev
   expect(controlOf(sse)).toEqual({ done: true });
   expect(sse.events[sse.events.length - 1].event).toBe('control');
   expect(sse.ending).toBe('end');
-  // Every non-control event has an id, strictly increasing from 1.
-  const ids = sse.events.filter((e) => e.event !== 'control').map((e) => Number(e.id));
+  // Every event but the control event and time marks has an id, strictly increasing from 1.
+  const ids = sse.events.filter((e) => e.event !== 'control' && e.event !== 'time').map((e) => Number(e.id));
   expect(ids).toEqual(ids.map((_, i) => i + 1));
 
   const status = await api(server.url, 'GET', `/builds/${id}`);
@@ -110,10 +110,13 @@ it('gives the same digest for the same script (deterministic)', async () => {
 it('replays only what came after Last-Event-ID, then the control event', async () => {
   const id = await submitOk(server.url, { buildArgs: { SCRIPT_LINES: '10' } });
   await server.waitForBuild(id);
+  // Time marks (no id) come before events recorded at a new time: a resume starts with its own.
+  const withoutTimes = (events: SseEvent[]) => events.filter((e) => e.event !== 'time');
   const full = await readSse(`${server.url}/builds/${id}/logs`);
-  const cut = full.events[6];
+  const cut = withoutTimes(full.events)[6];
   const resumed = await readSse(`${server.url}/builds/${id}/logs`, { lastEventId: cut.id! });
-  expect(resumed.events).toEqual(full.events.slice(7));
+  expect(resumed.events[0].event).toBe('time');
+  expect(withoutTimes(resumed.events)).toEqual(withoutTimes(full.events).slice(7));
   expect(controlOf(resumed)).toEqual({ done: true });
   // Past the end: nothing but the control event.
   const last = full.events[full.events.length - 2].id!;
@@ -151,7 +154,7 @@ it('sends progress events (queued, running, steps, final status) in the same id 
   expect(progress[2].step).toEqual({ index: 1, total: 2, text: 'STEP 1/2: scripted' });
   expect(progress[progress.length - 1].status).toBe('succeeded');
   // Step 2 comes after line 2 of 4, and everything is in one id sequence.
-  const order = sse.events.filter((e) => e.event !== 'control').map((e) => (e.event === 'progress' ? `p${JSON.parse(e.data).step?.index ?? ''}` : e.data));
+  const order = sse.events.filter((e) => e.event !== 'control' && e.event !== 'time').map((e) => (e.event === 'progress' ? `p${JSON.parse(e.data).step?.index ?? ''}` : e.data));
   expect(order).toEqual(['p', 'p', 'p1', 'line 1', 'line 2', 'p2', 'line 3', 'line 4', 'p2']);
   expect((await server.waitForBuild(id)).step).toEqual({ index: 2, total: 2, text: 'STEP 2/2: scripted' });
 });

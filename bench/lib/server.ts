@@ -8,7 +8,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Agent } from 'undici';
 import { createHttpContext, packContext } from '../../src/client';
-import { startSubmit } from '../../src/client/submit';
+import { startSubmit } from '../../src/client/internal/submit';
 import { startServer, type RunningServer, type StartServerOptions } from '../../src/server';
 
 /** The bearer token every bench server and client uses. */

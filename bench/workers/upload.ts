@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { lastValueFrom, tap } from 'rxjs';
 import { Agent } from 'undici';
 import { createClient, createHttpContext, packContext } from '../../src/client';
-import { startSubmit } from '../../src/client/submit';
+import { startSubmit } from '../../src/client/internal/submit';
 import { nowMs, procStatusBytes } from '../lib/proc';
 import { workerMain } from '../lib/worker';
 

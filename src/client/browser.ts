@@ -20,18 +20,18 @@ import { throwError, type Observable } from 'rxjs';
 import type { BuildRecordWire } from '../shared/wire';
 import type { SnapshotPageWire, SnapshotWire } from '../shared/snapshot-wire';
 import { ClientClosedError, CancelledError, InvalidInputError, ProtocolError } from './errors';
-import { getBuild, toBuildInfo } from './follow-build';
-import type { RetryTuning } from './retry-policy';
-import { DEFAULT_TEARDOWN, Teardowns, deleteBuild, type TeardownTuning } from './teardown';
-import { contextFor, requestJson, type HttpContext } from './transport';
-import { fetchTransport, type FetchFunction } from './transport-fetch';
+import { getBuild, getBuildLog, toBuildInfo } from './internal/follow-build';
+import type { RetryTuning } from './internal/retry-policy';
+import { DEFAULT_TEARDOWN, Teardowns, deleteBuild, type TeardownTuning } from './internal/teardown';
+import { contextFor, requestJson, type HttpContext } from './internal/transport';
+import { fetchTransport, type FetchFunction } from './internal/transport-fetch';
 import type { BuildEvent, BuildInfo } from './types';
-import { watchPipeline, type WatchDeps } from './watch-pipeline';
+import { watchPipeline, type WatchDeps } from './internal/watch-pipeline';
 import type { TeardownError } from './errors';
 
 export * from './errors';
 export type { BuildEvent, BuildInfo, BuildLogEvent, BuildPhase, BuildReconnectingEvent, BuildStatusEvent, BuildStepEvent } from './types';
-export { fetchTransport, type FetchFunction } from './transport-fetch';
+export { fetchTransport, type FetchFunction } from './internal/transport-fetch';
 
 /** Log-stream retry defaults: the same as `createClient`'s (`DEFAULT_LOG_RETRY`; a spec keeps them equal). */
 export const BROWSER_LOG_RETRY: RetryTuning = { count: 5, delayMs: 1000, maxDelayMs: 30_000, backoff: 'fixed' };
@@ -90,6 +90,8 @@ export interface BrowserBuildsApi {
   watch(buildId: string, options?: BrowserWatchOptions): Observable<BuildEvent>;
   /** `GET /builds/{id}`. */
   get(buildId: string, options?: { signal?: AbortSignal }): Promise<BuildInfo>;
+  /** `GET /builds/{id}/log`: the log lines written so far as plain text, escapes stripped. */
+  log(buildId: string, options?: { signal?: AbortSignal }): Promise<string>;
   /** `GET /builds`: every build, newest first. */
   list(options?: { signal?: AbortSignal }): Promise<BuildInfo[]>;
   /** `DELETE /builds/{id}` (idempotent), with the teardown's short retry and deadline. */
@@ -185,6 +187,10 @@ export function createBrowserClient(options: BrowserClientOptions): BrowserClien
     async get(buildId, o) {
       if (closed) throw new ClientClosedError();
       return getBuild(http, buildId, o?.signal);
+    },
+    async log(buildId, o) {
+      if (closed) throw new ClientClosedError();
+      return getBuildLog(http, buildId, o?.signal);
     },
     async list(o) {
       if (closed) throw new ClientClosedError();

@@ -12,26 +12,26 @@
  */
 import { Agent, type Dispatcher } from 'undici';
 import { filter, lastValueFrom, type Observable } from 'rxjs';
-import { buildPipeline, watchPipeline, type PipelineDeps } from './build-pipeline';
+import { buildPipeline, watchPipeline, type PipelineDeps } from './internal/build-pipeline';
 import { ClientClosedError, InvalidInputError, ProtocolError } from './errors';
-import { getBuild } from './follow-build';
-import { createHttpContext, type HttpContext } from './http';
-import type { RetryTuning } from './retry-policy';
-import { interruptRegistry } from './sigint';
-import { DEFAULT_TEARDOWN, Teardowns, deleteBuild, type TeardownTuning } from './teardown';
-import { createSnapshotsApi, type SnapshotsApi } from './snapshots';
+import { getBuild, getBuildLog } from './internal/follow-build';
+import { createHttpContext, type HttpContext } from './internal/http';
+import type { RetryTuning } from './internal/retry-policy';
+import { interruptRegistry } from './internal/sigint';
+import { DEFAULT_TEARDOWN, Teardowns, deleteBuild, type TeardownTuning } from './internal/teardown';
+import { createSnapshotsApi, type SnapshotsApi } from './internal/snapshots';
 import type { BuildEvent, BuildOptions, BuildResult, BuildsApi, BuildStatusEvent, ClientOptions } from './types';
 
 export * from './errors';
 export * from './types';
-export { buildPipeline, watchPipeline, type PipelineDeps } from './build-pipeline';
-export { createHttpContext, requestJson, endpoint, type HttpContext, type JsonRequest, type JsonResponse } from './http';
-export { packContext, parseDockerignore, type PackedContext, type PackOptions } from './pack';
-export { interruptRegistry, onInterrupt, InterruptRegistry, type InterruptEvents } from './sigint';
-export { isRetryableLogError, isRetryableSubmitError, computeRetryDelay, type RetryTuning } from './retry-policy';
-export { validateBuild, imageNameProblem, type ValidatedBuild } from './validate';
-export { getBuild, toBuildInfo } from './follow-build';
-export * from './snapshots';
+export { buildPipeline, watchPipeline, type PipelineDeps } from './internal/build-pipeline';
+export { createHttpContext, requestJson, endpoint, type HttpContext, type JsonRequest, type JsonResponse } from './internal/http';
+export { packContext, parseDockerignore, type PackedContext, type PackOptions } from './internal/pack';
+export { interruptRegistry, onInterrupt, InterruptRegistry, type InterruptEvents } from './internal/sigint';
+export { isRetryableLogError, isRetryableSubmitError, computeRetryDelay, type RetryTuning } from './internal/retry-policy';
+export { validateBuild, imageNameProblem, type ValidatedBuild } from './internal/validate';
+export { getBuild, toBuildInfo } from './internal/follow-build';
+export * from './internal/snapshots';
 
 /** Defaults of the log-stream retry: the reference's 5 retries and 1 s delay (plus jitter), 30 s cap. */
 export const DEFAULT_LOG_RETRY: RetryTuning = { count: 5, delayMs: 1000, maxDelayMs: 30_000, backoff: 'fixed' };
@@ -142,6 +142,10 @@ export function createClient(options: ClientOptions): RxbuildClient {
     async get(buildId, o) {
       if (closed) throw new ClientClosedError();
       return getBuild(http, buildId, o?.signal);
+    },
+    async log(buildId, o) {
+      if (closed) throw new ClientClosedError();
+      return getBuildLog(http, buildId, o?.signal);
     },
     async cancel(buildId) {
       if (closed) throw new ClientClosedError();

@@ -45,6 +45,8 @@ export interface BuildLogEvent {
   buildId: string;
   id: string;
   line: string;
+  /** When the server recorded the line (ISO 8601), when it says (rxbuild servers do). */
+  time?: string;
 }
 
 /** Structured step progress (`STEP index/total: text`). */
@@ -54,6 +56,8 @@ export interface BuildStepEvent {
   index: number;
   total: number;
   text: string;
+  /** When the server recorded the step's start (ISO 8601), when it says. */
+  time?: string;
 }
 
 /** The log stream dropped; the client will reconnect after `delayMs` (attempt is 1-based). */
@@ -182,6 +186,8 @@ export interface BuildsApi {
   watch(buildId: string, options?: WatchOptions): import('rxjs').Observable<BuildEvent>;
   /** `GET /builds/{id}`. */
   get(buildId: string, options?: { signal?: AbortSignal }): Promise<BuildInfo>;
+  /** `GET /builds/{id}/log`: the log lines written so far as plain text, escapes stripped. */
+  log(buildId: string, options?: { signal?: AbortSignal }): Promise<string>;
   /** `DELETE /builds/{id}` (idempotent), with the same short retry and deadline as teardown. */
   cancel(buildId: string): Promise<void>;
 }

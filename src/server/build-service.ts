@@ -13,41 +13,18 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import type { BuildRecordWire, BuildStatus, BuildStepWire, ProgressMessageWire } from '../shared/wire';
+import type { BuildRecordWire, BuildStatus, ProgressMessageWire } from '../shared/wire';
 import { isTerminalBuildStatus } from '../shared/wire';
-import type { Engine, EngineJob, EngineSink } from './engine';
+import type { BuildFlags } from './build-options';
+import type { Engine } from './engine';
+import { ENGINE_STOP_WATCHDOG_MS, INTERRUPTED, createRunSink, engineJobFor, progressOf, runToOutcome, type AbortReason } from './engine-run';
 import { Journal } from './journal';
 import { killLeftoverGroupAndWait, type TrackedProcessGroup } from './process-group';
 
-/** The error recorded on builds that were running or queued when the service stopped or died. */
-export const INTERRUPTED = 'interrupted';
+export { INTERRUPTED, ENGINE_STOP_WATCHDOG_MS } from './engine-run';
 
 /** How long `DELETE` waits for a running build to stop before answering 202. */
-const CANCEL_WAIT_MS = 2000;
-
-/**
- * After an abort, how long an engine may take to settle before the service gives up on it, so that a
- * misbehaving engine can never keep a build "running" (and its slot taken) forever. The contract asks for 1 s.
- */
-export const ENGINE_STOP_WATCHDOG_MS = 10_000;
-
-/** `run`, or a rejection once `signal` has been aborted for {@link ENGINE_STOP_WATCHDOG_MS} without `run` settling. */
-function withAbortWatchdog<T>(run: Promise<T>, signal: AbortSignal, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort: (() => void) | undefined;
-  const watchdog = new Promise<never>((_, reject) => {
-    onAbort = () => {
-      timer = setTimeout(() => reject(new Error('the engine did not stop after cancellation')), timeoutMs);
-      timer.unref();
-    };
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
-  });
-  return Promise.race([run, watchdog]).finally(() => {
-    clearTimeout(timer);
-    if (onAbort) signal.removeEventListener('abort', onAbort);
-  });
-}
+export const CANCEL_WAIT_MS = 2000;
 
 /** A build as stored in `build.json`: the wire record plus what the service needs to run and recover it. */
 export interface StoredBuild {
@@ -58,6 +35,8 @@ export interface StoredBuild {
   dockerfile: string;
   build_args: Record<string, string>;
   cache_key: string | null;
+  /** `no_cache`, `pull`, `target`, `labels` (absent in records written before they existed). */
+  build_flags?: { no_cache: boolean; pull: boolean; target: string | null; labels: Record<string, string> };
   /** sha256 of namespace + Idempotency-Key, or null. */
   idempotency_key: string | null;
   /** Process groups the engine started and has not reported gone; killed on recovery. */
@@ -72,7 +51,7 @@ export interface NewBuild {
   dockerfile: string;
   buildArgs: Record<string, string>;
   nydus: boolean;
-  cacheKey: string | null;
+  flags: BuildFlags;
   idempotencyKey: string | null;
   /** Unpacked context; moved into the build's directory. */
   stagedContextDir: string;
@@ -88,7 +67,9 @@ export type CancelOutcome =
 interface Run {
   controller: AbortController;
   /** Why it was aborted: a user's DELETE or the service shutting down. */
-  reason: 'cancel' | 'shutdown' | null;
+  reason: AbortReason;
+  /** Set when a write of the build's journal or record failed: the build is stopped and ends failed with it. */
+  storageError: string | null;
   done: Promise<void>;
 }
 
@@ -108,16 +89,29 @@ export function controlFor(record: BuildRecordWire): { done: true } | { error: s
   return { error: record.error ?? 'build failed' };
 }
 
+/** The error a build ends with when a write of its `what` failed (disk full, quota, I/O error). */
+export function storageFailure(err: unknown, what: 'build log' | 'build record'): string {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return `disk full while writing the ${what}`;
+  return `could not write the ${what} (${code ?? (err as Error)?.message ?? String(err)})`;
+}
+
 async function writeJsonAtomic(file: string, value: unknown, sync: boolean): Promise<void> {
   const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-  const handle = await fsp.open(tmp, 'w');
   try {
-    await handle.writeFile(JSON.stringify(value));
-    if (sync) await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await fsp.open(tmp, 'w');
+    try {
+      await handle.writeFile(JSON.stringify(value));
+      if (sync) await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    // A failed write (disk full) leaves no half-written temp file behind.
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
   }
-  await fsp.rename(tmp, file);
   if (sync) {
     // The rename itself must survive a power cut too.
     const dir = await fsp.open(path.dirname(file), 'r');
@@ -197,7 +191,10 @@ export class BuildService {
     journal.appendLog(`build interrupted: the service stopped while the build was ${stored.record.started_at ? 'running' : 'queued'}`);
     journal.appendProgress(this.progressOf(stored));
     await journal.seal();
-    await this.persist(stored, true);
+    await this.persist(stored, true).catch((err: unknown) => {
+      // Not fatal: the record on disk still says unfinished, so the next start-up fails it again.
+      console.error(`rxbuild server: build ${stored.record.build_id}: ${storageFailure(err, 'build record')}`);
+    });
     await this.removeScratch(stored.record.build_id);
   }
 
@@ -268,43 +265,33 @@ export class BuildService {
     }
   }
 
-  /** Create a queued build from a validated submission, durably, and start it when a slot is free. */
+  /**
+   * Create a queued build from a validated submission, durably, and start it when a slot is free. A failure to
+   * store it (disk full) leaves nothing behind: no record, no directory, no build in memory.
+   */
   async create(input: NewBuild): Promise<StoredBuild> {
     if (this.closing) throw new Error('service is closing');
     const id = `b_${randomBytes(12).toString('hex')}`;
     const dir = this.buildDir(id);
-    await fsp.mkdir(dir);
-    await fsp.rename(input.stagedContextDir, path.join(dir, 'context'));
-    const stored: StoredBuild = {
-      version: 1,
-      record: {
-        build_id: id,
-        status: 'queued',
-        image_name: input.imageName,
-        image_ref: null,
-        digest: null,
-        error: null,
-        queue_position: null,
-        step: null,
-        nydus: { requested: input.nydus, applied: null },
-        created_at: new Date().toISOString(),
-        started_at: null,
-        finished_at: null,
-      },
-      namespace: input.namespace,
-      image_ref: input.imageRef,
-      dockerfile: input.dockerfile,
-      build_args: input.buildArgs,
-      cache_key: input.cacheKey,
-      idempotency_key: input.idempotencyKey,
-      process_groups: [],
-    };
-    const journal = await Journal.open(this.journalFile(id), { sealed: false });
+    const stored = this.newRecord(id, input);
+    let journal: Journal | null = null;
+    try {
+      await fsp.mkdir(dir);
+      await fsp.rename(input.stagedContextDir, path.join(dir, 'context'));
+      journal = await Journal.open(this.journalFile(id), {
+        sealed: false,
+        onWriteError: (err) => this.storageFailed(id, storageFailure(err, 'build log')),
+      });
+      stored.record.queue_position = this.queue.length + 1;
+      // Durable before the client hears the id: a crash now leaves a build that recovery marks interrupted.
+      await this.persist(stored, true);
+    } catch (err) {
+      await journal?.seal();
+      await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      throw err;
+    }
     this.journals.set(id, journal);
     this.builds.set(id, stored);
-    stored.record.queue_position = this.queue.length + 1;
-    // Durable before the client hears the id: a crash now leaves a build that recovery marks interrupted.
-    await this.persist(stored, true);
     if (input.idempotencyKey) this.idempotency.set(input.idempotencyKey, id);
     if (this.closing) {
       // The service began stopping while this build was being stored: it ends like every other queued build.
@@ -324,9 +311,62 @@ export class BuildService {
     return stored;
   }
 
+  private newRecord(id: string, input: NewBuild): StoredBuild {
+    return {
+      version: 1,
+      record: {
+        build_id: id,
+        status: 'queued',
+        image_name: input.imageName,
+        image_ref: null,
+        digest: null,
+        error: null,
+        queue_position: null,
+        step: null,
+        nydus: { requested: input.nydus, applied: null },
+        created_at: new Date().toISOString(),
+        started_at: null,
+        finished_at: null,
+      },
+      namespace: input.namespace,
+      image_ref: input.imageRef,
+      dockerfile: input.dockerfile,
+      build_args: input.buildArgs,
+      cache_key: input.flags.cacheKey,
+      build_flags: { no_cache: input.flags.noCache, pull: input.flags.pull, target: input.flags.target, labels: input.flags.labels },
+      idempotency_key: input.idempotencyKey,
+      process_groups: [],
+    };
+  }
+
+  /**
+   * A write of build `id`'s journal or record failed: the build ends failed with `message`. A running build is
+   * aborted (its run records the error), a queued one ends at once.
+   */
+  private storageFailed(id: string, message: string): void {
+    const stored = this.builds.get(id);
+    if (!stored || isTerminalBuildStatus(stored.record.status)) return;
+    const run = this.runs.get(id);
+    if (run) {
+      if (run.storageError) return;
+      console.error(`rxbuild server: build ${id}: ${message}`);
+      run.storageError = message;
+      run.controller.abort();
+      return;
+    }
+    const i = this.queue.indexOf(id);
+    if (i === -1) return;
+    console.error(`rxbuild server: build ${id}: ${message}`);
+    this.queue.splice(i, 1);
+    stored.record.status = 'failed';
+    stored.record.error = message;
+    stored.record.queue_position = null;
+    stored.record.finished_at = new Date().toISOString();
+    void this.finish(stored, this.journals.get(id)!);
+  }
+
   private progressOf(stored: StoredBuild): ProgressMessageWire {
-    const r = stored.record;
-    return { status: r.status, queue_position: r.queue_position, step: r.step };
+    return progressOf(stored.record);
   }
 
   private emitStatus(stored: StoredBuild): void {
@@ -386,82 +426,45 @@ export class BuildService {
     record.status = 'running';
     record.queue_position = null;
     record.started_at = new Date().toISOString();
-    void this.persist(stored, false).catch(() => undefined);
+    const controller = new AbortController();
+    const run: Run = { controller, reason: null, storageError: null, done: Promise.resolve() };
+    this.runs.set(id, run);
+    const recordFailed = (err: unknown): void => this.storageFailed(id, storageFailure(err, 'build record'));
+    void this.persist(stored, false).catch(recordFailed);
     journal.appendProgress(this.progressOf(stored));
     this.emitStatus(stored);
 
-    const controller = new AbortController();
     let finished = false;
-    const sink: EngineSink = {
-      log: (line) => {
-        if (finished) return;
-        // One event per line: SSE data must not carry raw line breaks.
-        if (line.includes('\n') || line.includes('\r')) {
-          for (const part of line.split(/\r\n|\r|\n/)) journal.appendLog(part);
-        } else {
-          journal.appendLog(line);
-        }
-      },
-      step: (step: BuildStepWire) => {
-        if (finished) return;
-        record.step = { index: step.index, total: step.total, text: step.text };
-        journal.appendProgress(this.progressOf(stored));
-        this.emitStatus(stored);
-      },
-      trackProcessGroup: (group) => {
-        stored.process_groups.push(group);
-        void this.persist(stored, false).catch(() => undefined);
-        return () => {
-          const i = stored.process_groups.indexOf(group);
-          if (i !== -1) {
-            stored.process_groups.splice(i, 1);
-            void this.persist(stored, false).catch(() => undefined);
-          }
-        };
-      },
-    };
+    const sink = createRunSink({
+      journal,
+      record,
+      // After a failed write the build is being stopped: its output has nowhere to go.
+      finished: () => finished || run.storageError !== null,
+      onStep: () => this.emitStatus(stored),
+      groups: stored.process_groups,
+      persistGroups: () => void this.persist(stored, false).catch(recordFailed),
+    });
     const dir = this.buildDir(id);
-    const job: EngineJob = {
-      buildId: id,
-      contextDir: path.join(dir, 'context'),
-      dockerfile: stored.dockerfile,
-      imageName: record.image_name.includes(':') ? record.image_name : `${record.image_name}:latest`,
-      imageRef: stored.image_ref,
-      buildArgs: { ...stored.build_args },
-      nydus: record.nydus.requested,
-      cacheKey: stored.cache_key,
-      workDir: path.join(dir, 'work'),
-    };
-    const run: Run = { controller, reason: null, done: Promise.resolve() };
+    const job = engineJobFor(stored, path.join(dir, 'context'), path.join(dir, 'work'));
     run.done = (async () => {
-      try {
-        await fsp.mkdir(job.workDir, { recursive: true });
-        const result = await withAbortWatchdog(
-          this.options.engine.run(job, sink, controller.signal),
-          controller.signal,
-          this.options.engineStopTimeoutMs ?? ENGINE_STOP_WATCHDOG_MS,
-        );
-        finished = true;
-        record.image_ref = result.imageRef;
-        record.digest = result.digest;
-        record.nydus.applied = result.nydusApplied;
-        record.status = 'succeeded';
-      } catch (err) {
-        finished = true;
-        if (run.reason === 'cancel') {
-          record.status = 'cancelled';
-        } else if (run.reason === 'shutdown') {
-          record.status = 'failed';
-          record.error = INTERRUPTED;
-        } else {
-          record.status = 'failed';
-          record.error = (err instanceof Error ? err.message : String(err)) || 'build failed';
-        }
+      await runToOutcome(
+        async (signal) => {
+          await fsp.mkdir(job.workDir, { recursive: true });
+          return this.options.engine.run(job, sink, signal);
+        },
+        controller,
+        () => run.reason,
+        this.options.engineStopTimeoutMs ?? ENGINE_STOP_WATCHDOG_MS,
+        record,
+      );
+      finished = true;
+      if (run.storageError && record.status !== 'cancelled') {
+        // Even if the image was built: a build whose log or record could not be kept does not count as done.
+        record.status = 'failed';
+        record.error = run.storageError;
       }
-      record.finished_at = new Date().toISOString();
       await this.finish(stored, journal);
     })();
-    this.runs.set(id, run);
   }
 
   /** Journal the terminal state, make it durable, tell waiters, free the slot. */
@@ -469,12 +472,11 @@ export class BuildService {
     const id = stored.record.build_id;
     if (stored.record.status === 'failed') journal.appendLog(`error: ${stored.record.error}`);
     journal.appendProgress(this.progressOf(stored));
-    try {
-      await journal.seal();
-    } catch {
-      // A journal write failed (disk full?): the record below still tells the outcome.
-    }
-    await this.persist(stored, true).catch(() => undefined);
+    // A journal that could not be written (disk full) drops what it could not keep; the record tells the outcome.
+    await journal.seal();
+    await this.persist(stored, true).catch((err: unknown) => {
+      console.error(`rxbuild server: build ${id} ended ${stored.record.status}, but ${storageFailure(err, 'build record')}`);
+    });
     await this.removeScratch(id);
     this.runs.delete(id);
     this.emitStatus(stored);

@@ -18,13 +18,18 @@ import {
   type CreateBuildResponseWire,
 } from '../shared/wire';
 import { authenticate, namespaceForToken } from './auth';
-import { BuildService, controlFor } from './build-service';
+import { controlFor } from './build-service';
+import { FileBuildStore, FileSnapshotStorage } from './file-store';
 import { resolveInRoot } from './context-extract';
 import type { Engine } from './engine';
-import { HttpError, badRequest, sendError, sendJson } from './errors';
+import { HttpError, badRequest, isDiskFull, sendError, sendJson } from './errors';
 import { ScriptedEngine } from './engines/scripted';
+import { sendRawLog } from './raw-log';
 import { parseLastEventId, streamLogs } from './sse';
-import { drainRequest, receiveSubmission } from './upload';
+import { drainRequest, receiveSubmission, type Submission } from './upload';
+import { DEFAULT_CONTEXT_CACHE_BYTES, FileContentStore, type ContentStore } from './content-store';
+import { handleContentsUpload, handleMissing, receiveManifestSubmission } from './content-routes';
+import { CONTENTS_MISSING_PATH, CONTENTS_UPLOAD_PATH, MANIFEST_CONTENT_TYPE } from '../shared/content-wire';
 import { createHash } from 'node:crypto';
 import { SnapshotApi, builtImagesResolver, type SnapshotServerOptions } from './snapshots';
 import { defaultWebDir, serveWeb } from './web';
@@ -49,6 +54,7 @@ export { namespaceForToken } from './auth';
 export { parseImageName, type ImageName } from './image-name';
 export { INTERRUPTED } from './build-service';
 export { defaultWebDir } from './web';
+export { FileContentStore, DEFAULT_CONTEXT_CACHE_BYTES, type ContentStore } from './content-store';
 export {
   builtImagesResolver,
   registryImageResolver,
@@ -97,6 +103,14 @@ export interface StartServerOptions {
    * `dist/web`), or `false` for none. A missing build answers 404 `web_not_built`.
    */
   web?: string | false;
+  /**
+   * **rxbuild** contexts by content (`/contents`, builds by manifest): the store of file contents (default a
+   * {@link FileContentStore} under `<dataDir>/contents`, capped at `contextCacheBytes`), or `false` to answer
+   * those routes 404 like a reference service. A store passed in is shared, not closed.
+   */
+  contentStore?: ContentStore | false;
+  /** Cap of the default content store (default {@link DEFAULT_CONTEXT_CACHE_BYTES}, 10 GiB). */
+  contextCacheBytes?: number;
 }
 
 /** Fault injection, per server instance; {@link RunningServer.setFaults} replaces them and resets the counters. */
@@ -189,21 +203,30 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     maxUnpackedBytes: options.limits?.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES,
     maxEntries: options.limits?.maxEntries ?? DEFAULT_MAX_ENTRIES,
   };
-  const service = await BuildService.open({
+  const service = await FileBuildStore.open({
     dataDir,
     engine,
     maxConcurrent: options.maxConcurrent ?? 2,
     engineStopTimeoutMs: options.engineStopTimeoutMs,
   });
   let faults = new FaultState(options.faults ?? {});
-  const snapshots = await SnapshotApi.open({
-    dataDir,
-    namespace,
-    images: options.snapshots?.images ?? builtImagesResolver(() => service.list().map((b) => b.record)),
-    faults: options.snapshots?.faults,
-  }).catch(async (err: unknown) => {
+  const contents: ContentStore | null =
+    options.contentStore === false
+      ? null
+      : (options.contentStore ??
+        (await FileContentStore.open(path.join(dataDir, 'contents'), options.contextCacheBytes ?? DEFAULT_CONTEXT_CACHE_BYTES).catch(async (err: unknown) => {
+          await service.close();
+          throw err;
+        })));
+  const snapshotStore = await FileSnapshotStorage.open(dataDir).catch(async (err: unknown) => {
     await service.close();
     throw err;
+  });
+  const snapshots = SnapshotApi.create({
+    store: snapshotStore,
+    namespace,
+    images: options.snapshots?.images ?? builtImagesResolver(async () => (await service.list()).map((b) => b.record)),
+    faults: options.snapshots?.faults,
   });
 
   const requests: RecordedRequest[] = [];
@@ -212,8 +235,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const streams = new Set<ServerResponse>();
 
   /** 404 while the `materialiseAfterMs` fault hides a young build. */
-  const visible = (id: string) => {
-    const stored = service.get(id);
+  const visible = async (id: string) => {
+    const stored = await service.get(id);
     if (!stored) return undefined;
     const hideFor = faults.options.materialiseAfterMs;
     if (hideFor && Date.now() - Date.parse(stored.record.created_at) < hideFor) return undefined;
@@ -235,7 +258,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         staging = await service.createStagingDir();
         const contextDir = path.join(staging, 'context');
         await fsp.mkdir(contextDir);
-        const sub = await receiveSubmission(req, contextDir, limits, namespace.length + 1);
+        const sub = await receive(req, contextDir);
         const resolved = resolveInRoot(contextDir, sub.dockerfile);
         if (resolved === null) throw badRequest(`dockerfile ${JSON.stringify(sub.dockerfile)} resolves outside the context.`, 'context_escape');
         const st = await fsp.stat(path.join(contextDir, resolved)).catch(() => null);
@@ -247,7 +270,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           dockerfile: sub.dockerfile,
           buildArgs: sub.buildArgs,
           nydus: sub.nydus,
-          cacheKey: sub.cacheKey,
+          flags: sub.flags,
           idempotencyKey: idemKey,
           stagedContextDir: contextDir,
         });
@@ -271,8 +294,25 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     }
   }
 
+  /** The multipart tar.gz upload, or **rxbuild**'s build by manifest (when this service has a content store). */
+  function receive(req: IncomingMessage, contextDir: string): Promise<Submission> {
+    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    if (contents && type === MANIFEST_CONTENT_TYPE) return receiveManifestSubmission(req, contextDir, contents, namespace, limits);
+    return receiveSubmission(req, contextDir, limits, namespace.length + 1);
+  }
+
+  async function routeContents(req: IncomingMessage, res: ServerResponse, url: URL, method: string): Promise<void> {
+    authenticate(req, options.token);
+    if (!contents) throw new HttpError(404, 'not_found', `No route ${method} ${url.pathname}.`);
+    const sub = url.pathname.replace(/^\/+|\/+$/g, '');
+    if (sub !== CONTENTS_MISSING_PATH && sub !== CONTENTS_UPLOAD_PATH) throw new HttpError(404, 'not_found', `No route ${method} ${url.pathname}.`);
+    if (method !== 'POST') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${url.pathname}.`, { allow: 'POST' });
+    if (sub === CONTENTS_MISSING_PATH) return handleMissing(req, res, contents, namespace, limits);
+    return handleContentsUpload(req, res, contents, namespace, limits);
+  }
+
   async function handleLogs(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-    const stored = visible(id);
+    const stored = await visible(id);
     if (!stored) throw notFound(id);
     const f = faults.options;
     const count = faults.logConnections.get(id) ?? 0;
@@ -283,13 +323,18 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     await streamLogs(res, {
       journal,
       cursor: parseLastEventId(req),
-      control: () => controlFor(stored.record),
+      control: async () => controlFor(((await service.get(id)) ?? stored).record),
       heartbeatMs,
       typedControl: !f.referenceControl,
       cutAfterEvents: f.cutLogAfterEvents,
       endAfterEvents: f.endLogWithoutControl && count < f.endLogWithoutControl.times ? f.endLogWithoutControl.events : undefined,
       onClose: () => streams.delete(res),
     });
+  }
+
+  async function handleRawLog(res: ServerResponse, id: string): Promise<void> {
+    if (!(await visible(id))) throw notFound(id);
+    await sendRawLog(res, await service.journal(id), id);
   }
 
   async function handleDelete(res: ServerResponse, id: string): Promise<void> {
@@ -316,23 +361,24 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       authenticate(req, options.token);
       return snapshots.handle(req, res, url);
     }
+    if (parts[0] === 'contents') return routeContents(req, res, url, method);
     if (parts[0] !== 'builds' && webDir !== null) return serveWeb(req, res, url.pathname, webDir);
-    if (parts[0] !== 'builds' || parts.length > 3 || (parts.length === 3 && parts[2] !== 'logs')) {
+    if (parts[0] !== 'builds' || parts.length > 3 || (parts.length === 3 && parts[2] !== 'logs' && parts[2] !== 'log')) {
       throw new HttpError(404, 'not_found', `No route ${method} ${url.pathname}.`);
     }
     authenticate(req, options.token);
     if (parts.length === 1) {
       if (method === 'POST') return handleSubmit(req, res);
-      if (method === 'GET') return sendJson(res, 200, { builds: service.list().map((b) => b.record) });
+      if (method === 'GET') return sendJson(res, 200, { builds: (await service.list()).map((b) => b.record) });
       throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on /builds.`, { allow: 'GET, POST' });
     }
     const id = decodeURIComponent(parts[1]);
     if (parts.length === 3) {
-      if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on logs.`, { allow: 'GET' });
-      return handleLogs(req, res, id);
+      if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${parts[2]}.`, { allow: 'GET' });
+      return parts[2] === 'log' ? handleRawLog(res, id) : handleLogs(req, res, id);
     }
     if (method === 'GET') {
-      const stored = visible(id);
+      const stored = await visible(id);
       if (!stored) throw notFound(id);
       return sendJson(res, 200, stored.record);
     }
@@ -352,7 +398,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     requestWaiters = requestWaiters.filter((w) => !matched.includes(w));
     for (const w of matched) w.resolve(recorded);
     route(req, res).catch((err: unknown) => {
-      if (!(err instanceof HttpError)) console.error('rxbuild server: unexpected error', err);
+      if (isDiskFull(err)) console.error(`rxbuild server: ${req.method} ${(req.url ?? '/').slice(0, 200)}: disk full (${(err as Error).message})`);
+      else if (!(err instanceof HttpError)) console.error('rxbuild server: unexpected error', err);
       // A body the handler never read would otherwise sit unread on a keep-alive connection.
       if (!req.readableEnded && !req.readableFlowing) drainRequest(req);
       // A response already under way (an SSE stream) cannot turn into an error answer: break it instead, so the

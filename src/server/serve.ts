@@ -35,6 +35,8 @@ export interface ServeOptions {
   registry?: string;
   /** Builds run at once; the rest are queued. Default 2. */
   maxConcurrent?: number;
+  /** Cap of the content store of contexts by content (default 10 GiB). */
+  contextCacheBytes?: number;
   /** `buildah` (real builds, the default) or `scripted` (deterministic fake builds; no registry is started). */
   engine?: 'buildah' | 'scripted';
   /** The build sandbox's network mode and limits (docs/engine.md, "Security model"). */
@@ -75,6 +77,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
       engine: new ScriptedEngine(),
       registry,
       maxConcurrent: options.maxConcurrent,
+      contextCacheBytes: options.contextCacheBytes,
     });
     return { url: server.url, registry, dataDir, server, close: onceOnly(() => server.close()) };
   }
@@ -108,6 +111,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
         engine,
         registry,
         maxConcurrent: options.maxConcurrent,
+      contextCacheBytes: options.contextCacheBytes,
         // Snapshots are checked against the real registry (HEAD of the manifest), not just our own builds.
         snapshots: { images: registryImageResolver(registry) },
       });

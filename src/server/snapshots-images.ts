@@ -48,12 +48,12 @@ function parsed(ref: string): ParsedImageReference {
  * `name:tag` resolves to the newest build of that ref; `name@digest` (with or without a tag) to that digest if
  * some build of `name` produced it. Nothing is looked up anywhere else, so anything else is "not found".
  */
-export function builtImagesResolver(records: () => Iterable<BuildRecordWire>): ImageResolver {
+export function builtImagesResolver(records: () => Iterable<BuildRecordWire> | Promise<Iterable<BuildRecordWire>>): ImageResolver {
   return {
     async manifestDigest(ref) {
       const want = parsed(ref);
       let newest: BuildRecordWire | undefined;
-      for (const r of records()) {
+      for (const r of await records()) {
         if (r.status !== 'succeeded' || !r.image_ref || !r.digest) continue;
         const built = parseImageReference(r.image_ref);
         if (typeof built === 'string' || built.name !== want.name) continue;

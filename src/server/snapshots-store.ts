@@ -58,6 +58,8 @@ export class SnapshotStore {
   private readonly held = new Map<string, string[]>();
   private readonly idempotency = new Map<string, string>();
   private handle: fsp.FileHandle | null = null;
+  /** Bytes of the journal up to its last complete line: where a failed append is cut back to. */
+  private size = 0;
   /** The tail of the change queue: every change runs after the previous one settled. */
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -71,6 +73,7 @@ export class SnapshotStore {
     const store = new SnapshotStore(path.join(dir, 'journal.jsonl'));
     await store.replay();
     store.handle = await fsp.open(store.file, 'a');
+    store.size = (await store.handle.stat()).size;
     return store;
   }
 
@@ -130,14 +133,26 @@ export class SnapshotStore {
   /** Append `entry` durably, then apply it. */
   private async write(entry: JournalLine): Promise<void> {
     if (this.closed || !this.handle) throw new Error('snapshot store is closed');
+    const handle = this.handle;
     const buffer = Buffer.from(`${JSON.stringify(entry)}\n`, 'utf8');
-    let written = 0;
-    while (written < buffer.length) {
-      const r = await this.handle.write(buffer, written, buffer.length - written);
-      written += r.bytesWritten;
+    try {
+      let written = 0;
+      while (written < buffer.length) {
+        const r = await handle.write(buffer, written, buffer.length - written);
+        written += r.bytesWritten;
+      }
+      // Answered only once it is on disk: a registered snapshot survives a power cut.
+      await handle.sync();
+    } catch (err) {
+      // Disk full: cut the partial line, so the next change starts on a line of its own. A store whose end
+      // cannot be restored takes no more changes (start-up cuts the torn tail).
+      await handle.truncate(this.size).catch(() => {
+        this.handle = null;
+        void handle.close().catch(() => undefined);
+      });
+      throw err;
     }
-    // Answered only once it is on disk: a registered snapshot survives a power cut.
-    await this.handle.sync();
+    this.size += buffer.length;
     this.apply(entry);
   }
 

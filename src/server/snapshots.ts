@@ -28,11 +28,12 @@ import {
   ttlProblem,
   type SnapshotArchitecture,
   type SnapshotPageWire,
+  type SnapshotWire,
 } from '../shared/snapshot-wire';
 import { IDEMPOTENCY_KEY_HEADER } from '../shared/wire';
 import { HttpError, badRequest, sendJson } from './errors';
 import { ImageLookupError, type ImageResolver } from './snapshots-images';
-import { SnapshotStore, type StoredSnapshot } from './snapshots-store';
+import type { SnapshotStorage } from './storage';
 
 export { builtImagesResolver, registryImageResolver, ImageLookupError, type ImageResolver } from './snapshots-images';
 export { SnapshotStore, type StoredSnapshot } from './snapshots-store';
@@ -103,16 +104,15 @@ export class SnapshotApi {
   private createCount = 0;
 
   private constructor(
-    private readonly store: SnapshotStore,
+    private readonly store: SnapshotStorage,
     private readonly images: ImageResolver,
     private readonly namespace: string,
     private readonly faults: SnapshotFaults,
   ) {}
 
-  /** Open the store under `dataDir`. `images` is required here; `startServer` supplies the default. */
-  static async open(options: { dataDir: string; namespace: string; images: ImageResolver; faults?: SnapshotFaults }): Promise<SnapshotApi> {
-    const store = await SnapshotStore.open(options.dataDir);
-    return new SnapshotApi(store, options.images, options.namespace, options.faults ?? {});
+  /** Answer from `store` (closed by {@link close}). `images` is required here; `startServer` supplies the default. */
+  static create(options: { store: SnapshotStorage; namespace: string; images: ImageResolver; faults?: SnapshotFaults }): SnapshotApi {
+    return new SnapshotApi(options.store, options.images, options.namespace, options.faults ?? {});
   }
 
   /** Answer a request whose path starts with `/snapshots` (already authenticated). */
@@ -135,7 +135,7 @@ export class SnapshotApi {
         const hint = method === 'DELETE' ? ' Snapshots are retired, not deleted: POST /snapshots/{id}/retire.' : '';
         throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on a snapshot.${hint}`, { allow: 'GET' });
       }
-      return sendJson(res, 200, this.store.toWire(this.lookup(key)));
+      return sendJson(res, 200, await this.lookup(key));
     }
     if (parts.length === 3 && (parts[2] === 'aliases' || parts[2] === 'retire')) {
       if (method !== 'POST') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${parts[2]}.`, { allow: 'POST' });
@@ -145,16 +145,16 @@ export class SnapshotApi {
   }
 
   /** By id, or by alias when `key` starts with `@`. */
-  private lookup(key: string): StoredSnapshot {
+  private async lookup(key: string): Promise<SnapshotWire> {
     if (key.startsWith(ALIAS_PATH_PREFIX)) {
       const alias = key.slice(ALIAS_PATH_PREFIX.length);
       const problem = aliasProblem(alias);
       if (problem) throw badRequest(`${problem}.`, 'invalid_alias');
-      const s = this.store.getByAlias(alias);
+      const s = await this.store.getByAlias(alias);
       if (!s) throw new HttpError(404, 'not_found', `No snapshot holds the alias ${JSON.stringify(alias)}.`);
       return s;
     }
-    const s = this.store.get(key);
+    const s = await this.store.get(key);
     if (!s) throw notFound(JSON.stringify(key));
     return s;
   }
@@ -230,10 +230,10 @@ export class SnapshotApi {
       req.socket.destroy();
       return;
     }
-    sendJson(res, reused ? 200 : 201, this.store.toWire(snapshot), { location: `/snapshots/${snapshot.snapshot_id}` });
+    sendJson(res, reused ? 200 : 201, snapshot, { location: `/snapshots/${snapshot.snapshot_id}` });
   }
 
-  private list(res: ServerResponse, url: URL): void {
+  private async list(res: ServerResponse, url: URL): Promise<void> {
     const limitRaw = url.searchParams.get('limit');
     let limit = SNAPSHOT_PAGE_DEFAULT;
     if (limitRaw !== null && limitRaw !== '') {
@@ -244,9 +244,9 @@ export class SnapshotApi {
     }
     const cursor = url.searchParams.get('cursor');
     const before = cursor === null || cursor === '' ? undefined : decodeCursor(cursor);
-    const page = this.store.page(before, limit);
+    const page = await this.store.page(before, limit);
     const body: SnapshotPageWire = {
-      items: page.items.map((s) => this.store.toWire(s)),
+      items: page.items,
       next_cursor: page.nextBeforeSeq === null ? null : encodeCursor(page.nextBeforeSeq),
     };
     sendJson(res, 200, body);
@@ -261,13 +261,13 @@ export class SnapshotApi {
     if (outcome === 'not_found') throw notFound(JSON.stringify(id));
     if (outcome === 'retired') throw new HttpError(409, 'snapshot_retired', `Snapshot ${id} is retired and cannot be aliased.`);
     if (outcome === 'expired') throw new HttpError(409, 'snapshot_expired', `Snapshot ${id} has expired and cannot be aliased.`);
-    sendJson(res, 200, this.store.toWire(outcome));
+    sendJson(res, 200, outcome);
   }
 
   private async retire(res: ServerResponse, id: string): Promise<void> {
     const outcome = await this.store.retire(id);
     if (outcome === 'not_found') throw notFound(JSON.stringify(id));
-    sendJson(res, 200, this.store.toWire(outcome));
+    sendJson(res, 200, outcome);
   }
 
   /** Finish the change in progress and close the journal. */

@@ -3,8 +3,8 @@
  *
  * Log lines are plain messages (`id: <seq>`, `data: <line>`), progress updates are `event: progress`, in the same
  * id sequence so `Last-Event-ID` resumes both; the stream ends with `event: control` (`{"done":true}` or
- * `{"error":"…"}`). Replays come from memory when recent and from the journal file otherwise, always with
- * backpressure, so a slow reader costs no memory.
+ * `{"error":"…"}`). Events come from the store's {@link JournalSource} (memory or file, or PostgreSQL), always
+ * with backpressure, so a slow reader costs no memory.
  *
  * @packageDocumentation
  */
@@ -14,20 +14,23 @@ import {
   CONTROL_EVENTS_TYPED,
   SSE_CONTROL_EVENT,
   SSE_PROGRESS_EVENT,
+  SSE_TIME_EVENT,
   type ControlMessageWire,
 } from '../shared/wire';
-import { JournalFileReader, type Journal, type JournalEvent } from './journal';
+import type { JournalEvent } from './journal';
+import type { JournalSource } from './storage';
 
 /** Events written per batch (one `write` call). */
 const BATCH = 4096;
 
 /** Options of {@link streamLogs}. */
 export interface StreamLogsOptions {
-  journal: Journal;
+  /** The build's journal; closed by {@link streamLogs} when the response is over. */
+  journal: JournalSource;
   /** Last event id the client has (`Last-Event-ID`), 0 for all. */
   cursor: number;
   /** The control event, asked once the journal is complete. */
-  control: () => ControlMessageWire;
+  control: () => ControlMessageWire | Promise<ControlMessageWire>;
   heartbeatMs: number;
   /** Send control events as `event: control` and say so in a header (false: reference style plain message). */
   typedControl: boolean;
@@ -61,6 +64,20 @@ function encode(event: JournalEvent): string {
   return `event: ${SSE_PROGRESS_EVENT}\nid: ${event.seq}\ndata: ${JSON.stringify(event.data)}\n\n`;
 }
 
+/**
+ * An encoder for one connection that puts a time mark before every event recorded at another time than the one
+ * before it (so the first event of a connection always has one). `times` false: no marks.
+ */
+function encoder(times: boolean): (event: JournalEvent) => string {
+  if (!times) return encode;
+  let last: string | undefined;
+  return (event) => {
+    if (!event.time || event.time === last) return encode(event);
+    last = event.time;
+    return `event: ${SSE_TIME_EVENT}\ndata: ${JSON.stringify({ time: event.time })}\n\n${encode(event)}`;
+  };
+}
+
 /** Serve the journal as SSE on `res` until the build ends, the client goes, or a fault says otherwise. */
 export async function streamLogs(res: ServerResponse, options: StreamLogsOptions): Promise<void> {
   const { journal } = options;
@@ -87,10 +104,9 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
   }, options.heartbeatMs);
   heartbeat.unref();
 
-  const reader = new JournalFileReader(journal.file);
   let cursor = options.cursor;
-  let pos = journal.offsetAfter(cursor);
   let sent = 0;
+  const encodeEvent = encoder(options.typedControl);
   const limit = Math.min(options.cutAfterEvents ?? Infinity, options.endAfterEvents ?? Infinity);
 
   const waitFor = (p: Promise<void>): Promise<void> =>
@@ -109,22 +125,11 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
       return;
     }
     while (!closed) {
-      let batch = journal.memorySince(cursor, BATCH);
-      if (batch === null) {
-        // Behind the memory window: read the file (everything before the window is on disk).
-        pos = Math.max(pos, journal.offsetAfter(cursor));
-        const r = await reader.read(pos, cursor);
-        pos = r.pos;
-        batch = r.events;
-        if (batch.length === 0) {
-          // Written but not yet visible to this reader: look again shortly.
-          await waitFor(new Promise((r) => setTimeout(r, 5)));
-          continue;
-        }
-      }
+      const read = await journal.read(cursor, BATCH);
+      let batch = read.events;
       if (batch.length > 0) {
         if (sent + batch.length > limit) batch = batch.slice(0, limit - sent);
-        const chunk = batch.map(encode).join('');
+        const chunk = batch.map(encodeEvent).join('');
         // A limit of 0 (endLogWithoutControl.events = 0) slices the batch empty: the cursor stays.
         if (batch.length > 0) cursor = batch[batch.length - 1].seq;
         sent += batch.length;
@@ -142,12 +147,12 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
         if (!ok && !closed) await waitFor(new Promise((r) => res.once('drain', r)));
         continue;
       }
-      if (journal.sealed && cursor >= journal.lastSeq) {
+      if (read.complete) {
         if (options.endAfterEvents !== undefined) {
           res.end(); // fault: EOF where the control event would be
           return;
         }
-        const control = JSON.stringify(options.control());
+        const control = JSON.stringify(await options.control());
         res.end(options.typedControl ? `event: ${SSE_CONTROL_EVENT}\ndata: ${control}\n\n` : `data: ${control}\n\n`);
         return;
       }
@@ -156,7 +161,7 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
   } finally {
     clearInterval(heartbeat);
     res.off('close', onClose);
-    await reader.close().catch(() => undefined);
+    await journal.close().catch(() => undefined);
     options.onClose?.();
   }
 }

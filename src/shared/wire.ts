@@ -84,6 +84,14 @@ export const BUILD_FORM_FIELDS = {
   buildArgs: 'build_args',
   nydusConvert: 'nydus_convert',
   cacheKey: 'cache_key',
+  /** **rxbuild**: `"true"` runs every step without the layer cache. */
+  noCache: 'no_cache',
+  /** **rxbuild**: `"true"` pulls base images again. */
+  pull: 'pull',
+  /** **rxbuild**: the stage of a multi-stage Dockerfile to build. */
+  target: 'target',
+  /** **rxbuild**: JSON object of image labels. */
+  labels: 'labels',
   context: 'context',
 } as const;
 
@@ -103,6 +111,19 @@ export const CONTROL_EVENTS_TYPED = 'typed';
 export const SSE_CONTROL_EVENT = 'control';
 /** SSE `event:` type of a status/progress update (data: {@link ProgressMessageWire}). Optional for servers. */
 export const SSE_PROGRESS_EVENT = 'progress';
+/**
+ * SSE `event:` type of a time mark **rxbuild** (data: {@link TimeMessageWire}): when the events after it were
+ * recorded. Sent before the first event of a connection and before every event recorded at another time than the
+ * one before it, only alongside typed events. It has no `id`, so it never moves `Last-Event-ID`.
+ */
+export const SSE_TIME_EVENT = 'time';
+
+/** The data of an {@link SSE_TIME_EVENT}. */
+export interface TimeMessageWire {
+  /** ISO 8601, UTC, millisecond precision. */
+  time: string;
+}
+
 /** Plain SSE messages (no `event:` line, i.e. type `message`) are log lines; `data` is the line's text. */
 export const SSE_LOG_EVENT = 'message';
 

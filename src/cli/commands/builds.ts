@@ -79,17 +79,21 @@ async function cancelCommand(ctx: CliContext, id: string): Promise<number> {
 }
 
 /**
- * Print a build's log. Without `--follow` the build must have finished: the service offers no "log so far"
- * snapshot, only a stream that follows the build, so for a running build we say how to follow it instead of
- * pretending. With `--follow` it streams until the build ends. Ctrl+C never cancels the build here: the watch
- * is made without `cancelOnUnsubscribe`, so unsubscribing only detaches.
+ * Print a build's log. Without `--follow`, a finished build's whole log; of a running build the lines so far
+ * (`GET /builds/{id}/log`, escapes stripped), then a note on stderr saying how to follow it. With `--follow` it
+ * streams until the build ends. Ctrl+C never cancels the build here: the watch is made without
+ * `cancelOnUnsubscribe`, so unsubscribing only detaches.
  */
 async function logsCommand(ctx: CliContext, id: string, followLive: boolean): Promise<number> {
   return openClient(ctx, async (client) => {
     if (!followLive) {
       const info = await client.builds.get(id);
       if (info.status === 'queued' || info.status === 'running') {
-        throw new UsageError(`build ${id} is still ${info.status}; to stream its log until it ends: rxbuild builds logs --follow ${id}`);
+        const text = await client.builds.log(id);
+        const lines = text === '' ? [] : text.replace(/\n$/, '').split('\n');
+        for (const line of lines) ctx.print({ type: 'log', buildId: id, line }, line);
+        ctx.io.stderr.write(`build ${id} is still ${info.status} (${lines.length} lines so far); to stream its log until it ends: rxbuild builds logs --follow ${id}\n`);
+        return ExitCode.ok;
       }
     }
     const renderer = createRenderer(ctx.mode, ctx.renderIo);

@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import { DEFAULT_PORT } from '../config';
 import type { CliContext } from '../context';
 import { CliError, ExitCode, UsageError } from '../errors';
-import { parseDuration, parseNonNegativeInt, parsePositiveInt, parsePositiveNumber, parseSize } from '../parse';
+import { parseByteSize, parseDuration, parseNonNegativeInt, parsePositiveInt, parsePositiveNumber } from '../parse';
 import { resolveServeToken } from '../serve-token';
 
 /** Options of `rxbuild serve` (besides the global `--token`). */
@@ -20,6 +20,7 @@ interface ServeFlags {
   registry?: string;
   engine: 'buildah' | 'scripted';
   maxConcurrent: number;
+  contextCache?: number;
   tokenFile?: string;
   buildNetwork: 'outbound' | 'none';
   buildMemory?: number;
@@ -44,9 +45,10 @@ export function registerServe(program: Command, run: (action: (ctx: CliContext) 
     .option('--registry <host:port>', 'push to this existing registry instead of starting one')
     .option('--engine <engine>', 'buildah (real builds) or scripted (deterministic fake builds for tests)', parseEngine, 'buildah')
     .option('--max-concurrent <n>', 'builds run at once; the rest wait in a queue', parsePositiveInt('--max-concurrent'), 2)
+    .option('--context-cache <size>', 'cap of the store of uploaded file contents, e.g. 10GiB, 512MiB (default 10GiB)', parseByteSize('--context-cache'))
     .option('--token-file <file>', 'read the token clients must send from this file')
     .option('--build-network <mode>', 'what RUN steps may reach: outbound (the internet, never this host) or none', parseBuildNetwork, 'outbound')
-    .option('--build-memory <size>', 'memory per build, e.g. 512m or 4g (default 4g)', parseSize('--build-memory'))
+    .option('--build-memory <size>', 'memory per build, e.g. 512m or 4g (default 4g)', parseByteSize('--build-memory'))
     .option('--build-pids <n>', 'processes per build (default 2048)', parsePositiveInt('--build-pids'))
     .option('--build-cpus <n>', 'CPUs per build, e.g. 1.5 (default: no limit)', parsePositiveNumber('--build-cpus'))
     .option('--build-timeout <duration>', 'time per build, e.g. 30m or 1h (default 1h)', parseDuration('--build-timeout'))
@@ -113,6 +115,7 @@ async function serveCommand(ctx: CliContext, flags: ServeFlags): Promise<number>
       token,
       registry: flags.registry,
       maxConcurrent: flags.maxConcurrent,
+      contextCacheBytes: flags.contextCache,
       engine: flags.engine,
       sandbox: {
         network: flags.buildNetwork,

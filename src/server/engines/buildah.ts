@@ -20,7 +20,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Engine, EngineJob, EngineResult, EngineSink } from '../engine';
@@ -29,6 +29,7 @@ import { registryGetManifest, splitImageRef } from '../registry';
 import { writeRegistriesConf, writeSignaturePolicy } from './buildah-config';
 import { LastLines } from './buildah-lines';
 import { StepMarkers } from './buildah-steps';
+import { budOptionArgs, keepFinalImage, scopeDir, storageArgs } from './buildah-cache';
 import { sweepBuildCgroups } from './build-cgroup';
 import { DEFAULT_BUILD_TIMEOUT_MS, formatDuration, openSandbox, type Sandbox, type SandboxOptions } from './buildah-sandbox';
 import { writeRuntimeShim } from './oci-runtime-shim';
@@ -92,8 +93,11 @@ export interface BuildahEngine extends Engine {
   readonly storageDir: string;
   readonly registry: string;
   readonly registriesConf: string;
-  /** Run `buildah` with this engine's storage and config; resolves stdout. For maintenance, not builds. */
-  buildah(args: string[]): Promise<string>;
+  /**
+   * Run `buildah` with this engine's storage (or a cache scope's, see `buildah-cache.ts`) and config; resolves
+   * stdout. For maintenance, not builds.
+   */
+  buildah(args: string[], scope?: string | null): Promise<string>;
   /** Cancel running builds, wait for them and for any storage sweep to finish. */
   close(): Promise<void>;
 }
@@ -154,11 +158,11 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
   const runroot = join(storageDir, 'runroot');
   const isolation = options.isolation ?? 'oci';
   // Names this storage's build cgroups and temp dir, so a restarted service sweeps its own leftovers only.
-  const scope = createHash('sha256').update(storageDir).digest('hex').slice(0, 12);
+  const cgroupScope = createHash('sha256').update(storageDir).digest('hex').slice(0, 12);
   // RUN containers reach their root file system through buildah's temp dir (the OCI bundle): with user
   // namespaces its whole path must be traversable by the unprivileged container root, which a data dir
   // under /root or a mkdtemp (0700) is not. So it lives under /var/tmp, in a traverse-only directory.
-  const tmpDir = isolation === 'oci' ? join('/var/tmp', `rxbuild-${scope}`) : join(storageDir, 'tmp');
+  const tmpDir = isolation === 'oci' ? join('/var/tmp', `rxbuild-${cgroupScope}`) : join(storageDir, 'tmp');
   const policy = join(storageDir, 'policy.json');
   for (const dir of [root, runroot, tmpDir]) mkdirSync(dir, { recursive: true });
   if (isolation === 'oci') chmodSync(tmpDir, 0o711);
@@ -188,12 +192,14 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
   let dirty = sweep;
   // RUN containers of a killed predecessor live in its build cgroups, outside any process group: kill them now.
   let housekeeping: Promise<void> | null = null;
-  if (sweep) housekeeping = sweepBuildCgroups(scope).then(() => void (housekeeping = null), () => void (housekeeping = null));
+  if (sweep) housekeeping = sweepBuildCgroups(cgroupScope).then(() => void (housekeeping = null), () => void (housekeeping = null));
   const closing = new AbortController();
   const inFlight = new Set<Promise<unknown>>();
 
-  const buildah = async (args: string[]): Promise<string> => {
-    const { stdout } = await execFileAsync(buildahPath, [...globalArgs, ...args], {
+  const globalArgsFor = (scope: string | null | undefined): string[] =>
+    scope ? [...storageArgs(scopeDir(storageDir, scope))] : globalArgs;
+  const buildahIn = async (global: string[], args: string[]): Promise<string> => {
+    const { stdout } = await execFileAsync(buildahPath, [...global, ...args], {
       env,
       cwd: storageDir,
       maxBuffer: 64 * 1024 * 1024,
@@ -201,8 +207,22 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
     });
     return stdout;
   };
+  const buildah = (args: string[], scope?: string | null): Promise<string> => buildahIn(globalArgsFor(scope), args);
 
+  /** The storages to sweep: the engine's own and every cache scope's. */
+  const allStorages = (): string[][] => {
+    let scopes: string[] = [];
+    try {
+      scopes = readdirSync(join(storageDir, 'scopes'));
+    } catch {
+      // No scope yet.
+    }
+    return [globalArgs, ...scopes.map((d) => storageArgs(join(storageDir, 'scopes', d)))];
+  };
   const cleanStorage = async (): Promise<void> => {
+    for (const global of allStorages()) await cleanOneStorage((args) => buildahIn(global, args));
+  };
+  const cleanOneStorage = async (buildah: (args: string[]) => Promise<string>): Promise<void> => {
     try {
       await buildah(['rm', '--all']);
       // Images committed by builds that were killed before their cleanup (only ours, by their local name).
@@ -242,7 +262,7 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
         : new Error(`the build exceeded its ${formatDuration(timeoutMs)} time limit`);
     const sandbox =
       isolation === 'oci'
-        ? await openSandbox({ settings: options.sandbox ?? {}, scope, buildId: job.buildId, runtimeShim, tracker: sink, signal })
+        ? await openSandbox({ settings: options.sandbox ?? {}, scope: cgroupScope, buildId: job.buildId, runtimeShim, tracker: sink, signal })
         : null;
     try {
       return await buildAndPush(job, sink, signal, stopped, sandbox);
@@ -260,12 +280,14 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
   ): Promise<EngineResult> => {
     const localTag = localTagFor(job.buildId);
     const buildEnv = { ...env, ...sandbox?.env };
+    // A cached build runs in its scope's own storage: no other scope's layers are visible there.
+    const jobGlobalArgs = globalArgsFor(job.cacheScope);
     // One buildah invocation in its own process group, recorded with the sink (durable state) while it runs,
     // output streamed line by line; on abort the whole group is killed before this rejects.
     const run = async (args: string[], markers?: StepMarkers): Promise<ProcessOutcome> => {
       if (signal.aborted) throw stopped();
       const last = new LastLines(20);
-      const proc = spawnInGroup(buildahPath, [...globalArgs, ...args], {
+      const proc = spawnInGroup(buildahPath, [...jobGlobalArgs, ...args], {
         cwd: job.workDir,
         env: buildEnv,
         signal,
@@ -345,7 +367,9 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
       } else if (!options.keepImages) {
         // Keep disk use bounded: the image now lives in the registry. A failure only means a later sweep.
         try {
-          await buildah(['rmi', localTag]);
+          // Cached builds keep their final image (and so its layers) under a stable name; see buildah-cache.ts.
+          if (job.cacheScope) await keepFinalImage((args) => buildah(args, job.cacheScope), localTag);
+          else await buildah(['rmi', localTag]);
         } catch {
           dirty = sweep;
         }
@@ -359,6 +383,7 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
     ...isolationArgs,
     '--signature-policy', policy,
     '--format', 'oci',
+    ...budOptionArgs(job),
     '-f', join(job.contextDir, job.dockerfile),
     ...Object.entries(job.buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]),
     '-t', localTag,

@@ -8,13 +8,13 @@
  * @packageDocumentation
  */
 import { Observable } from 'rxjs';
-import { CancelledError, ClientClosedError, TimeoutError } from './errors';
+import { CancelledError, ClientClosedError, TimeoutError } from '../errors';
 import { followBuild$ } from './follow-build';
 import type { RetryTuning } from './retry-policy';
 import type { InterruptRegistry } from './sigint';
 import type { Teardowns } from './teardown';
 import type { HttpContext } from './transport';
-import type { BuildEvent, BuildPhase, WatchOptions } from './types';
+import type { BuildEvent, BuildPhase, WatchOptions } from '../types';
 
 /** What following a build needs from its client (the Node client's `PipelineDeps` is a superset). */
 export interface WatchDeps {

@@ -11,10 +11,10 @@
  *
  * @packageDocumentation
  */
-import { TeardownError } from './errors';
+import { TeardownError } from '../errors';
 import { requestJson, type HttpContext } from './transport';
 import { computeRetryDelay, isRetryableSubmitError } from './retry-policy';
-import { HttpError } from './errors';
+import { HttpError } from '../errors';
 
 /** Tuning of the teardown DELETE. */
 export interface TeardownTuning {

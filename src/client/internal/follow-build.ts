@@ -13,12 +13,12 @@
  * @packageDocumentation
  */
 import { Observable, Subscription, catchError, concat, defer, from, mergeMap, of, throwError, type OperatorFunction } from 'rxjs';
-import { isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire } from '../shared/wire';
-import { BuildFailedError, CancelledError, ProtocolError, RetriesExhaustedError, TransportError } from './errors';
-import { requestJson, type HttpContext } from './transport';
+import { isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire } from '../../shared/wire';
+import { BuildFailedError, CancelledError, ProtocolError, RetriesExhaustedError, TransportError } from '../errors';
+import { requestJson, requestText, type HttpContext } from './transport';
 import { logStream$, type StreamItem } from './log-stream';
 import { isRetryableLogError, retryPolicy, type RetryTuning } from './retry-policy';
-import type { BuildEvent, BuildInfo, BuildStatusEvent } from './types';
+import type { BuildEvent, BuildInfo, BuildStatusEvent } from '../types';
 
 /** Options of {@link followBuild$}. */
 export interface FollowOptions {
@@ -98,6 +98,12 @@ export async function getBuild(http: HttpContext, buildId: string, signal?: Abor
     throw new ProtocolError(`GET /builds/${buildId}: malformed build record`);
   }
   return toBuildInfo(res.data);
+}
+
+/** `GET /builds/{id}/log`: the log lines written so far, as plain text (escapes stripped). */
+export async function getBuildLog(http: HttpContext, buildId: string, signal?: AbortSignal): Promise<string> {
+  const res = await requestText(http, { method: 'GET', path: `builds/${encodeURIComponent(buildId)}/log`, signal, accept: 'text/plain' });
+  return res.data;
 }
 
 /**
@@ -204,7 +210,7 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
       }
     };
 
-    const progressEvents = (p: ProgressMessageWire): BuildEvent[] => {
+    const progressEvents = (p: ProgressMessageWire, time: string | undefined): BuildEvent[] => {
       const out: BuildEvent[] = [];
       // Only changes are emitted: a server repeating its progress on every reconnect must not look like news
       // (any emission restores the retry budget).
@@ -219,7 +225,9 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
         const key = `${p.step.index}/${p.step.total}:${p.step.text}`;
         if (key !== lastStepKey) {
           lastStepKey = key;
-          out.push({ type: 'step', buildId, index: p.step.index, total: p.step.total, text: p.step.text });
+          const step: BuildEvent = { type: 'step', buildId, index: p.step.index, total: p.step.total, text: p.step.text };
+          if (time) step.time = time;
+          out.push(step);
         }
       }
       return out;
@@ -240,7 +248,7 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
                 phase = 'running';
                 out.push({ type: 'status', phase: 'running', buildId });
               }
-              out.push({ type: 'log', buildId, id: item.id, line: item.line });
+              out.push(item.time ? { type: 'log', buildId, id: item.id, line: item.line, time: item.time } : { type: 'log', buildId, id: item.id, line: item.line });
               return out;
             }
             case 'progress':
@@ -249,7 +257,7 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
               fresh++;
               emptyStreak = 0;
               if (isTerminalBuildStatus(item.progress.status)) terminalStatus = item.progress.status;
-              return progressEvents(item.progress);
+              return progressEvents(item.progress, item.time);
             case 'control':
               if ('error' in item.control) {
                 // A build cancelled by someone else (another client, the CLI, the page) ends as cancelled, not

@@ -7,8 +7,8 @@
  */
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import { InvalidInputError } from './errors';
-import type { BuildOptions } from './types';
+import { InvalidInputError } from '../errors';
+import type { BuildOptions } from '../types';
 
 /** A validated, normalised build request. */
 export interface ValidatedBuild {

@@ -17,7 +17,7 @@ import { followBuild$ } from './follow-build';
 import { packContext, type PackedContext } from './pack';
 import type { RetryTuning } from './retry-policy';
 import { startSubmit, type Submission } from './submit';
-import type { BuildEvent, BuildOptions } from './types';
+import type { BuildEvent, BuildOptions } from '../types';
 import { validateBuild } from './validate';
 import { lifecycle, type WatchDeps } from './watch-pipeline';
 

@@ -7,7 +7,7 @@
  *
  * @packageDocumentation
  */
-import { TransportError, isAbortError, toTransportError } from './errors';
+import { TransportError, isAbortError, toTransportError } from '../errors';
 import { readErrorBody, type HttpTransport, type StreamResponse, type TransportResponse } from './transport';
 
 /** The `fetch` this transport calls: `globalThis.fetch` by default. */

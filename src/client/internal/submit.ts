@@ -11,8 +11,8 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
-import { BUILD_FORM_FIELDS, IDEMPOTENCY_KEY_HEADER, type CreateBuildResponseWire } from '../shared/wire';
-import { ProtocolError, TransportError } from './errors';
+import { BUILD_FORM_FIELDS, IDEMPOTENCY_KEY_HEADER, type CreateBuildResponseWire } from '../../shared/wire';
+import { ProtocolError, TransportError } from '../errors';
 import { requestJson, type HttpContext } from './http';
 import { computeRetryDelay, isRetryableSubmitError, type RetryNotice, type RetryTuning } from './retry-policy';
 import type { ValidatedBuild } from './validate';

@@ -12,11 +12,11 @@
  *
  * @packageDocumentation
  */
-import type { SnapshotPageWire, SnapshotWire } from '../shared/snapshot-wire';
-import { HttpError, ProtocolError, TransportError } from './errors';
+import type { SnapshotPageWire, SnapshotWire } from '../../shared/snapshot-wire';
+import { HttpError, ProtocolError, TransportError } from '../errors';
 import { requestJson, type HttpContext } from './http';
 import { computeRetryDelay, isRetryableSubmitError, type RetryTuning } from './retry-policy';
-import type { SnapshotInfo, SnapshotPage } from './snapshots-types';
+import type { SnapshotInfo, SnapshotPage } from '../snapshots-types';
 
 /** The service answered `422 image_not_found`: the image to register does not exist in its registry. */
 export class ImageNotFoundError extends HttpError {

@@ -11,7 +11,7 @@
  * @packageDocumentation
  */
 import { catchError, retry, throwError, timer, type MonoTypeOperatorFunction } from 'rxjs';
-import { HttpError, TransportError } from './errors';
+import { HttpError, TransportError } from '../errors';
 
 /** HTTP statuses the log stream retries (plus transport errors). */
 export const LOG_RETRYABLE_STATUSES: ReadonlySet<number> = new Set([404, 408, 429, 500, 502, 503, 504]);

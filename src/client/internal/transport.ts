@@ -14,8 +14,8 @@
  */
 // Type-only: erased from the browser bundle.
 import type { Dispatcher } from 'undici';
-import type { ErrorBodyWire } from '../shared/wire';
-import { AuthError, HttpError, ProtocolError, toTransportError } from './errors';
+import type { ErrorBodyWire } from '../../shared/wire';
+import { AuthError, HttpError, ProtocolError, toTransportError } from '../errors';
 
 /** One request of {@link HttpTransport.request}. Header names are as given (transports treat them case-insensitively). */
 export interface TransportRequest {
@@ -210,18 +210,18 @@ export interface JsonResponse<T> {
 }
 
 /**
- * One HTTP request with the bearer token; resolves with the parsed JSON of a 2xx answer, rejects with
- * {@link HttpError}/{@link AuthError} for any other status, {@link TransportError} for network failures and
- * {@link ProtocolError} for a 2xx body that is not JSON. Aborts reject with the signal's reason.
+ * One HTTP request with the bearer token; resolves with the body text of a 2xx answer, rejects with
+ * {@link HttpError}/{@link AuthError} for any other status, {@link TransportError} for network failures. Aborts
+ * reject with the signal's reason.
  */
-export async function requestJson<T>(ctx: HttpContext, req: JsonRequest): Promise<JsonResponse<T>> {
+export async function requestText(ctx: HttpContext, req: JsonRequest & { accept?: string }): Promise<JsonResponse<string>> {
   const what = req.what ?? `${req.method} /${req.path.replace(/^\/+/, '')}`;
   let res: TransportResponse;
   try {
     res = await ctx.transport.request(endpoint(ctx, req.path), {
       method: req.method,
       signal: req.signal,
-      headers: { authorization: authHeader(ctx), accept: 'application/json', ...req.headers },
+      headers: { authorization: authHeader(ctx), accept: req.accept ?? 'application/json', ...req.headers },
       body: req.body ?? null,
     });
   } catch (err) {
@@ -232,15 +232,23 @@ export async function requestJson<T>(ctx: HttpContext, req: JsonRequest): Promis
     const text = await res.errorText();
     throw httpErrorFrom(res.status, text, res.headers['retry-after'], what);
   }
-  let text: string;
   try {
-    text = await res.text();
+    return { status: res.status, headers: res.headers, data: await res.text() };
   } catch (err) {
     throw toTransportError(err) ?? err;
   }
-  if (text.trim() === '') return { status: res.status, headers: res.headers, data: undefined as T };
+}
+
+/**
+ * {@link requestText} for JSON: resolves with the parsed JSON of a 2xx answer; {@link ProtocolError} for a 2xx
+ * body that is not JSON.
+ */
+export async function requestJson<T>(ctx: HttpContext, req: JsonRequest): Promise<JsonResponse<T>> {
+  const what = req.what ?? `${req.method} /${req.path.replace(/^\/+/, '')}`;
+  const { status, headers, data: text } = await requestText(ctx, req);
+  if (text.trim() === '') return { status, headers, data: undefined as T };
   try {
-    return { status: res.status, headers: res.headers, data: JSON.parse(text) as T };
+    return { status, headers, data: JSON.parse(text) as T };
   } catch (err) {
     throw new ProtocolError(`${what}: answer is not JSON`, { cause: err });
   }

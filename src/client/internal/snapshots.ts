@@ -32,10 +32,10 @@ import {
   type SnapshotArchitecture,
   type SnapshotPageWire,
   type SnapshotWire,
-} from '../shared/snapshot-wire';
-import { IDEMPOTENCY_KEY_HEADER } from '../shared/wire';
+} from '../../shared/snapshot-wire';
+import { IDEMPOTENCY_KEY_HEADER } from '../../shared/wire';
 import { buildPipeline, type PipelineDeps } from './build-pipeline';
-import { CancelledError, ClientClosedError, InvalidInputError, ProtocolError } from './errors';
+import { CancelledError, ClientClosedError, InvalidInputError, ProtocolError } from '../errors';
 import type { InterruptHandler, InterruptRegistry } from './sigint';
 import { snapshotRequest, toSnapshotInfo, toSnapshotPage } from './snapshots-http';
 import type {
@@ -48,11 +48,11 @@ import type {
   SnapshotResult,
   SnapshotResultEvent,
   SnapshotsApi,
-} from './snapshots-types';
-import type { BuildStatusEvent } from './types';
+} from '../snapshots-types';
+import type { BuildStatusEvent } from '../types';
 import { imageNameProblem, validateBuild } from './validate';
 
-export * from './snapshots-types';
+export * from '../snapshots-types';
 export { ImageNotFoundError, isSafeRegistrationRetry, snapshotRequest, toSnapshotInfo, toSnapshotPage } from './snapshots-http';
 
 /** A path component of an image name: `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`. */

@@ -26,17 +26,18 @@ import {
   SSE_CONTROL_EVENT,
   SSE_LOG_EVENT,
   SSE_PROGRESS_EVENT,
+  SSE_TIME_EVENT,
   parseReferenceControl,
   type ControlMessageWire,
   type ProgressMessageWire,
-} from '../shared/wire';
-import { ProtocolError, TransportError, toTransportError } from './errors';
+} from '../../shared/wire';
+import { ProtocolError, TransportError, toTransportError } from '../errors';
 import { authHeader, endpoint, httpErrorFrom, readErrorBody, type HttpContext, type StreamResponse } from './transport';
 
 /** What one log connection yields. */
 export type StreamItem =
-  | { kind: 'log'; id: string; line: string }
-  | { kind: 'progress'; id: string; progress: ProgressMessageWire }
+  | { kind: 'log'; id: string; line: string; time?: string }
+  | { kind: 'progress'; id: string; progress: ProgressMessageWire; time?: string }
   | { kind: 'control'; control: ControlMessageWire };
 
 /** Options of {@link logStream$}. */
@@ -76,6 +77,8 @@ export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
     let knownFailure: unknown;
     /** The server says control events come typed: plain messages are always log lines. */
     let typedControl = false;
+    /** The server's last time mark: when the events after it were recorded. */
+    let time: string | undefined;
 
     const cleanup = () => {
       closed = true;
@@ -198,7 +201,15 @@ export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
         const c = parseReferenceControl(ev.data);
         if (c) return control(c);
       }
-      subscriber.next({ kind: 'log', id: ev.lastEventId, line: ev.data });
+      subscriber.next(time ? { kind: 'log', id: ev.lastEventId, line: ev.data, time } : { kind: 'log', id: ev.lastEventId, line: ev.data });
+    });
+    es.addEventListener(SSE_TIME_EVENT, (ev: MessageEvent<string>) => {
+      try {
+        const t = (JSON.parse(ev.data) as { time?: unknown }).time;
+        time = typeof t === 'string' ? t : undefined;
+      } catch {
+        time = undefined; // Times are informational: a malformed mark only means no time for what follows.
+      }
     });
     es.addEventListener(SSE_CONTROL_EVENT, (ev: MessageEvent<string>) => {
       if (closed) return;
@@ -210,7 +221,7 @@ export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
       if (closed) return;
       try {
         const progress = JSON.parse(ev.data) as ProgressMessageWire;
-        if (progress && typeof progress.status === 'string') subscriber.next({ kind: 'progress', id: ev.lastEventId, progress });
+        if (progress && typeof progress.status === 'string') subscriber.next({ kind: 'progress', id: ev.lastEventId, progress, time });
       } catch {
         // Progress is informational: a malformed one is dropped, the log goes on.
       }
