@@ -15,7 +15,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ensureBaseImage } from './base-image';
 import { checkBuildah, createBuildahEngine } from './engines/buildah';
-import type { SandboxOptions } from './engines/buildah-sandbox';
+import { checkSandboxTools, type SandboxOptions } from './engines/buildah-sandbox';
 import { ScriptedEngine } from './engines/scripted';
 import { startServer, type RunningServer } from './index';
 import { startRegistry, type RunningRegistry } from './registry';
@@ -84,6 +84,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
 
   // Fail fast, with an install hint, before starting anything.
   await checkBuildah();
+  if ((options.isolation ?? 'oci') === 'oci') await checkSandboxTools(options.sandbox?.network ?? 'outbound');
 
   let ownRegistry: RunningRegistry | null = null;
   try {

@@ -9,6 +9,7 @@
  *
  * @packageDocumentation
  */
+import { execFile } from 'node:child_process';
 import type { ProcessGroupTracker } from '../process-group';
 import { BuildCgroup, type BuildLimits } from './build-cgroup';
 import { SLIRP_DNS, startBuildNetwork, type BuildNetwork, type IdRange } from './build-network';
@@ -132,4 +133,21 @@ export async function openSandbox(options: {
       await net.close();
     },
   };
+}
+
+/** Throw a clear error (with the package to install) unless the sandbox's tools can run. */
+export async function checkSandboxTools(network: BuildNetworkMode): Promise<void> {
+  const tools: Array<[string, string[], string]> = [
+    ['runc', ['--version'], 'runc'],
+    ['nsenter', ['--version'], 'util-linux'],
+    ['ip', ['-V'], 'iproute2'],
+    ...(network === 'outbound' ? [['slirp4netns', ['--version'], 'slirp4netns'] as [string, string[], string]] : []),
+  ];
+  for (const [tool, args, pkg] of tools) {
+    await new Promise<void>((resolve, reject) =>
+      execFile(tool, args, { timeout: 10_000 }, (err) =>
+        err ? reject(new Error(`the build sandbox needs ${tool} (${err.message.split('\n')[0]}); install it with: apt-get install -y ${pkg}`)) : resolve(),
+      ),
+    );
+  }
 }
