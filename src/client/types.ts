@@ -141,6 +141,11 @@ export interface BuildOptions {
   /** Ask the builder for a nydus conversion (default `true`, as the reference). */
   nydus?: boolean;
   cacheKey?: string;
+  /**
+   * Build secrets by id, for `RUN --mount=type=secret,id=<id>` (text). Sent to the service for this build only;
+   * never stored in the build's record, log or image, and masked as `***` in the log.
+   */
+  secrets?: Record<string, string>;
   /** Aborting this signal cancels the build exactly like unsubscribing. */
   signal?: AbortSignal;
   /** Fail (and cancel the remote build) when the whole build takes longer than this. */

@@ -22,7 +22,7 @@ export interface SubmitOptions {
   http: HttpContext;
   /** The packed context: temp file path and its size. */
   file: { path: string; size: number };
-  build: Pick<ValidatedBuild, 'imageName' | 'dockerfile' | 'buildArgs' | 'nydus' | 'cacheKey'>;
+  build: Pick<ValidatedBuild, 'imageName' | 'dockerfile' | 'buildArgs' | 'nydus' | 'cacheKey'> & Partial<Pick<ValidatedBuild, 'secrets'>>;
   /** Sent on every attempt of this one submit. */
   idempotencyKey: string;
   retry: RetryTuning;
@@ -66,6 +66,7 @@ export function multipartParts(build: SubmitOptions['build'], fileSize: number):
   head += formPart(boundary, BUILD_FORM_FIELDS.buildArgs, JSON.stringify(build.buildArgs));
   head += formPart(boundary, BUILD_FORM_FIELDS.nydusConvert, build.nydus ? 'true' : 'false');
   if (build.cacheKey !== undefined) head += formPart(boundary, BUILD_FORM_FIELDS.cacheKey, build.cacheKey);
+  for (const [id, value] of Object.entries(build.secrets ?? {})) head += formPart(boundary, `${BUILD_FORM_FIELDS.secretPrefix}${id}`, value);
   head +=
     `--${boundary}\r\nContent-Disposition: form-data; name="${BUILD_FORM_FIELDS.context}"; filename="context.tar.gz"\r\n` +
     `Content-Type: application/gzip\r\n\r\n`;

@@ -20,7 +20,8 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Engine, EngineJob, EngineResult, EngineSink } from '../engine';
@@ -114,6 +115,22 @@ export async function checkBuildah(buildahPath = 'buildah'): Promise<string> {
       { cause: err },
     );
   }
+}
+
+/**
+ * Write build secrets where `bud --secret` reads them: a private directory in memory (/dev/shm), never the data
+ * dir or a disk; `remove()` deletes it (buildah copies a secret into the RUN's private run dir for the step).
+ */
+function writeSecrets(secrets: Record<string, string> | undefined): { args: string[]; remove(): void } {
+  const entries = Object.entries(secrets ?? {});
+  if (entries.length === 0) return { args: [], remove: () => undefined };
+  const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'rxbuild-secrets-'));
+  const args = entries.flatMap(([id, value]) => {
+    const file = join(dir, id);
+    writeFileSync(file, value, { mode: 0o600 });
+    return ['--secret', `id=${id},src=${file}`];
+  });
+  return { args, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** A local image name for one build, unique per build id, so concurrent builds never share a tag. */
@@ -314,7 +331,13 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
     const badKey = Object.keys(job.buildArgs).find((k) => k === '' || k.includes('='));
     if (badKey !== undefined) throw new Error(`invalid build arg name ${JSON.stringify(badKey)}`);
     const markers = new StepMarkers(readFileSync(join(job.contextDir, job.dockerfile), 'utf8'));
-    const bud = await run(budArgs(job, localTag, sandbox?.budArgs ?? ['--isolation', 'chroot']), markers);
+    const secrets = writeSecrets(job.secrets);
+    let bud: ProcessOutcome;
+    try {
+      bud = await run(budArgs(job, localTag, [...(sandbox?.budArgs ?? ['--isolation', 'chroot']), ...secrets.args]), markers);
+    } finally {
+      secrets.remove();
+    }
     if (bud.code !== 0) {
       const limit = sandbox?.limitHit(bud.lastLines);
       const message = failureMessage('build failed', bud);
