@@ -26,9 +26,10 @@ import { renderReport, type Section } from './lib/report';
 import { makeScriptedContext } from './lib/server';
 import { logsBench } from './logs';
 import { resumeBench } from './resume';
+import { sandboxBench } from './sandbox';
 import { uploadBench } from './upload';
 
-const BENCHES: Bench[] = [uploadBench, logsBench, resumeBench, cancelBench, concurrencyBench, e2eBench];
+const BENCHES: Bench[] = [uploadBench, logsBench, resumeBench, cancelBench, concurrencyBench, e2eBench, sandboxBench];
 
 const PREAMBLE = [
   'Produced by `npm run bench` (bench/, issue 6). Each figure is the median of several runs, with a ratio to a baseline measured in the',

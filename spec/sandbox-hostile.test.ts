@@ -12,7 +12,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lastValueFrom, toArray } from 'rxjs';
@@ -172,6 +173,55 @@ describe('a hostile RUN step (outbound network)', () => {
     expect(steps).toContain('RUN ["/bin/sh", "/probe.sh"]');
     expect(steps.filter((t) => t.includes('pretend'))).toEqual([]);
   });
+});
+
+/** Every regular file under `dir` whose bytes contain `needle`. */
+function filesContaining(dir: string, needle: Buffer): string[] {
+  const found: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const file = join(dir, name);
+    const st = lstatSync(file);
+    if (st.isDirectory()) found.push(...filesContaining(file, needle));
+    else if (st.isFile() && readFileSync(file).includes(needle)) found.push(file);
+  }
+  return found;
+}
+
+/** The layers of `imageRef` (exported from the registry with skopeo), uncompressed. */
+function exportedLayers(imageRef: string): Buffer[] {
+  const dir = mkdtempSync(join(tmp, 'export-'));
+  execFileSync('skopeo', ['copy', '--src-tls-verify=false', `docker://${imageRef}`, `oci:${dir}:image`], { stdio: 'ignore' });
+  const blob = (digest: string): Buffer => readFileSync(join(dir, 'blobs', ...digest.split(':')));
+  const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+  const manifest = JSON.parse(blob(index.manifests[0].digest).toString()) as { layers: Array<{ digest: string; mediaType: string }> };
+  return manifest.layers.map((l) => (l.mediaType.endsWith('gzip') ? gunzipSync(blob(l.digest)) : blob(l.digest)));
+}
+
+describe('build secrets', () => {
+  it('reach RUN --mount=type=secret, are masked in the log, and are in no layer, record or data dir file', async () => {
+    const secret = `npm-token-${randomBytes(12).toString('hex')}`;
+    const dir = mkdtempSync(join(tmp, 'ctx-'));
+    writeFileSync(
+      join(dir, 'Dockerfile'),
+      ['FROM busybox', 'RUN --mount=type=secret,id=npmrc test -s /run/secrets/npmrc && echo secret-present && cat /run/secrets/npmrc && echo done > /built', ''].join('\n'),
+    );
+    const events = await lastValueFrom(
+      a.client.builds.build({ context: dir, imageName: 'secretive:1', nydus: false, secrets: { npmrc: `//registry/:_authToken=${secret}\n` } }).pipe(toArray()),
+    );
+    const lines = events.flatMap((e) => (e.type === 'log' ? [e.line] : []));
+    expect(lines).toContain('secret-present');
+    expect(lines).toContain('//registry/:_authToken=***');
+    expect(lines.filter((l) => l.includes(secret))).toEqual([]);
+    const buildId = events.flatMap((e) => (e.type === 'log' ? [e.buildId] : []))[0];
+    const record = await a.client.builds.get(buildId);
+    expect(record.status).toBe('succeeded');
+
+    const layers = exportedLayers(record.imageRef!);
+    expect(layers.length).toBeGreaterThan(1);
+    expect(layers.some((l) => l.includes('done'))).toBe(true); // the RUN's own layer is there
+    expect(layers.filter((l) => l.includes(secret))).toEqual([]);
+    expect(filesContaining(join(tmp, 'a'), Buffer.from(secret))).toEqual([]);
+  }, 120_000);
 });
 
 describe('limits and the none network', () => {
