@@ -28,8 +28,9 @@ import { logsBench } from './logs';
 import { resumeBench } from './resume';
 import { sandboxBench } from './sandbox';
 import { uploadBench } from './upload';
+import { rebuildBench } from './rebuild';
 
-const BENCHES: Bench[] = [uploadBench, logsBench, resumeBench, cancelBench, concurrencyBench, e2eBench, sandboxBench];
+const BENCHES: Bench[] = [uploadBench, logsBench, resumeBench, cancelBench, concurrencyBench, e2eBench, rebuildBench, sandboxBench];
 
 const PREAMBLE = [
   'Produced by `npm run bench` (bench/, issue 6). Each figure is the median of several runs, with a ratio to a baseline measured in the',

@@ -13,6 +13,7 @@
 import { Agent, type Dispatcher } from 'undici';
 import { filter, lastValueFrom, type Observable } from 'rxjs';
 import { buildPipeline, watchPipeline, type PipelineDeps } from './internal/build-pipeline';
+import { defaultHashCacheDir } from './internal/hash-cache';
 import { ClientClosedError, InvalidInputError, ProtocolError } from './errors';
 import { getBuild, getBuildLog } from './internal/follow-build';
 import { createHttpContext, type HttpContext } from './internal/http';
@@ -123,6 +124,11 @@ export function createClient(options: ClientOptions): RxbuildClient {
     maxEmptyReconnects,
     tmpDir: options.tmpDir,
     submitCancelDeadlineMs: teardownTuning.deadlineMs,
+    contentUpload: {
+      enabled: options.contentUpload !== false,
+      hashCacheDir: options.hashCacheDir === false ? null : (options.hashCacheDir ?? defaultHashCacheDir()),
+      absent: false,
+    },
     isClosed: () => closed,
   };
 

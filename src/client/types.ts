@@ -123,6 +123,16 @@ export interface ClientOptions {
   /** Directory for packed contexts (default: the OS temp dir). */
   tmpDir?: string;
   /**
+   * Upload contexts by content when the service offers it (**rxbuild** extension; default `true`): only files
+   * the service lacks are sent. `false` always uploads a tar.gz, as against a reference service.
+   */
+  contentUpload?: boolean;
+  /**
+   * Where file digests are cached by (device, inode, size, mtime), so unchanged files are not read again
+   * (default `$XDG_CACHE_HOME/rxbuild`); `false` for no cache.
+   */
+  hashCacheDir?: string | false;
+  /**
    * Consecutive log reconnects that bring nothing new (stream ends without a control event) after which the
    * client asks `GET /builds/{id}` and finishes from a terminal status (default 3).
    */
@@ -140,7 +150,19 @@ export interface BuildOptions {
   buildArgs?: Record<string, string>;
   /** Ask the builder for a nydus conversion (default `true`, as the reference). */
   nydus?: boolean;
+  /**
+   * Builds of one token with the same key share a layer cache on the service (without a key: the token's
+   * default cache). Another token's cache is never used.
+   */
   cacheKey?: string;
+  /** **rxbuild** Run every step without the layer cache (`docker build --no-cache`). */
+  noCache?: boolean;
+  /** **rxbuild** Pull the base images again (`docker build --pull`). */
+  pull?: boolean;
+  /** **rxbuild** Build this stage of a multi-stage Dockerfile (`docker build --target`). */
+  target?: string;
+  /** **rxbuild** Image labels (`docker build --label K=V`). */
+  labels?: Record<string, string>;
   /**
    * Build secrets by id, for `RUN --mount=type=secret,id=<id>` (text). Sent to the service for this build only;
    * never stored in the build's record, log or image, and masked as `***` in the log.

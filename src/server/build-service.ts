@@ -60,6 +60,34 @@ export interface NewBuild {
   secrets?: Record<string, string>;
 }
 
+/** The stored form of a new, queued build. */
+export function newStoredBuild(id: string, input: NewBuild): StoredBuild {
+  return {
+    version: 1,
+    record: {
+      build_id: id,
+      status: 'queued',
+      image_name: input.imageName,
+      image_ref: null,
+      digest: null,
+      error: null,
+      queue_position: null,
+      step: null,
+      nydus: { requested: input.nydus, applied: null },
+      created_at: new Date().toISOString(),
+      started_at: null,
+      finished_at: null,
+    },
+    namespace: input.namespace,
+    image_ref: input.imageRef,
+    dockerfile: input.dockerfile,
+    build_args: input.buildArgs,
+    cache_key: input.flags.cacheKey,
+    build_flags: { no_cache: input.flags.noCache, pull: input.flags.pull, target: input.flags.target, labels: input.flags.labels },
+    idempotency_key: input.idempotencyKey,
+    process_groups: [],
+  };
+}
 /** Outcome of {@link BuildService.cancel}. */
 export type CancelOutcome =
   | { kind: 'not_found' }
@@ -83,6 +111,8 @@ export interface BuildServiceOptions {
   maxConcurrent: number;
   /** See {@link ENGINE_STOP_WATCHDOG_MS} (the default). */
   engineStopTimeoutMs?: number;
+  /** Recorded as `node` on the builds this service runs. */
+  nodeName?: string;
 }
 
 /** A control event for the end of a build's log stream, from its final record. */
@@ -278,7 +308,7 @@ export class BuildService {
     if (this.closing) throw new Error('service is closing');
     const id = `b_${randomBytes(12).toString('hex')}`;
     const dir = this.buildDir(id);
-    const stored = this.newRecord(id, input);
+    const stored = newStoredBuild(id, input);
     let journal: Journal | null = null;
     try {
       await fsp.mkdir(dir);
@@ -317,33 +347,7 @@ export class BuildService {
     return stored;
   }
 
-  private newRecord(id: string, input: NewBuild): StoredBuild {
-    return {
-      version: 1,
-      record: {
-        build_id: id,
-        status: 'queued',
-        image_name: input.imageName,
-        image_ref: null,
-        digest: null,
-        error: null,
-        queue_position: null,
-        step: null,
-        nydus: { requested: input.nydus, applied: null },
-        created_at: new Date().toISOString(),
-        started_at: null,
-        finished_at: null,
-      },
-      namespace: input.namespace,
-      image_ref: input.imageRef,
-      dockerfile: input.dockerfile,
-      build_args: input.buildArgs,
-      cache_key: input.flags.cacheKey,
-      build_flags: { no_cache: input.flags.noCache, pull: input.flags.pull, target: input.flags.target, labels: input.flags.labels },
-      idempotency_key: input.idempotencyKey,
-      process_groups: [],
-    };
-  }
+
 
   /**
    * A write of build `id`'s journal or record failed: the build ends failed with `message`. A running build is
@@ -432,6 +436,7 @@ export class BuildService {
     record.status = 'running';
     record.queue_position = null;
     record.started_at = new Date().toISOString();
+    if (this.options.nodeName !== undefined) record.node = this.options.nodeName;
     const controller = new AbortController();
     const run: Run = { controller, reason: null, storageError: null, done: Promise.resolve() };
     this.runs.set(id, run);

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { promises as fsp } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
   HEARTBEAT_INTERVAL_MS,
@@ -20,6 +20,9 @@ import {
 import { authenticate, namespaceForToken } from './auth';
 import { controlFor } from './build-service';
 import { FileBuildStore, FileSnapshotStorage } from './file-store';
+import { PgBuildStore } from './pg/build-store';
+import { PgSnapshotStorage } from './pg/snapshots';
+import type { BuildStore, SnapshotStorage } from './storage';
 import { resolveInRoot } from './context-extract';
 import type { Engine } from './engine';
 import { HttpError, badRequest, isDiskFull, sendError, sendJson } from './errors';
@@ -98,6 +101,14 @@ export interface StartServerOptions {
    * slot freed (default 10 s; the engine contract asks for 1 s).
    */
   engineStopTimeoutMs?: number;
+  /**
+   * Keep builds, journals, idempotency keys and snapshots in this PostgreSQL database instead of files under
+   * `dataDir`, shared with every other node on it (docs/deploy.md). `leaseMs`: how long a silent node keeps its
+   * running builds before another node fails them (default 10 s).
+   */
+  database?: { url: string; leaseMs?: number };
+  /** This node's name, recorded as `node` on the builds it runs (default: the host name). */
+  nodeName?: string;
   /**
    * The web page served at `/` without auth: its built directory (default {@link defaultWebDir}, i.e.
    * `dist/web`), or `false` for none. A missing build answers 404 `web_not_built`.
@@ -187,6 +198,31 @@ function idempotencyKeyHash(namespace: string, req: IncomingMessage): string | n
   return createHash('sha256').update(`${namespace}\0${key}`).digest('hex');
 }
 
+/** The file store under `dataDir`, or the PostgreSQL store when `options.database` names one. */
+async function openStores(
+  options: StartServerOptions,
+  dataDir: string,
+  engine: Engine,
+): Promise<{ builds: BuildStore; snapshots: SnapshotStorage }> {
+  const common = {
+    dataDir,
+    engine,
+    maxConcurrent: options.maxConcurrent ?? 2,
+    engineStopTimeoutMs: options.engineStopTimeoutMs,
+    nodeName: options.nodeName ?? hostname(),
+  };
+  if (options.database) {
+    const builds = await PgBuildStore.open({ ...common, url: options.database.url, leaseMs: options.database.leaseMs });
+    return { builds, snapshots: new PgSnapshotStorage(builds.db) };
+  }
+  const builds = await FileBuildStore.open(common);
+  const snapshots = await FileSnapshotStorage.open(dataDir).catch(async (err: unknown) => {
+    await builds.close();
+    throw err;
+  });
+  return { builds, snapshots };
+}
+
 /** Start the builder service. Resolves once it accepts connections. */
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
@@ -203,12 +239,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     maxUnpackedBytes: options.limits?.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES,
     maxEntries: options.limits?.maxEntries ?? DEFAULT_MAX_ENTRIES,
   };
-  const service = await FileBuildStore.open({
-    dataDir,
-    engine,
-    maxConcurrent: options.maxConcurrent ?? 2,
-    engineStopTimeoutMs: options.engineStopTimeoutMs,
-  });
+  const { builds: service, snapshots: snapshotStore } = await openStores(options, dataDir, engine);
   let faults = new FaultState(options.faults ?? {});
   const contents: ContentStore | null =
     options.contentStore === false
@@ -218,10 +249,6 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           await service.close();
           throw err;
         })));
-  const snapshotStore = await FileSnapshotStorage.open(dataDir).catch(async (err: unknown) => {
-    await service.close();
-    throw err;
-  });
   const snapshots = SnapshotApi.create({
     store: snapshotStore,
     namespace,

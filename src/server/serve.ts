@@ -45,6 +45,10 @@ export interface ServeOptions {
   isolation?: 'oci' | 'chroot';
   /** Start-up progress lines (e.g. "building the base image"). */
   log?: (line: string) => void;
+  /** Keep state in this PostgreSQL database, shared with other nodes (`startServer({ database })`). */
+  database?: { url: string; leaseMs?: number };
+  /** This node's name on the builds it runs (default: the host name). */
+  nodeName?: string;
 }
 
 /** A running service started by {@link serve}. */
@@ -77,6 +81,8 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
       engine: new ScriptedEngine(),
       registry,
       maxConcurrent: options.maxConcurrent,
+      database: options.database,
+      nodeName: options.nodeName,
       contextCacheBytes: options.contextCacheBytes,
     });
     return { url: server.url, registry, dataDir, server, close: onceOnly(() => server.close()) };
@@ -112,7 +118,9 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
         engine,
         registry,
         maxConcurrent: options.maxConcurrent,
-      contextCacheBytes: options.contextCacheBytes,
+        database: options.database,
+        nodeName: options.nodeName,
+        contextCacheBytes: options.contextCacheBytes,
         // Snapshots are checked against the real registry (HEAD of the manifest), not just our own builds.
         snapshots: { images: registryImageResolver(registry) },
       });

@@ -47,6 +47,30 @@ type JournalLine =
 /** Why an alias or retire could not be applied. */
 export type ChangeRefusal = 'not_found' | 'retired' | 'expired';
 
+/** Status of `s` at `now`. */
+export function snapshotStatus(s: Pick<StoredSnapshot, 'retired_at' | 'ttl' | 'created_at'>, now = Date.now()): SnapshotStatus {
+  if (s.retired_at) return 'retired';
+  if (s.ttl !== null && now >= Date.parse(s.created_at) + s.ttl * 1000) return 'expired';
+  return 'active';
+}
+
+/** The wire form of `s`, holding `aliases` (in the order it got them). */
+export function snapshotWire(s: Omit<StoredSnapshot, 'seq' | 'idempotency_key'>, aliases: readonly string[]): SnapshotWire {
+  return {
+    snapshot_id: s.snapshot_id,
+    image_ref: s.image_ref,
+    digest: s.digest,
+    architecture: s.architecture,
+    tags: { ...s.tags },
+    aliases: [...aliases],
+    status: snapshotStatus(s),
+    ttl: s.ttl,
+    created_at: s.created_at,
+    expires_at: s.ttl === null ? null : new Date(Date.parse(s.created_at) + s.ttl * 1000).toISOString(),
+    retired_at: s.retired_at,
+  };
+}
+
 /** The snapshot store of one server. Open with {@link SnapshotStore.open}. */
 export class SnapshotStore {
   private readonly snapshots = new Map<string, StoredSnapshot>();
@@ -165,26 +189,12 @@ export class SnapshotStore {
 
   /** Status of `s` at `now`. */
   statusOf(s: StoredSnapshot, now = Date.now()): SnapshotStatus {
-    if (s.retired_at) return 'retired';
-    if (s.ttl !== null && now >= Date.parse(s.created_at) + s.ttl * 1000) return 'expired';
-    return 'active';
+    return snapshotStatus(s, now);
   }
 
   /** The wire form of `s`. */
   toWire(s: StoredSnapshot): SnapshotWire {
-    return {
-      snapshot_id: s.snapshot_id,
-      image_ref: s.image_ref,
-      digest: s.digest,
-      architecture: s.architecture,
-      tags: { ...s.tags },
-      aliases: [...(this.held.get(s.snapshot_id) ?? [])],
-      status: this.statusOf(s),
-      ttl: s.ttl,
-      created_at: s.created_at,
-      expires_at: s.ttl === null ? null : new Date(Date.parse(s.created_at) + s.ttl * 1000).toISOString(),
-      retired_at: s.retired_at,
-    };
+    return snapshotWire(s, this.held.get(s.snapshot_id) ?? []);
   }
 
   /** The snapshot with id `id` (ids are shape-checked first). */

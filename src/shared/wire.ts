@@ -60,6 +60,11 @@ export interface BuildRecordWire {
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
+  /**
+   * The builder node that ran (or runs) the build (`rxbuild serve --node-name`, default the host name); `null`
+   * while queued. Absent from services older than this field.
+   */
+  node?: string | null;
 }
 
 /** `POST /builds` answer. */
