@@ -238,6 +238,15 @@ describe('limits and the none network', () => {
     expect(checks[`connect ${a.port}`]).toBe('failed');
   }, 120_000);
 
+  it('a failing COPY is reported without the service\'s absolute paths', async () => {
+    const dir = mkdtempSync(join(tmp, 'ctx-'));
+    writeFileSync(join(dir, 'Dockerfile'), 'FROM busybox\nCOPY no-such-file /x\n');
+    const { error, lines } = await build(b, dir);
+    expect(error).toBeInstanceOf(BuildFailedError);
+    expect((error as Error).message).toContain('no-such-file');
+    expect([(error as Error).message, ...lines].filter((l) => l.includes(join(tmp, 'b')))).toEqual([]);
+  }, 120_000);
+
   it('fails a build that exceeds its memory limit, naming the limit', async () => {
     const { error } = await build(b, context('a=$(head -c 300000000 /dev/zero | tr "\\0" x); echo "survived ${#a}"\n'));
     expect(error).toBeInstanceOf(BuildFailedError);

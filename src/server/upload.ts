@@ -68,6 +68,19 @@ export function checkBuildArgs(value: unknown): Record<string, string> {
   return out;
 }
 
+/** Check a manifest submission's `secrets`: an object of strings keyed by secret id. */
+export function checkSecrets(value: unknown): Record<string, string> {
+  if (value === undefined) return {};
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw badRequest('secrets must be a JSON object of strings.', 'invalid_form');
+  const out: Record<string, string> = {};
+  for (const [id, secret] of Object.entries(value as Record<string, unknown>)) {
+    if (!SECRET_ID_RE.test(id)) throw badRequest(`Secret id ${JSON.stringify(id)} must be 1–64 of A-Z a-z 0-9 _ . -.`, 'invalid_form');
+    if (typeof secret !== 'string') throw badRequest(`Secret ${JSON.stringify(id)} must be a string.`, 'invalid_form');
+    out[id] = secret;
+  }
+  return out;
+}
+
 /** Drain (and discard) the rest of a request body, up to a cap, then drop the connection. */
 export function drainRequest(req: IncomingMessage): void {
   let drained = 0;

@@ -133,6 +133,12 @@ function writeSecrets(secrets: Record<string, string> | undefined): { args: stri
   return { args, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+/** Replace each absolute path (and anything below it) in a line by its placeholder, longest path first. */
+function pathRedactor(paths: Array<[string, string]>): (line: string) => string {
+  const ordered = [...paths].sort((a, b) => b[0].length - a[0].length);
+  return (line) => ordered.reduce((out, [path, placeholder]) => out.split(path).join(placeholder), line);
+}
+
 /** A local image name for one build, unique per build id, so concurrent builds never share a tag. */
 function localTagFor(buildId: string): string {
   const safe = buildId.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 100) || 'build';
@@ -297,6 +303,13 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
   ): Promise<EngineResult> => {
     const localTag = localTagFor(job.buildId);
     const buildEnv = { ...env, ...sandbox?.env };
+    // Logs and errors never show the service's absolute paths (buildah quotes them, e.g. for a failing COPY).
+    const redact = pathRedactor([
+      [job.contextDir, '<context>'],
+      [job.workDir, '<work>'],
+      [storageDir, '<storage>'],
+      [tmpDir, '<tmp>'],
+    ]);
     // A cached build runs in its scope's own storage: no other scope's layers are visible there.
     const jobGlobalArgs = globalArgsFor(job.cacheScope);
     // One buildah invocation in its own process group, recorded with the sink (durable state) while it runs,
@@ -311,8 +324,9 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
         killGraceMs: options.killGraceMs ?? 300,
         tracker: sink,
         onLine: (line) => {
-          last.push(line);
-          sink.log(line);
+          const shown = redact(line);
+          last.push(shown);
+          sink.log(shown);
           const step = markers?.accept(line);
           if (step) sink.step(step);
         },
