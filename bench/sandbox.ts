@@ -7,6 +7,7 @@
  */
 import * as path from 'node:path';
 import { serve, type RunningService } from '../src/server/serve';
+import { TestHooks } from '../spec/helpers/test-server';
 import type { Bench } from './lib/bench';
 import { rxbuildBuild } from './e2e';
 import * as f from './lib/format';
@@ -24,19 +25,20 @@ export const sandboxBench: Bench = {
     const runs = ctx.runs(5, 2);
     const context = path.join(ctx.repoRoot, EXAMPLE);
     ctx.log('sandbox: starting the services (registry, base image)');
-    const oci = await serve({ dataDir: path.join(ctx.tmpDir, 'sandbox-oci'), token: BENCH_TOKEN, maxConcurrent: 1 });
+    const hooks = { oci: new TestHooks(), chroot: new TestHooks() };
+    const oci = await serve({ dataDir: path.join(ctx.tmpDir, 'sandbox-oci'), token: BENCH_TOKEN, maxConcurrent: 1, hooks: hooks.oci });
     let chroot: RunningService | null = null;
     const times: Record<'oci' | 'chroot', number[]> = { oci: [], chroot: [] };
     const engine: Record<'oci' | 'chroot', number[]> = { oci: [], chroot: [] };
     try {
-      chroot = await serve({ dataDir: path.join(ctx.tmpDir, 'sandbox-chroot'), token: BENCH_TOKEN, maxConcurrent: 1, registry: oci.registry, isolation: 'chroot' });
+      chroot = await serve({ dataDir: path.join(ctx.tmpDir, 'sandbox-chroot'), token: BENCH_TOKEN, maxConcurrent: 1, registry: oci.registry, isolation: 'chroot', hooks: hooks.chroot });
       const services = { oci, chroot };
       ctx.log('sandbox: warm-up');
-      for (const svc of [oci, chroot]) await rxbuildBuild(ctx, svc, context, 0);
+      for (const which of ['oci', 'chroot'] as const) await rxbuildBuild(ctx, services[which], hooks[which], context, 0);
       for (let i = 1; i <= runs; i++) {
         ctx.log(`sandbox: run ${i}/${runs}`);
         for (const which of i % 2 === 1 ? (['oci', 'chroot'] as const) : (['chroot', 'oci'] as const)) {
-          const b = await rxbuildBuild(ctx, services[which], context, i);
+          const b = await rxbuildBuild(ctx, services[which], hooks[which], context, i);
           times[which].push(b.ms);
           engine[which].push(b.breakdown.engine);
         }

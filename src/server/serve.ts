@@ -17,7 +17,7 @@ import { ensureBaseImage } from './base-image';
 import { checkBuildah, createBuildahEngine } from './engines/buildah';
 import { checkSandboxTools, type SandboxOptions } from './engines/buildah-sandbox';
 import { ScriptedEngine } from './engines/scripted';
-import { startServer, type RunningServer } from './index';
+import { startServer, type RunningServer, type ServerHooks } from './index';
 import { startRegistry, type RunningRegistry } from './registry';
 import { registryImageResolver } from './snapshots-images';
 
@@ -49,6 +49,8 @@ export interface ServeOptions {
   database?: { url: string; leaseMs?: number };
   /** This node's name on the builds it runs (default: the host name). */
   nodeName?: string;
+  /** Test seams of the HTTP service (specs and benchmarks only; see `ServerHooks`). */
+  hooks?: ServerHooks;
 }
 
 /** A running service started by {@link serve}. */
@@ -58,7 +60,7 @@ export interface RunningService {
   /** `host:port` of the registry builds push to. */
   registry: string;
   dataDir: string;
-  /** The HTTP service itself (request log, waiters; handy in tests). */
+  /** The HTTP service itself. */
   server: RunningServer;
   /** Stop the service (running builds are cancelled), then the registry if `serve` started it. Idempotent. */
   close(): Promise<void>;
@@ -84,6 +86,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
       database: options.database,
       nodeName: options.nodeName,
       contextCacheBytes: options.contextCacheBytes,
+      hooks: options.hooks,
     });
     return { url: server.url, registry, dataDir, server, close: onceOnly(() => server.close()) };
   }
@@ -123,6 +126,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
         contextCacheBytes: options.contextCacheBytes,
         // Snapshots are checked against the real registry (HEAD of the manifest), not just our own builds.
         snapshots: { images: registryImageResolver(registry) },
+        hooks: options.hooks,
       });
     } catch (err) {
       await engine.close();
