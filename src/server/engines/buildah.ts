@@ -456,6 +456,8 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
       closing.abort(new Error('the buildah engine is closing'));
       await Promise.allSettled([...inFlight]);
       while (housekeeping) await housekeeping;
+      // The temp dir outside the data dir goes with the engine that owns the storage (not a short-lived one).
+      if (sweep && isolation === 'oci') rmSync(tmpDir, { recursive: true, force: true });
     },
   };
 }
