@@ -277,6 +277,8 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
 
   const runBuild = async (job: EngineJob, sink: EngineSink, cancel: AbortSignal): Promise<EngineResult> => {
     mkdirSync(job.workDir, { recursive: true });
+    // Again per build: /var/tmp may be cleaned while the engine lives.
+    mkdirSync(tmpDir, { recursive: true, mode: 0o711 });
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = AbortSignal.any([cancel, timeout]);
     const stopped = (): Error =>
