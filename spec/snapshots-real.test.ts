@@ -67,7 +67,11 @@ describe('image snapshot with real buildah and registry', () => {
     const res = await fetch(`${service.url}/snapshots/%40busybox-e2e`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(await res.json()).toMatchObject({ snapshot_id: result.snapshotId, image_ref: result.imageRef, digest: result.digest });
     const requests = hooks.requests;
+    // The generated context goes by content (issue 14): the service is asked what it lacks, gets the Dockerfile,
+    // then the build is submitted by manifest.
     expect(requests.filter((r) => r.method === 'POST').map((r) => `${r.path} ${r.status}`)).toEqual([
+      '/contents/missing 200',
+      '/contents 200',
       '/builds 201',
       '/snapshots 201',
       `/snapshots/${result.snapshotId}/aliases 200`,
