@@ -27,8 +27,9 @@ import { makeScriptedContext } from './lib/server';
 import { logsBench } from './logs';
 import { resumeBench } from './resume';
 import { uploadBench } from './upload';
+import { webBench } from './web';
 
-const BENCHES: Bench[] = [uploadBench, logsBench, resumeBench, cancelBench, concurrencyBench, e2eBench];
+const BENCHES: Bench[] = [uploadBench, logsBench, resumeBench, cancelBench, concurrencyBench, e2eBench, webBench];
 
 const PREAMBLE = [
   'Produced by `npm run bench` (bench/, issue 6). Each figure is the median of several runs, with a ratio to a baseline measured in the',

@@ -38,6 +38,8 @@ export interface ServeOptions {
   engine?: 'buildah' | 'scripted';
   /** Start-up progress lines (e.g. "building the base image"). */
   log?: (line: string) => void;
+  /** The web page's directory (default: the package's `dist/web`), or `false` for none. */
+  web?: string | false;
 }
 
 /** A running service started by {@link serve}. */
@@ -70,6 +72,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
       engine: new ScriptedEngine(),
       registry,
       maxConcurrent: options.maxConcurrent,
+      web: options.web,
     });
     return { url: server.url, registry, dataDir, server, close: onceOnly(() => server.close()) };
   }
@@ -103,6 +106,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
         engine,
         registry,
         maxConcurrent: options.maxConcurrent,
+        web: options.web,
         // Snapshots are checked against the real registry (HEAD of the manifest), not just our own builds.
         snapshots: { images: registryImageResolver(registry) },
       });
