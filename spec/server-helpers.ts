@@ -59,6 +59,8 @@ export interface SubmitOptions {
   /** Put the fields after the file part. */
   fieldsAfterFile?: boolean;
   headers?: Record<string, string>;
+  /** More form fields (e.g. `no_cache`, `labels`). */
+  extraFields?: Record<string, string>;
 }
 
 /** POST /builds with a multipart form built by fetch's FormData. */
@@ -72,6 +74,7 @@ export async function submit(baseUrl: string, opts: SubmitOptions = {}): Promise
   }
   if (opts.nydus !== undefined) fields.push(['nydus_convert', opts.nydus]);
   if (opts.cacheKey !== undefined) fields.push(['cache_key', opts.cacheKey]);
+  fields.push(...Object.entries(opts.extraFields ?? {}));
   const addFile = async (): Promise<void> => {
     if (opts.context === null) return;
     const context = opts.context ?? (await simpleContext());

@@ -23,6 +23,18 @@ export function parsePositiveInt(flag: string): (value: string) => number {
   };
 }
 
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4 };
+
+/** Parser for a size in bytes: a whole number with an optional binary unit (`512MiB`, `10G`, `4096`). */
+export function parseByteSize(flag: string): (value: string) => number {
+  return (value) => {
+    const m = /^(\d+)\s*([A-Za-z]*)$/.exec(value.trim());
+    const unit = m ? BYTE_UNITS[m[2].toLowerCase()] : undefined;
+    if (!m || unit === undefined) throw new UsageError(`${flag} must be a size such as 10GiB, 512MiB or 4096, not "${value}"`);
+    return Number(m[1]) * unit;
+  };
+}
+
 /** Collector for a repeatable option: `--x a --x b` → `['a', 'b']`. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];

@@ -15,6 +15,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { BuildRecordWire, BuildStatus, ProgressMessageWire } from '../shared/wire';
 import { isTerminalBuildStatus } from '../shared/wire';
+import type { BuildFlags } from './build-options';
 import type { Engine } from './engine';
 import { ENGINE_STOP_WATCHDOG_MS, INTERRUPTED, createRunSink, engineJobFor, progressOf, runToOutcome, type AbortReason } from './engine-run';
 import { Journal } from './journal';
@@ -34,6 +35,8 @@ export interface StoredBuild {
   dockerfile: string;
   build_args: Record<string, string>;
   cache_key: string | null;
+  /** `no_cache`, `pull`, `target`, `labels` (absent in records written before they existed). */
+  build_flags?: { no_cache: boolean; pull: boolean; target: string | null; labels: Record<string, string> };
   /** sha256 of namespace + Idempotency-Key, or null. */
   idempotency_key: string | null;
   /** Process groups the engine started and has not reported gone; killed on recovery. */
@@ -48,12 +51,40 @@ export interface NewBuild {
   dockerfile: string;
   buildArgs: Record<string, string>;
   nydus: boolean;
-  cacheKey: string | null;
+  flags: BuildFlags;
   idempotencyKey: string | null;
   /** Unpacked context; moved into the build's directory. */
   stagedContextDir: string;
 }
 
+/** The stored form of a new, queued build. */
+export function newStoredBuild(id: string, input: NewBuild): StoredBuild {
+  return {
+    version: 1,
+    record: {
+      build_id: id,
+      status: 'queued',
+      image_name: input.imageName,
+      image_ref: null,
+      digest: null,
+      error: null,
+      queue_position: null,
+      step: null,
+      nydus: { requested: input.nydus, applied: null },
+      created_at: new Date().toISOString(),
+      started_at: null,
+      finished_at: null,
+    },
+    namespace: input.namespace,
+    image_ref: input.imageRef,
+    dockerfile: input.dockerfile,
+    build_args: input.buildArgs,
+    cache_key: input.flags.cacheKey,
+    build_flags: { no_cache: input.flags.noCache, pull: input.flags.pull, target: input.flags.target, labels: input.flags.labels },
+    idempotency_key: input.idempotencyKey,
+    process_groups: [],
+  };
+}
 /** Outcome of {@link BuildService.cancel}. */
 export type CancelOutcome =
   | { kind: 'not_found' }
@@ -65,6 +96,8 @@ interface Run {
   controller: AbortController;
   /** Why it was aborted: a user's DELETE or the service shutting down. */
   reason: AbortReason;
+  /** Set when a write of the build's journal or record failed: the build is stopped and ends failed with it. */
+  storageError: string | null;
   done: Promise<void>;
 }
 
@@ -75,6 +108,8 @@ export interface BuildServiceOptions {
   maxConcurrent: number;
   /** See {@link ENGINE_STOP_WATCHDOG_MS} (the default). */
   engineStopTimeoutMs?: number;
+  /** Recorded as `node` on the builds this service runs. */
+  nodeName?: string;
 }
 
 /** A control event for the end of a build's log stream, from its final record. */
@@ -84,16 +119,29 @@ export function controlFor(record: BuildRecordWire): { done: true } | { error: s
   return { error: record.error ?? 'build failed' };
 }
 
+/** The error a build ends with when a write of its `what` failed (disk full, quota, I/O error). */
+export function storageFailure(err: unknown, what: 'build log' | 'build record'): string {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return `disk full while writing the ${what}`;
+  return `could not write the ${what} (${code ?? (err as Error)?.message ?? String(err)})`;
+}
+
 async function writeJsonAtomic(file: string, value: unknown, sync: boolean): Promise<void> {
   const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-  const handle = await fsp.open(tmp, 'w');
   try {
-    await handle.writeFile(JSON.stringify(value));
-    if (sync) await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await fsp.open(tmp, 'w');
+    try {
+      await handle.writeFile(JSON.stringify(value));
+      if (sync) await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    // A failed write (disk full) leaves no half-written temp file behind.
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
   }
-  await fsp.rename(tmp, file);
   if (sync) {
     // The rename itself must survive a power cut too.
     const dir = await fsp.open(path.dirname(file), 'r');
@@ -173,7 +221,10 @@ export class BuildService {
     journal.appendLog(`build interrupted: the service stopped while the build was ${stored.record.started_at ? 'running' : 'queued'}`);
     journal.appendProgress(this.progressOf(stored));
     await journal.seal();
-    await this.persist(stored, true);
+    await this.persist(stored, true).catch((err: unknown) => {
+      // Not fatal: the record on disk still says unfinished, so the next start-up fails it again.
+      console.error(`rxbuild server: build ${stored.record.build_id}: ${storageFailure(err, 'build record')}`);
+    });
     await this.removeScratch(stored.record.build_id);
   }
 
@@ -244,43 +295,33 @@ export class BuildService {
     }
   }
 
-  /** Create a queued build from a validated submission, durably, and start it when a slot is free. */
+  /**
+   * Create a queued build from a validated submission, durably, and start it when a slot is free. A failure to
+   * store it (disk full) leaves nothing behind: no record, no directory, no build in memory.
+   */
   async create(input: NewBuild): Promise<StoredBuild> {
     if (this.closing) throw new Error('service is closing');
     const id = `b_${randomBytes(12).toString('hex')}`;
     const dir = this.buildDir(id);
-    await fsp.mkdir(dir);
-    await fsp.rename(input.stagedContextDir, path.join(dir, 'context'));
-    const stored: StoredBuild = {
-      version: 1,
-      record: {
-        build_id: id,
-        status: 'queued',
-        image_name: input.imageName,
-        image_ref: null,
-        digest: null,
-        error: null,
-        queue_position: null,
-        step: null,
-        nydus: { requested: input.nydus, applied: null },
-        created_at: new Date().toISOString(),
-        started_at: null,
-        finished_at: null,
-      },
-      namespace: input.namespace,
-      image_ref: input.imageRef,
-      dockerfile: input.dockerfile,
-      build_args: input.buildArgs,
-      cache_key: input.cacheKey,
-      idempotency_key: input.idempotencyKey,
-      process_groups: [],
-    };
-    const journal = await Journal.open(this.journalFile(id), { sealed: false });
+    const stored = newStoredBuild(id, input);
+    let journal: Journal | null = null;
+    try {
+      await fsp.mkdir(dir);
+      await fsp.rename(input.stagedContextDir, path.join(dir, 'context'));
+      journal = await Journal.open(this.journalFile(id), {
+        sealed: false,
+        onWriteError: (err) => this.storageFailed(id, storageFailure(err, 'build log')),
+      });
+      stored.record.queue_position = this.queue.length + 1;
+      // Durable before the client hears the id: a crash now leaves a build that recovery marks interrupted.
+      await this.persist(stored, true);
+    } catch (err) {
+      await journal?.seal();
+      await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      throw err;
+    }
     this.journals.set(id, journal);
     this.builds.set(id, stored);
-    stored.record.queue_position = this.queue.length + 1;
-    // Durable before the client hears the id: a crash now leaves a build that recovery marks interrupted.
-    await this.persist(stored, true);
     if (input.idempotencyKey) this.idempotency.set(input.idempotencyKey, id);
     if (this.closing) {
       // The service began stopping while this build was being stored: it ends like every other queued build.
@@ -298,6 +339,34 @@ export class BuildService {
     this.emitStatus(stored);
     this.pump();
     return stored;
+  }
+
+
+
+  /**
+   * A write of build `id`'s journal or record failed: the build ends failed with `message`. A running build is
+   * aborted (its run records the error), a queued one ends at once.
+   */
+  private storageFailed(id: string, message: string): void {
+    const stored = this.builds.get(id);
+    if (!stored || isTerminalBuildStatus(stored.record.status)) return;
+    const run = this.runs.get(id);
+    if (run) {
+      if (run.storageError) return;
+      console.error(`rxbuild server: build ${id}: ${message}`);
+      run.storageError = message;
+      run.controller.abort();
+      return;
+    }
+    const i = this.queue.indexOf(id);
+    if (i === -1) return;
+    console.error(`rxbuild server: build ${id}: ${message}`);
+    this.queue.splice(i, 1);
+    stored.record.status = 'failed';
+    stored.record.error = message;
+    stored.record.queue_position = null;
+    stored.record.finished_at = new Date().toISOString();
+    void this.finish(stored, this.journals.get(id)!);
   }
 
   private progressOf(stored: StoredBuild): ProgressMessageWire {
@@ -361,23 +430,27 @@ export class BuildService {
     record.status = 'running';
     record.queue_position = null;
     record.started_at = new Date().toISOString();
-    void this.persist(stored, false).catch(() => undefined);
+    if (this.options.nodeName !== undefined) record.node = this.options.nodeName;
+    const controller = new AbortController();
+    const run: Run = { controller, reason: null, storageError: null, done: Promise.resolve() };
+    this.runs.set(id, run);
+    const recordFailed = (err: unknown): void => this.storageFailed(id, storageFailure(err, 'build record'));
+    void this.persist(stored, false).catch(recordFailed);
     journal.appendProgress(this.progressOf(stored));
     this.emitStatus(stored);
 
-    const controller = new AbortController();
     let finished = false;
     const sink = createRunSink({
       journal,
       record,
-      finished: () => finished,
+      // After a failed write the build is being stopped: its output has nowhere to go.
+      finished: () => finished || run.storageError !== null,
       onStep: () => this.emitStatus(stored),
       groups: stored.process_groups,
-      persistGroups: () => void this.persist(stored, false).catch(() => undefined),
+      persistGroups: () => void this.persist(stored, false).catch(recordFailed),
     });
     const dir = this.buildDir(id);
     const job = engineJobFor(stored, path.join(dir, 'context'), path.join(dir, 'work'));
-    const run: Run = { controller, reason: null, done: Promise.resolve() };
     run.done = (async () => {
       await runToOutcome(
         async (signal) => {
@@ -390,9 +463,13 @@ export class BuildService {
         record,
       );
       finished = true;
+      if (run.storageError && record.status !== 'cancelled') {
+        // Even if the image was built: a build whose log or record could not be kept does not count as done.
+        record.status = 'failed';
+        record.error = run.storageError;
+      }
       await this.finish(stored, journal);
     })();
-    this.runs.set(id, run);
   }
 
   /** Journal the terminal state, make it durable, tell waiters, free the slot. */
@@ -400,12 +477,11 @@ export class BuildService {
     const id = stored.record.build_id;
     if (stored.record.status === 'failed') journal.appendLog(`error: ${stored.record.error}`);
     journal.appendProgress(this.progressOf(stored));
-    try {
-      await journal.seal();
-    } catch {
-      // A journal write failed (disk full?): the record below still tells the outcome.
-    }
-    await this.persist(stored, true).catch(() => undefined);
+    // A journal that could not be written (disk full) drops what it could not keep; the record tells the outcome.
+    await journal.seal();
+    await this.persist(stored, true).catch((err: unknown) => {
+      console.error(`rxbuild server: build ${id} ended ${stored.record.status}, but ${storageFailure(err, 'build record')}`);
+    });
     await this.removeScratch(id);
     this.runs.delete(id);
     this.emitStatus(stored);

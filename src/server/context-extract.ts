@@ -15,7 +15,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
-import { HttpError, badRequest } from './errors';
+import { HttpError, badRequest, insufficientStorage, isDiskFull } from './errors';
 
 /** Caps applied while unpacking. */
 export interface ExtractLimits {
@@ -91,7 +91,7 @@ export function resolveInRoot(root: string, rel: string): string | null {
 }
 
 /** Throws unless every existing ancestor directory of `rel` is a real directory (not a symlink, not a file). */
-async function checkAncestors(root: string, rel: string): Promise<void> {
+export async function checkAncestors(root: string, rel: string): Promise<void> {
   const parts = rel.split('/');
   for (let i = 1; i < parts.length; i++) {
     const prefix = parts.slice(0, i).join('/');
@@ -122,7 +122,7 @@ async function clearPath(abs: string, rel: string): Promise<void> {
 type EntryStream = AsyncIterable<Buffer> & { resume(): unknown };
 
 /** Counts bytes through a stream and fails once `max` is passed. */
-class ByteCap extends Transform {
+export class ByteCap extends Transform {
   bytes = 0;
   constructor(
     private readonly max: number,
@@ -137,12 +137,13 @@ class ByteCap extends Transform {
   }
 }
 
-function mapStreamError(err: unknown): HttpError {
+export function mapStreamError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
   const e = err as NodeJS.ErrnoException;
   if (typeof e?.code === 'string' && e.code.startsWith('Z_')) {
     return badRequest('The context is not a gzip-compressed tar archive (gzip: ' + e.message + ').', 'invalid_context');
   }
+  if (isDiskFull(e)) return insufficientStorage();
   if (e?.code === 'ERR_STREAM_PREMATURE_CLOSE') {
     return new HttpError(400, 'upload_aborted', 'The upload ended before the context was complete.');
   }
@@ -208,13 +209,7 @@ export async function extractContext(input: Readable, root: string, limits: Extr
       case 'symlink': {
         stream.resume();
         const target = header.linkname ?? '';
-        if (target === '' || target.includes('\0')) throw badRequest(`symlink ${JSON.stringify(rel)} has no valid target.`, 'invalid_context');
-        if (target.startsWith('/')) throw escapeError(`symlink ${JSON.stringify(rel)} points to the absolute path ${JSON.stringify(target)}.`);
-        // Lexical check now; the full check (through other links) runs once everything is unpacked.
-        const lexical = path.posix.normalize(path.posix.join(path.posix.dirname(rel), target));
-        if (lexical === '..' || lexical.startsWith('../')) {
-          throw escapeError(`symlink ${JSON.stringify(rel)} points outside the context (${JSON.stringify(target)}).`);
-        }
+        checkSymlinkTarget(rel, target);
         await fsp.mkdir(path.dirname(abs), { recursive: true });
         await clearPath(abs, rel);
         await fsp.symlink(target, abs);
@@ -264,11 +259,28 @@ export async function extractContext(input: Readable, root: string, limits: Extr
   }
   if (entryError) throw mapStreamError(entryError);
 
-  // Every symlink, followed through the others as the kernel would, must stay inside.
+  checkSymlinksStayInside(root, symlinks);
+  return stats;
+}
+
+/**
+ * Check the target of symlink `rel` before it is created: present, not absolute, and not leaving the context
+ * lexically. The full check, through the context's other links, is {@link checkSymlinksStayInside}.
+ */
+export function checkSymlinkTarget(rel: string, target: string): void {
+  if (target === '' || target.includes('\0')) throw badRequest(`symlink ${JSON.stringify(rel)} has no valid target.`, 'invalid_context');
+  if (target.startsWith('/')) throw escapeError(`symlink ${JSON.stringify(rel)} points to the absolute path ${JSON.stringify(target)}.`);
+  const lexical = path.posix.normalize(path.posix.join(path.posix.dirname(rel), target));
+  if (lexical === '..' || lexical.startsWith('../')) {
+    throw escapeError(`symlink ${JSON.stringify(rel)} points outside the context (${JSON.stringify(target)}).`);
+  }
+}
+
+/** Once a context is complete: every symlink, followed through the others as the kernel would, must stay inside. */
+export function checkSymlinksStayInside(root: string, symlinks: readonly string[]): void {
   for (const rel of symlinks) {
     if (resolveInRoot(root, rel) === null) {
       throw escapeError(`symlink ${JSON.stringify(rel)} resolves outside the context.`);
     }
   }
-  return stats;
 }

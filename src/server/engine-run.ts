@@ -6,7 +6,7 @@
  */
 import type { BuildRecordWire, BuildStepWire, ProgressMessageWire } from '../shared/wire';
 import type { StoredBuild } from './build-service';
-import type { EngineJob, EngineResult, EngineSink } from './engine';
+import type { Engine, EngineJob, EngineResult, EngineSink } from './engine';
 import type { TrackedProcessGroup } from './process-group';
 
 /** The error recorded on builds that were running or queued when the service stopped or died. */
@@ -107,6 +107,12 @@ export function engineJobFor(stored: StoredBuild, contextDir: string, workDir: s
     buildArgs: { ...stored.build_args },
     nydus: record.nydus.requested,
     cacheKey: stored.cache_key,
+    // One layer cache per namespace (and cache_key within it): a token never uses another token's layers.
+    cacheScope: stored.cache_key === null ? stored.namespace : `${stored.namespace}/${stored.cache_key}`,
+    noCache: stored.build_flags?.no_cache ?? false,
+    pull: stored.build_flags?.pull ?? false,
+    target: stored.build_flags?.target ?? null,
+    labels: { ...(stored.build_flags?.labels ?? {}) },
     workDir,
   };
 }
@@ -141,4 +147,62 @@ export async function runToOutcome(
     }
   }
   record.finished_at = new Date().toISOString();
+}
+
+/** A run in progress. */
+export interface StartedRun {
+  controller: AbortController;
+  /** Set before aborting: why. */
+  reason: AbortReason;
+  /** Settles once the outcome is in the record and `finish` is done. */
+  done: Promise<void>;
+}
+
+/** Options of {@link startRun}. */
+export interface StartRunOptions {
+  engine: Engine;
+  stored: StoredBuild;
+  journal: RunJournal;
+  contextDir: string;
+  workDir: string;
+  /** Before the engine starts: make the directories, fetch the context. A rejection fails the build. */
+  prepare: () => Promise<void>;
+  /** A step changed the record. */
+  onStep: () => void;
+  /** `stored.process_groups` changed. */
+  persistGroups: () => void;
+  stopTimeoutMs: number;
+  /** Once the outcome is in the record: journal it, store it, free the slot. */
+  finish: () => Promise<void>;
+}
+
+/** Start running a claimed build (its record already says `running`). */
+export function startRun(o: StartRunOptions): StartedRun {
+  let finished = false;
+  const record = o.stored.record;
+  const sink = createRunSink({
+    journal: o.journal,
+    record,
+    finished: () => finished,
+    onStep: o.onStep,
+    groups: o.stored.process_groups,
+    persistGroups: o.persistGroups,
+  });
+  const job = engineJobFor(o.stored, o.contextDir, o.workDir);
+  const run: StartedRun = { controller: new AbortController(), reason: null, done: Promise.resolve() };
+  run.done = (async () => {
+    await runToOutcome(
+      async (signal) => {
+        await o.prepare();
+        return o.engine.run(job, sink, signal);
+      },
+      run.controller,
+      () => run.reason,
+      o.stopTimeoutMs,
+      record,
+    );
+    finished = true;
+    await o.finish();
+  })();
+  return run;
 }

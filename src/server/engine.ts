@@ -25,6 +25,20 @@ export interface EngineJob {
   /** The client asked for `nydus_convert`. */
   nydus: boolean;
   cacheKey: string | null;
+  /**
+   * The layer cache this build may use and fill: builds with the same scope share cached layers, builds with
+   * different scopes never see each other's. The service sets it to the namespace (plus the `cache_key`);
+   * absent or `null`: no layer cache.
+   */
+  cacheScope?: string | null;
+  /** Use no cached layer (they are still stored for later builds). */
+  noCache?: boolean;
+  /** Pull base images again even when they are in storage. */
+  pull?: boolean;
+  /** The stage of a multi-stage Dockerfile to build. */
+  target?: string | null;
+  /** Labels to set on the image. */
+  labels?: Record<string, string>;
   /** A scratch directory for this build only (removed by the service afterwards). */
   workDir: string;
 }

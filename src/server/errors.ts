@@ -43,10 +43,24 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
-/** Answer an error as JSON. Anything that is not an {@link HttpError} becomes a 500 without internals. */
+/** True for the errors of a full disk (or an exhausted quota). */
+export function isDiskFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/** 507: the service could not store what the request needs. The client may retry later. */
+export function insufficientStorage(): HttpError {
+  return new HttpError(507, 'insufficient_storage', 'The service is out of disk space; try again once space is freed.');
+}
+
+/**
+ * Answer an error as JSON. A full disk is a 507; anything else that is not an {@link HttpError} becomes a 500
+ * without internals.
+ */
 export function sendError(res: ServerResponse, err: unknown): void {
   const e =
-    err instanceof HttpError ? err : new HttpError(500, 'internal', 'Internal server error.');
+    err instanceof HttpError ? err : isDiskFull(err) ? insufficientStorage() : new HttpError(500, 'internal', 'Internal server error.');
   const body: ErrorBodyWire = { error: { code: e.code, message: e.message } };
   sendJson(res, e.status, body, e.headers);
 }

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { promises as fsp } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
   HEARTBEAT_INTERVAL_MS,
@@ -20,13 +20,19 @@ import {
 import { authenticate, namespaceForToken } from './auth';
 import { controlFor } from './build-service';
 import { FileBuildStore, FileSnapshotStorage } from './file-store';
+import { PgBuildStore } from './pg/build-store';
+import { PgSnapshotStorage } from './pg/snapshots';
+import type { BuildStore, SnapshotStorage } from './storage';
 import { resolveInRoot } from './context-extract';
 import type { Engine } from './engine';
-import { HttpError, badRequest, sendError, sendJson } from './errors';
+import { HttpError, badRequest, isDiskFull, sendError, sendJson } from './errors';
 import { ScriptedEngine } from './engines/scripted';
 import { sendRawLog } from './raw-log';
 import { parseLastEventId, streamLogs } from './sse';
-import { drainRequest, receiveSubmission } from './upload';
+import { drainRequest, receiveSubmission, type Submission } from './upload';
+import { DEFAULT_CONTEXT_CACHE_BYTES, FileContentStore, type ContentStore } from './content-store';
+import { handleContentsUpload, handleMissing, receiveManifestSubmission } from './content-routes';
+import { CONTENTS_MISSING_PATH, CONTENTS_UPLOAD_PATH, MANIFEST_CONTENT_TYPE } from '../shared/content-wire';
 import { createHash } from 'node:crypto';
 import { SnapshotApi, builtImagesResolver, type SnapshotServerOptions } from './snapshots';
 import { defaultWebDir, serveWeb } from './web';
@@ -51,6 +57,7 @@ export { namespaceForToken } from './auth';
 export { parseImageName, type ImageName } from './image-name';
 export { INTERRUPTED } from './build-service';
 export { defaultWebDir } from './web';
+export { FileContentStore, DEFAULT_CONTEXT_CACHE_BYTES, type ContentStore } from './content-store';
 export {
   builtImagesResolver,
   registryImageResolver,
@@ -95,10 +102,26 @@ export interface StartServerOptions {
    */
   engineStopTimeoutMs?: number;
   /**
+   * Keep builds, journals, idempotency keys and snapshots in this PostgreSQL database instead of files under
+   * `dataDir`, shared with every other node on it (docs/deploy.md). `leaseMs`: how long a silent node keeps its
+   * running builds before another node fails them (default 10 s).
+   */
+  database?: { url: string; leaseMs?: number };
+  /** This node's name, recorded as `node` on the builds it runs (default: the host name). */
+  nodeName?: string;
+  /**
    * The web page served at `/` without auth: its built directory (default {@link defaultWebDir}, i.e.
    * `dist/web`), or `false` for none. A missing build answers 404 `web_not_built`.
    */
   web?: string | false;
+  /**
+   * **rxbuild** contexts by content (`/contents`, builds by manifest): the store of file contents (default a
+   * {@link FileContentStore} under `<dataDir>/contents`, capped at `contextCacheBytes`), or `false` to answer
+   * those routes 404 like a reference service. A store passed in is shared, not closed.
+   */
+  contentStore?: ContentStore | false;
+  /** Cap of the default content store (default {@link DEFAULT_CONTEXT_CACHE_BYTES}, 10 GiB). */
+  contextCacheBytes?: number;
 }
 
 /** Fault injection, per server instance; {@link RunningServer.setFaults} replaces them and resets the counters. */
@@ -175,6 +198,31 @@ function idempotencyKeyHash(namespace: string, req: IncomingMessage): string | n
   return createHash('sha256').update(`${namespace}\0${key}`).digest('hex');
 }
 
+/** The file store under `dataDir`, or the PostgreSQL store when `options.database` names one. */
+async function openStores(
+  options: StartServerOptions,
+  dataDir: string,
+  engine: Engine,
+): Promise<{ builds: BuildStore; snapshots: SnapshotStorage }> {
+  const common = {
+    dataDir,
+    engine,
+    maxConcurrent: options.maxConcurrent ?? 2,
+    engineStopTimeoutMs: options.engineStopTimeoutMs,
+    nodeName: options.nodeName ?? hostname(),
+  };
+  if (options.database) {
+    const builds = await PgBuildStore.open({ ...common, url: options.database.url, leaseMs: options.database.leaseMs });
+    return { builds, snapshots: new PgSnapshotStorage(builds.db) };
+  }
+  const builds = await FileBuildStore.open(common);
+  const snapshots = await FileSnapshotStorage.open(dataDir).catch(async (err: unknown) => {
+    await builds.close();
+    throw err;
+  });
+  return { builds, snapshots };
+}
+
 /** Start the builder service. Resolves once it accepts connections. */
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
@@ -191,17 +239,16 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     maxUnpackedBytes: options.limits?.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES,
     maxEntries: options.limits?.maxEntries ?? DEFAULT_MAX_ENTRIES,
   };
-  const service = await FileBuildStore.open({
-    dataDir,
-    engine,
-    maxConcurrent: options.maxConcurrent ?? 2,
-    engineStopTimeoutMs: options.engineStopTimeoutMs,
-  });
+  const { builds: service, snapshots: snapshotStore } = await openStores(options, dataDir, engine);
   let faults = new FaultState(options.faults ?? {});
-  const snapshotStore = await FileSnapshotStorage.open(dataDir).catch(async (err: unknown) => {
-    await service.close();
-    throw err;
-  });
+  const contents: ContentStore | null =
+    options.contentStore === false
+      ? null
+      : (options.contentStore ??
+        (await FileContentStore.open(path.join(dataDir, 'contents'), options.contextCacheBytes ?? DEFAULT_CONTEXT_CACHE_BYTES).catch(async (err: unknown) => {
+          await service.close();
+          throw err;
+        })));
   const snapshots = SnapshotApi.create({
     store: snapshotStore,
     namespace,
@@ -238,7 +285,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         staging = await service.createStagingDir();
         const contextDir = path.join(staging, 'context');
         await fsp.mkdir(contextDir);
-        const sub = await receiveSubmission(req, contextDir, limits, namespace.length + 1);
+        const sub = await receive(req, contextDir);
         const resolved = resolveInRoot(contextDir, sub.dockerfile);
         if (resolved === null) throw badRequest(`dockerfile ${JSON.stringify(sub.dockerfile)} resolves outside the context.`, 'context_escape');
         const st = await fsp.stat(path.join(contextDir, resolved)).catch(() => null);
@@ -250,7 +297,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           dockerfile: sub.dockerfile,
           buildArgs: sub.buildArgs,
           nydus: sub.nydus,
-          cacheKey: sub.cacheKey,
+          flags: sub.flags,
           idempotencyKey: idemKey,
           stagedContextDir: contextDir,
         });
@@ -272,6 +319,23 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     } finally {
       if (staging) await fsp.rm(staging, { recursive: true, force: true }).catch(() => undefined);
     }
+  }
+
+  /** The multipart tar.gz upload, or **rxbuild**'s build by manifest (when this service has a content store). */
+  function receive(req: IncomingMessage, contextDir: string): Promise<Submission> {
+    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    if (contents && type === MANIFEST_CONTENT_TYPE) return receiveManifestSubmission(req, contextDir, contents, namespace, limits);
+    return receiveSubmission(req, contextDir, limits, namespace.length + 1);
+  }
+
+  async function routeContents(req: IncomingMessage, res: ServerResponse, url: URL, method: string): Promise<void> {
+    authenticate(req, options.token);
+    if (!contents) throw new HttpError(404, 'not_found', `No route ${method} ${url.pathname}.`);
+    const sub = url.pathname.replace(/^\/+|\/+$/g, '');
+    if (sub !== CONTENTS_MISSING_PATH && sub !== CONTENTS_UPLOAD_PATH) throw new HttpError(404, 'not_found', `No route ${method} ${url.pathname}.`);
+    if (method !== 'POST') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${url.pathname}.`, { allow: 'POST' });
+    if (sub === CONTENTS_MISSING_PATH) return handleMissing(req, res, contents, namespace, limits);
+    return handleContentsUpload(req, res, contents, namespace, limits);
   }
 
   async function handleLogs(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
@@ -324,6 +388,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       authenticate(req, options.token);
       return snapshots.handle(req, res, url);
     }
+    if (parts[0] === 'contents') return routeContents(req, res, url, method);
     if (parts[0] !== 'builds' && webDir !== null) return serveWeb(req, res, url.pathname, webDir);
     if (parts[0] !== 'builds' || parts.length > 3 || (parts.length === 3 && parts[2] !== 'logs' && parts[2] !== 'log')) {
       throw new HttpError(404, 'not_found', `No route ${method} ${url.pathname}.`);
@@ -360,7 +425,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     requestWaiters = requestWaiters.filter((w) => !matched.includes(w));
     for (const w of matched) w.resolve(recorded);
     route(req, res).catch((err: unknown) => {
-      if (!(err instanceof HttpError)) console.error('rxbuild server: unexpected error', err);
+      if (isDiskFull(err)) console.error(`rxbuild server: ${req.method} ${(req.url ?? '/').slice(0, 200)}: disk full (${(err as Error).message})`);
+      else if (!(err instanceof HttpError)) console.error('rxbuild server: unexpected error', err);
       // A body the handler never read would otherwise sit unread on a keep-alive connection.
       if (!req.readableEnded && !req.readableFlowing) drainRequest(req);
       // A response already under way (an SSE stream) cannot turn into an error answer: break it instead, so the

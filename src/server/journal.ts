@@ -93,7 +93,10 @@ export class Journal {
   private flushScheduled = false;
   private notifyScheduled = false;
   private waiters: Array<() => void> = [];
-  private writeError: Error | null = null;
+  private firstWriteError: Error | null = null;
+  private onWriteError: ((err: Error) => void) | null = null;
+  /** A failed write could not be rolled back: the file's end is unknown, so nothing more is written. */
+  private broken = false;
   private _lastSeq: number;
   private _sealed: boolean;
 
@@ -112,17 +115,29 @@ export class Journal {
 
   /**
    * Open (or create) a journal file. `sealed` journals are read-only (finished builds). An open journal drops a
-   * torn last line left by a crash before appending.
+   * torn last line left by a crash before appending. `onWriteError` hears of the first failed write (disk full):
+   * the failed append is rolled back, so the file always ends with a complete line.
    */
-  static async open(file: string, options: { sealed: boolean }): Promise<Journal> {
+  static async open(file: string, options: { sealed: boolean; onWriteError?: (err: Error) => void }): Promise<Journal> {
     const scan = await scanFile(file);
     const journal = new Journal(file, scan, options.sealed, scan.index);
+    journal.onWriteError = options.onWriteError ?? null;
     if (!options.sealed) {
       journal.handle = await fsp.open(file, 'a+');
-      const { size } = await journal.handle.stat();
-      if (size !== scan.size) await journal.handle.truncate(scan.size);
+      try {
+        const { size } = await journal.handle.stat();
+        if (size !== scan.size) await journal.handle.truncate(scan.size);
+      } catch (err) {
+        await journal.handle.close().catch(() => undefined);
+        throw err;
+      }
     }
     return journal;
+  }
+
+  /** The first write error (disk full…), or null. Events that could not be written are dropped at seal. */
+  get writeError(): Error | null {
+    return this.firstWriteError;
   }
 
   /** Seq of the newest event (0 when empty). */
@@ -172,10 +187,23 @@ export class Journal {
     });
   }
 
-  /** Write everything appended so far; resolves once it is in the file. One write is in flight at a time. */
+  /**
+   * Write everything appended so far; resolves once it is in the file (or the write failed). Flushes run one
+   * after another, never two writes at once, so a failed one is rolled back before the next starts.
+   */
   flush(): Promise<void> {
-    if (this.flushing) return this.flushing.then(() => (this.flushedSeq < this._lastSeq ? this.flush() : undefined));
-    if (this.flushedSeq >= this._lastSeq || !this.handle) return Promise.resolve();
+    const next = (this.flushing ?? Promise.resolve()).then(() => this.writePending());
+    this.flushing = next;
+    void next.then(() => {
+      if (this.flushing === next) this.flushing = null;
+    });
+    return next;
+  }
+
+  /** Write the events not yet in the file as one batch. Never rejects: a failure is rolled back and reported. */
+  private async writePending(): Promise<void> {
+    const handle = this.handle;
+    if (this.flushedSeq >= this._lastSeq || !handle || this.broken) return;
     const from = this.flushedSeq + 1 - this.memStart;
     const batch = this.mem.slice(from);
     const lines = batch.map((e) => JSON.stringify(e));
@@ -192,27 +220,35 @@ export class Journal {
       offset += Buffer.byteLength(lines[i]) + 1;
     }
     const buffer = Buffer.from(lines.join('\n') + '\n', 'utf8');
-    const handle = this.handle;
-    this.flushing = (async () => {
-      try {
-        let written = 0;
-        while (written < buffer.length) {
-          const r = await handle.write(buffer, written, buffer.length - written);
-          written += r.bytesWritten;
-        }
-        for (const entry of newIndex) this.index.push(entry);
-        this.fileSize += buffer.length;
-        this.flushedSeq = batch[batch.length - 1].seq;
-        this.trim();
-        this.scheduleNotify(); // now readers may have them
-      } catch (err) {
-        // Keep the events in memory; report once at seal time.
-        this.writeError ??= err as Error;
-      } finally {
-        this.flushing = null;
+    try {
+      let written = 0;
+      while (written < buffer.length) {
+        const r = await handle.write(buffer, written, buffer.length - written);
+        written += r.bytesWritten;
       }
-    })();
-    return this.flushing;
+    } catch (err) {
+      await this.rollBack(handle);
+      // The events stay in memory: a later flush (space freed) may still write them; seal drops what is left.
+      if (!this.firstWriteError) {
+        this.firstWriteError = err as Error;
+        this.onWriteError?.(err as Error);
+      }
+      return;
+    }
+    for (const entry of newIndex) this.index.push(entry);
+    this.fileSize += buffer.length;
+    this.flushedSeq = batch[batch.length - 1].seq;
+    this.trim();
+    this.scheduleNotify(); // now readers may have them
+  }
+
+  /** Cut whatever part of a failed batch reached the file, so the next line starts on a line of its own. */
+  private async rollBack(handle: fsp.FileHandle): Promise<void> {
+    try {
+      await handle.truncate(this.fileSize);
+    } catch {
+      this.broken = true;
+    }
   }
 
   /** Forget events that are on disk beyond the memory window. */
@@ -226,25 +262,31 @@ export class Journal {
     }
   }
 
-  /** Write what is left, fsync, close the file and wake readers: the journal is complete. Idempotent. */
+  /**
+   * Write what is left, fsync, close the file and wake readers: the journal is complete. Idempotent. Events that
+   * could not be written (disk full) are dropped, so the journal ends at its last written event and readers
+   * reach its end (and the control event) instead of waiting for events that will never come.
+   */
   async seal(): Promise<void> {
     if (this._sealed) return;
     await this.flush();
     const handle = this.handle;
     this.handle = null;
     this._sealed = true;
+    this._lastSeq = this.flushedSeq;
     if (handle) {
       try {
         await handle.sync();
+      } catch (err) {
+        this.firstWriteError ??= err as Error;
       } finally {
-        await handle.close();
+        await handle.close().catch(() => undefined);
       }
     }
     // Everything is on disk now: readers replay from the file, memory goes.
     this.mem = [];
     this.memStart = this._lastSeq + 1;
     this.scheduleNotify();
-    if (this.writeError) throw this.writeError;
   }
 
   /**

@@ -34,12 +34,18 @@ export interface ServeOptions {
   registry?: string;
   /** Builds run at once; the rest are queued. Default 2. */
   maxConcurrent?: number;
+  /** Cap of the content store of contexts by content (default 10 GiB). */
+  contextCacheBytes?: number;
   /** `buildah` (real builds, the default) or `scripted` (deterministic fake builds; no registry is started). */
   engine?: 'buildah' | 'scripted';
   /** Start-up progress lines (e.g. "building the base image"). */
   log?: (line: string) => void;
   /** The web page's directory (default: the package's `dist/web`), or `false` for none. */
   web?: string | false;
+  /** Keep state in this PostgreSQL database, shared with other nodes (`startServer({ database })`). */
+  database?: { url: string; leaseMs?: number };
+  /** This node's name on the builds it runs (default: the host name). */
+  nodeName?: string;
 }
 
 /** A running service started by {@link serve}. */
@@ -73,6 +79,9 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
       registry,
       maxConcurrent: options.maxConcurrent,
       web: options.web,
+      database: options.database,
+      nodeName: options.nodeName,
+      contextCacheBytes: options.contextCacheBytes,
     });
     return { url: server.url, registry, dataDir, server, close: onceOnly(() => server.close()) };
   }
@@ -107,6 +116,9 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
         registry,
         maxConcurrent: options.maxConcurrent,
         web: options.web,
+        database: options.database,
+        nodeName: options.nodeName,
+        contextCacheBytes: options.contextCacheBytes,
         // Snapshots are checked against the real registry (HEAD of the manifest), not just our own builds.
         snapshots: { images: registryImageResolver(registry) },
       });

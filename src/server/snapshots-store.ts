@@ -47,6 +47,30 @@ type JournalLine =
 /** Why an alias or retire could not be applied. */
 export type ChangeRefusal = 'not_found' | 'retired' | 'expired';
 
+/** Status of `s` at `now`. */
+export function snapshotStatus(s: Pick<StoredSnapshot, 'retired_at' | 'ttl' | 'created_at'>, now = Date.now()): SnapshotStatus {
+  if (s.retired_at) return 'retired';
+  if (s.ttl !== null && now >= Date.parse(s.created_at) + s.ttl * 1000) return 'expired';
+  return 'active';
+}
+
+/** The wire form of `s`, holding `aliases` (in the order it got them). */
+export function snapshotWire(s: Omit<StoredSnapshot, 'seq' | 'idempotency_key'>, aliases: readonly string[]): SnapshotWire {
+  return {
+    snapshot_id: s.snapshot_id,
+    image_ref: s.image_ref,
+    digest: s.digest,
+    architecture: s.architecture,
+    tags: { ...s.tags },
+    aliases: [...aliases],
+    status: snapshotStatus(s),
+    ttl: s.ttl,
+    created_at: s.created_at,
+    expires_at: s.ttl === null ? null : new Date(Date.parse(s.created_at) + s.ttl * 1000).toISOString(),
+    retired_at: s.retired_at,
+  };
+}
+
 /** The snapshot store of one server. Open with {@link SnapshotStore.open}. */
 export class SnapshotStore {
   private readonly snapshots = new Map<string, StoredSnapshot>();
@@ -58,6 +82,8 @@ export class SnapshotStore {
   private readonly held = new Map<string, string[]>();
   private readonly idempotency = new Map<string, string>();
   private handle: fsp.FileHandle | null = null;
+  /** Bytes of the journal up to its last complete line: where a failed append is cut back to. */
+  private size = 0;
   /** The tail of the change queue: every change runs after the previous one settled. */
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -71,6 +97,7 @@ export class SnapshotStore {
     const store = new SnapshotStore(path.join(dir, 'journal.jsonl'));
     await store.replay();
     store.handle = await fsp.open(store.file, 'a');
+    store.size = (await store.handle.stat()).size;
     return store;
   }
 
@@ -130,14 +157,26 @@ export class SnapshotStore {
   /** Append `entry` durably, then apply it. */
   private async write(entry: JournalLine): Promise<void> {
     if (this.closed || !this.handle) throw new Error('snapshot store is closed');
+    const handle = this.handle;
     const buffer = Buffer.from(`${JSON.stringify(entry)}\n`, 'utf8');
-    let written = 0;
-    while (written < buffer.length) {
-      const r = await this.handle.write(buffer, written, buffer.length - written);
-      written += r.bytesWritten;
+    try {
+      let written = 0;
+      while (written < buffer.length) {
+        const r = await handle.write(buffer, written, buffer.length - written);
+        written += r.bytesWritten;
+      }
+      // Answered only once it is on disk: a registered snapshot survives a power cut.
+      await handle.sync();
+    } catch (err) {
+      // Disk full: cut the partial line, so the next change starts on a line of its own. A store whose end
+      // cannot be restored takes no more changes (start-up cuts the torn tail).
+      await handle.truncate(this.size).catch(() => {
+        this.handle = null;
+        void handle.close().catch(() => undefined);
+      });
+      throw err;
     }
-    // Answered only once it is on disk: a registered snapshot survives a power cut.
-    await this.handle.sync();
+    this.size += buffer.length;
     this.apply(entry);
   }
 
@@ -150,26 +189,12 @@ export class SnapshotStore {
 
   /** Status of `s` at `now`. */
   statusOf(s: StoredSnapshot, now = Date.now()): SnapshotStatus {
-    if (s.retired_at) return 'retired';
-    if (s.ttl !== null && now >= Date.parse(s.created_at) + s.ttl * 1000) return 'expired';
-    return 'active';
+    return snapshotStatus(s, now);
   }
 
   /** The wire form of `s`. */
   toWire(s: StoredSnapshot): SnapshotWire {
-    return {
-      snapshot_id: s.snapshot_id,
-      image_ref: s.image_ref,
-      digest: s.digest,
-      architecture: s.architecture,
-      tags: { ...s.tags },
-      aliases: [...(this.held.get(s.snapshot_id) ?? [])],
-      status: this.statusOf(s),
-      ttl: s.ttl,
-      created_at: s.created_at,
-      expires_at: s.ttl === null ? null : new Date(Date.parse(s.created_at) + s.ttl * 1000).toISOString(),
-      retired_at: s.retired_at,
-    };
+    return snapshotWire(s, this.held.get(s.snapshot_id) ?? []);
   }
 
   /** The snapshot with id `id` (ids are shape-checked first). */

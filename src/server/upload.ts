@@ -11,6 +11,7 @@ import { BUILD_FORM_FIELDS } from '../shared/wire';
 import { extractContext, checkRelativePath, type ExtractLimits } from './context-extract';
 import { HttpError, badRequest } from './errors';
 import { parseImageName, type ImageName } from './image-name';
+import { checkCacheKey, checkFlag, checkTarget, defaultBuildFlags, parseLabels, type BuildFlags } from './build-options';
 
 /** Size limits of a submission. */
 export interface UploadLimits extends ExtractLimits {
@@ -26,7 +27,8 @@ export interface Submission {
   dockerfile: string;
   buildArgs: Record<string, string>;
   nydus: boolean;
-  cacheKey: string | null;
+  /** `cache_key`, `no_cache`, `pull`, `target`, `labels`. */
+  flags: BuildFlags;
 }
 
 /** Build-arg names: what a Dockerfile `ARG` can reasonably use. */
@@ -44,6 +46,11 @@ export function parseBuildArgs(raw: string): Record<string, string> {
   } catch {
     throw badRequest('build_args is not valid JSON: send a JSON object such as {"KEY": "value"}.', 'invalid_build_args');
   }
+  return checkBuildArgs(value);
+}
+
+/** Check build args: an object of strings with ARG-like names. */
+export function checkBuildArgs(value: unknown): Record<string, string> {
   if (!value || typeof value !== 'object' || Array.isArray(value)) {
     throw badRequest('build_args must be a JSON object of strings.', 'invalid_build_args');
   }
@@ -119,7 +126,7 @@ export function receiveSubmission(
     let dockerfile = 'Dockerfile';
     let buildArgs: Record<string, string> = {};
     let nydus = false;
-    let cacheKey: string | null = null;
+    const flags = defaultBuildFlags();
     let extraction: Promise<unknown> | null = null;
 
     bb.on('field', (name, value, info) => {
@@ -148,9 +155,19 @@ export function receiveSubmission(
             nydus = value === 'true';
             break;
           case BUILD_FORM_FIELDS.cacheKey:
-            if (value === '') break;
-            if (!/^[\x21-\x7e]{1,256}$/.test(value)) throw badRequest('cache_key must be 1–256 printable ASCII characters without spaces.', 'invalid_form');
-            cacheKey = value;
+            flags.cacheKey = checkCacheKey(value);
+            break;
+          case BUILD_FORM_FIELDS.noCache:
+            flags.noCache = checkFlag(name, value);
+            break;
+          case BUILD_FORM_FIELDS.pull:
+            flags.pull = checkFlag(name, value);
+            break;
+          case BUILD_FORM_FIELDS.target:
+            flags.target = checkTarget(value);
+            break;
+          case BUILD_FORM_FIELDS.labels:
+            flags.labels = parseLabels(value);
             break;
           default:
             // Unknown fields are ignored, so newer clients can talk to this server.
@@ -193,7 +210,7 @@ export function receiveSubmission(
       void extraction.then(() => {
         if (failed) return;
         if (!image || !imageNameRaw) return fail(badRequest('The form has no image_name field.', 'invalid_image_name'));
-        resolve({ image, imageNameRaw, dockerfile, buildArgs, nydus, cacheKey });
+        resolve({ image, imageNameRaw, dockerfile, buildArgs, nydus, flags });
       });
     });
 

@@ -60,6 +60,11 @@ export interface BuildRecordWire {
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
+  /**
+   * The builder node that ran (or runs) the build (`rxbuild serve --node-name`, default the host name); `null`
+   * while queued. Absent from services older than this field.
+   */
+  node?: string | null;
 }
 
 /** `POST /builds` answer. */
@@ -84,6 +89,14 @@ export const BUILD_FORM_FIELDS = {
   buildArgs: 'build_args',
   nydusConvert: 'nydus_convert',
   cacheKey: 'cache_key',
+  /** **rxbuild**: `"true"` runs every step without the layer cache. */
+  noCache: 'no_cache',
+  /** **rxbuild**: `"true"` pulls base images again. */
+  pull: 'pull',
+  /** **rxbuild**: the stage of a multi-stage Dockerfile to build. */
+  target: 'target',
+  /** **rxbuild**: JSON object of image labels. */
+  labels: 'labels',
   context: 'context',
 } as const;
 

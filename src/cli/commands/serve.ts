@@ -4,13 +4,13 @@
  * @packageDocumentation
  */
 import { randomBytes } from 'node:crypto';
-import { homedir } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { DEFAULT_PORT } from '../config';
 import type { CliContext } from '../context';
 import { CliError, ExitCode, UsageError } from '../errors';
-import { parseNonNegativeInt, parsePositiveInt } from '../parse';
+import { parseByteSize, parseNonNegativeInt, parsePositiveInt } from '../parse';
 
 /** Options of `rxbuild serve` (besides the global `--token`). */
 interface ServeFlags {
@@ -20,6 +20,10 @@ interface ServeFlags {
   registry?: string;
   engine: 'buildah' | 'scripted';
   maxConcurrent: number;
+  databaseUrl?: string;
+  nodeName: string;
+  leaseMs: number;
+  contextCache?: number;
 }
 
 /** Where the service keeps its state when `--data-dir` is not given: `$XDG_DATA_HOME/rxbuild`. */
@@ -37,9 +41,24 @@ export function registerServe(program: Command, run: (action: (ctx: CliContext) 
     .option('--data-dir <dir>', 'where builds, logs and images are kept (default: $XDG_DATA_HOME/rxbuild)')
     .option('--registry <host:port>', 'push to this existing registry instead of starting one')
     .option('--engine <engine>', 'buildah (real builds) or scripted (deterministic fake builds for tests)', parseEngine, 'buildah')
-    .option('--max-concurrent <n>', 'builds run at once; the rest wait in a queue', parsePositiveInt('--max-concurrent'), 2)
+    .option('--max-concurrent <n>', 'builds run at once (per node); the rest wait in a queue', parsePositiveInt('--max-concurrent'), 2)
+    .option('--database-url <url>', 'keep builds, logs and snapshots in this PostgreSQL database, shared by every node on it (default: $RXBUILD_DATABASE_URL, else files in --data-dir)')
+    .option('--node-name <name>', 'this node\'s name on the builds it runs', hostname())
+    .option('--lease-ms <ms>', 'with --database-url: a node silent this long is lost and its running builds fail', parsePositiveInt('--lease-ms'), 10_000)
+    .option('--context-cache <size>', 'cap of the store of uploaded file contents, e.g. 10GiB, 512MiB (default 10GiB)', parseByteSize('--context-cache'))
     .addHelpText('after', '\nThe token clients must send is --token, else $RXBUILD_TOKEN, else a random one that is printed.')
     .action((flags: ServeFlags) => run((ctx) => serveCommand(ctx, flags)));
+}
+
+/** The URL without its password, for printing. */
+function redactedUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://…';
+  }
 }
 
 function parseEngine(value: string): 'buildah' | 'scripted' {
@@ -50,6 +69,16 @@ function parseEngine(value: string): 'buildah' | 'scripted' {
 async function serveCommand(ctx: CliContext, flags: ServeFlags): Promise<number> {
   if (flags.registry !== undefined && !/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$/.test(flags.registry)) {
     throw new UsageError(`--registry must be HOST:PORT, not "${flags.registry}"`);
+  }
+  const databaseUrl = flags.databaseUrl ?? (ctx.io.env.RXBUILD_DATABASE_URL || undefined);
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new UsageError('--database-url must be a postgres:// or postgresql:// URL');
+  }
+  if (databaseUrl !== undefined && flags.engine === 'buildah' && flags.registry === undefined) {
+    throw new UsageError('--database-url needs --registry HOST:PORT: every node must push to (and read from) the same registry');
+  }
+  if (!/^[A-Za-z0-9._-]{1,63}$/.test(flags.nodeName)) {
+    throw new UsageError(`--node-name must be 1–63 letters, digits, dots, dashes or underscores, not "${flags.nodeName}"`);
   }
   const generated = !(ctx.flags.token ?? ctx.io.env.RXBUILD_TOKEN);
   const token = ctx.flags.token ?? (ctx.io.env.RXBUILD_TOKEN || randomBytes(18).toString('base64url'));
@@ -84,7 +113,10 @@ async function serveCommand(ctx: CliContext, flags: ServeFlags): Promise<number>
       token,
       registry: flags.registry,
       maxConcurrent: flags.maxConcurrent,
+      contextCacheBytes: flags.contextCache,
       engine: flags.engine,
+      database: databaseUrl === undefined ? undefined : { url: databaseUrl, leaseMs: flags.leaseMs },
+      nodeName: flags.nodeName,
       // Start-up progress (e.g. building the base image on first run) goes to stderr.
       log: (line) => ctx.io.stderr.write(`rxbuild: ${line}\n`),
     }).catch((err: unknown) => {
@@ -95,12 +127,23 @@ async function serveCommand(ctx: CliContext, flags: ServeFlags): Promise<number>
     });
     if (!stopRequested) {
       ctx.print(
-        { type: 'listening', url: service.url, registry: service.registry, dataDir, engine: flags.engine, ...(generated ? { token } : {}) },
+        {
+          type: 'listening',
+          url: service.url,
+          registry: service.registry,
+          dataDir,
+          engine: flags.engine,
+          node: flags.nodeName,
+          store: databaseUrl === undefined ? 'files' : 'postgresql',
+          ...(generated ? { token } : {}),
+        },
         [
           `rxbuild service listening on ${service.url}`,
           `  registry  ${service.registry}`,
           `  data dir  ${dataDir}`,
           `  engine    ${flags.engine}`,
+          `  node      ${flags.nodeName}`,
+          `  store     ${databaseUrl === undefined ? `files in ${dataDir}` : `PostgreSQL ${redactedUrl(databaseUrl)}`}`,
           `  web page  ${service.url}/ (live builds in a browser; paste the token there)`,
           ...(generated ? [`  token     ${token}`, `  export RXBUILD_URL=${service.url} RXBUILD_TOKEN=${token}`] : []),
           'press Ctrl+C to stop',

@@ -10,7 +10,7 @@
  * @packageDocumentation
  */
 import { createReadStream, createWriteStream, type Stats } from 'node:fs';
-import { lstat, opendir, readFile, readlink, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -18,6 +18,7 @@ import ignore, { type Ignore } from '@balena/dockerignore';
 import * as tar from 'tar-stream';
 import { file as tmpFile } from 'tmp-promise';
 import { InvalidInputError } from '../errors';
+import { walkContext } from './context-walk';
 
 /** gzip level of packed contexts unless {@link PackOptions.gzipLevel} says otherwise (zlib's and gzip's default). */
 export const DEFAULT_GZIP_LEVEL = 6;
@@ -173,48 +174,12 @@ export async function packContext(options: PackOptions): Promise<PackedContext> 
       ...extra,
     });
 
-    // Directories that are ignored but walked for exceptions: emitted lazily, only if something inside is kept.
-    const walk = async (relDir: string, pendingDirs: Array<{ rel: string; st: Stats }>): Promise<void> => {
-      options.onWalk?.(relDir);
-      const absDir = relDir === '' ? contextDir : path.join(contextDir, relDir);
-      const names: string[] = [];
-      for await (const dirent of await opendir(absDir)) names.push(dirent.name);
-      names.sort();
-      for (const name of names) {
-        const rel = relDir === '' ? name : `${relDir}/${name}`;
-        const abs = path.join(absDir, name);
-        const st = await lstat(abs);
-        const ignored = rules.matcher.ignores(rel);
-        if (st.isDirectory()) {
-          if (ignored) {
-            if (mustDescendIgnoredDir(rules, rel)) await walk(rel, [...pendingDirs, { rel, st }]);
-            continue;
-          }
-          await flush(pendingDirs);
-          await add(headerFor(rel, st, 'directory'), null);
-          await walk(rel, []);
-          continue;
-        }
-        if (ignored) continue;
-        if (st.isFile()) {
-          await flush(pendingDirs);
-          await add(headerFor(rel, st, 'file', { size: st.size }), abs);
-        } else if (st.isSymbolicLink()) {
-          await flush(pendingDirs);
-          await add(headerFor(rel, st, 'symlink', { linkname: await readlink(abs) }), null);
-        }
-        // Sockets, FIFOs and devices have no place in a build context: skipped, as the Docker CLI does.
-      }
-    };
-    const flush = async (pendingDirs: Array<{ rel: string; st: Stats }>) => {
-      while (pendingDirs.length) {
-        const d = pendingDirs.shift()!;
-        await add(headerFor(d.rel, d.st, 'directory'), null);
-      }
-    };
-
     try {
-      await walk('', []);
+      for await (const e of walkContext({ contextDir, rules, onWalk: options.onWalk })) {
+        if (e.type === 'file') await add(headerFor(e.rel, e.st, 'file', { size: e.st.size }), e.abs);
+        else if (e.type === 'symlink') await add(headerFor(e.rel, e.st, 'symlink', { linkname: e.target }), null);
+        else await add(headerFor(e.rel, e.st, 'directory'), null);
+      }
       pack.finalize();
     } catch (err) {
       pack.destroy(err as Error);

@@ -19,7 +19,7 @@
  * @packageDocumentation
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Engine, EngineJob, EngineResult, EngineSink } from '../engine';
@@ -27,6 +27,7 @@ import { spawnInGroup } from '../process-group';
 import { registryGetManifest, splitImageRef } from '../registry';
 import { writeRegistriesConf, writeSignaturePolicy } from './buildah-config';
 import { LastLines, parseStepLine } from './buildah-lines';
+import { budOptionArgs, keepFinalImage, scopeDir, storageArgs } from './buildah-cache';
 
 const execFileAsync = promisify(execFile);
 
@@ -80,8 +81,11 @@ export interface BuildahEngine extends Engine {
   readonly storageDir: string;
   readonly registry: string;
   readonly registriesConf: string;
-  /** Run `buildah` with this engine's storage and config; resolves stdout. For maintenance, not builds. */
-  buildah(args: string[]): Promise<string>;
+  /**
+   * Run `buildah` with this engine's storage (or a cache scope's, see `buildah-cache.ts`) and config; resolves
+   * stdout. For maintenance, not builds.
+   */
+  buildah(args: string[], scope?: string | null): Promise<string>;
   /** Cancel running builds, wait for them and for any storage sweep to finish. */
   close(): Promise<void>;
 }
@@ -167,8 +171,10 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
   const closing = new AbortController();
   const inFlight = new Set<Promise<unknown>>();
 
-  const buildah = async (args: string[]): Promise<string> => {
-    const { stdout } = await execFileAsync(buildahPath, [...globalArgs, ...args], {
+  const globalArgsFor = (scope: string | null | undefined): string[] =>
+    scope ? [...storageArgs(scopeDir(storageDir, scope))] : globalArgs;
+  const buildahIn = async (global: string[], args: string[]): Promise<string> => {
+    const { stdout } = await execFileAsync(buildahPath, [...global, ...args], {
       env,
       cwd: storageDir,
       maxBuffer: 64 * 1024 * 1024,
@@ -176,8 +182,22 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
     });
     return stdout;
   };
+  const buildah = (args: string[], scope?: string | null): Promise<string> => buildahIn(globalArgsFor(scope), args);
 
+  /** The storages to sweep: the engine's own and every cache scope's. */
+  const allStorages = (): string[][] => {
+    let scopes: string[] = [];
+    try {
+      scopes = readdirSync(join(storageDir, 'scopes'));
+    } catch {
+      // No scope yet.
+    }
+    return [globalArgs, ...scopes.map((d) => storageArgs(join(storageDir, 'scopes', d)))];
+  };
   const cleanStorage = async (): Promise<void> => {
+    for (const global of allStorages()) await cleanOneStorage((args) => buildahIn(global, args));
+  };
+  const cleanOneStorage = async (buildah: (args: string[]) => Promise<string>): Promise<void> => {
     try {
       await buildah(['rm', '--all']);
       // Images committed by builds that were killed before their cleanup (only ours, by their local name).
@@ -210,12 +230,14 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
   const runBuild = async (job: EngineJob, sink: EngineSink, signal: AbortSignal): Promise<EngineResult> => {
     mkdirSync(job.workDir, { recursive: true });
     const localTag = localTagFor(job.buildId);
+    // A cached build runs in its scope's own storage: no other scope's layers are visible there.
+    const jobGlobalArgs = globalArgsFor(job.cacheScope);
     // One buildah invocation in its own process group, recorded with the sink (durable state) while it runs,
     // output streamed line by line; on abort the whole group is killed before this rejects.
     const run = async (args: string[]): Promise<ProcessOutcome> => {
       if (signal.aborted) throw new EngineAbortError('build cancelled', { cause: signal.reason });
       const last = new LastLines(20);
-      const proc = spawnInGroup(buildahPath, [...globalArgs, ...args], {
+      const proc = spawnInGroup(buildahPath, [...jobGlobalArgs, ...args], {
         cwd: job.workDir,
         env,
         signal,
@@ -247,6 +269,7 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
       '--isolation', 'chroot',
       '--signature-policy', policy,
       '--format', 'oci',
+      ...budOptionArgs(job),
       '-f', join(job.contextDir, job.dockerfile),
       ...buildArgs,
       '-t', localTag,
@@ -300,7 +323,9 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
       } else if (!options.keepImages) {
         // Keep disk use bounded: the image now lives in the registry. A failure only means a later sweep.
         try {
-          await buildah(['rmi', localTag]);
+          // Cached builds keep their final image (and so its layers) under a stable name; see buildah-cache.ts.
+          if (job.cacheScope) await keepFinalImage((args) => buildah(args, job.cacheScope), localTag);
+          else await buildah(['rmi', localTag]);
         } catch {
           dirty = sweep;
         }
