@@ -19,6 +19,8 @@ import { buildPageForSpec, launchChromium, linesAtLeast, pageLines, pageRows, sc
 import { TOKEN, api, readSse, submitOk } from './server-helpers';
 
 const CHILD = path.join(__dirname, 'fixtures', 'browser-server-child.ts');
+// Each test starts ts-node children twice; on a loaded 2-core machine that alone can take most of a minute.
+jest.setTimeout(150_000);
 /** The line the restarted service appends to a build that was running when it died. */
 const INTERRUPTED_LINE = 'build interrupted: the service stopped while the build was running';
 
@@ -96,7 +98,8 @@ it('a SIGKILLed and restarted service: the page resumes and shows the whole log 
   const page: Page = await chrome.newPage();
   await page.goto(`${first.url}/`);
   await signIn(page, TOKEN);
-  const id = await submitOk(first.url, { imageName: 'web/restart:1', buildArgs: { SCRIPT_LINES: '400', SCRIPT_INTERVAL_MS: '20' } });
+  // Long enough (60 s) that the kill below lands mid-build even when starting the spare service is slow.
+  const id = await submitOk(first.url, { imageName: 'web/restart:1', buildArgs: { SCRIPT_LINES: '3000', SCRIPT_INTERVAL_MS: '20' } });
   await page.evaluate((bid) => (location.hash = `#/builds/${bid}`), id);
   await linesAtLeast(page, 20);
 
@@ -131,7 +134,7 @@ it('a service down for longer than the retry budget: the page gives up, then re-
   const page: Page = await chrome.newPage();
   await page.goto(`${first.url}/`);
   await signIn(page, TOKEN);
-  const id = await submitOk(first.url, { imageName: 'web/long-restart:1', buildArgs: { SCRIPT_LINES: '400', SCRIPT_INTERVAL_MS: '20' } });
+  const id = await submitOk(first.url, { imageName: 'web/long-restart:1', buildArgs: { SCRIPT_LINES: '3000', SCRIPT_INTERVAL_MS: '20' } });
   await page.evaluate((bid) => (location.hash = `#/builds/${bid}`), id);
   await linesAtLeast(page, 10);
 
