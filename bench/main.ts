@@ -25,11 +25,13 @@ import { describeMachine } from './lib/machine';
 import { renderReport, type Section } from './lib/report';
 import { makeScriptedContext } from './lib/server';
 import { logsBench } from './logs';
+import { multinodeBench } from './multinode';
 import { resumeBench } from './resume';
 import { uploadBench } from './upload';
+import { rebuildBench } from './rebuild';
 import { webBench } from './web';
 
-const BENCHES: Bench[] = [uploadBench, logsBench, resumeBench, cancelBench, concurrencyBench, e2eBench, webBench];
+const BENCHES: Bench[] = [uploadBench, logsBench, resumeBench, cancelBench, concurrencyBench, e2eBench, rebuildBench, multinodeBench, webBench];
 
 const PREAMBLE = [
   'Produced by `npm run bench` (bench/, issue 6). Each figure is the median of several runs, with a ratio to a baseline measured in the',

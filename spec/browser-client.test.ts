@@ -8,15 +8,14 @@ import * as path from 'node:path';
 import { build } from 'esbuild';
 import {
   AuthError,
-  BROWSER_IDLE_TIMEOUT_MS,
-  BROWSER_LOG_RETRY,
+  DEFAULTS as BROWSER_DEFAULTS,
   RetriesExhaustedError,
   TransportError,
   createBrowserClient,
   type BrowserClient,
   type BuildEvent,
 } from '../src/client/browser';
-import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LOG_RETRY } from '../src/client';
+import { DEFAULTS } from '../src/client';
 import { startServer, type RunningServer } from '../src/server';
 import { buildWeb, ROOT } from '../scripts/build-web';
 import { TOKEN, submitOk } from './server-helpers';
@@ -49,8 +48,7 @@ afterAll(async () => {
 });
 
 it('uses the same retry and idle-timeout defaults as the Node client', () => {
-  expect(BROWSER_LOG_RETRY).toEqual(DEFAULT_LOG_RETRY);
-  expect(BROWSER_IDLE_TIMEOUT_MS).toBe(DEFAULT_IDLE_TIMEOUT_MS);
+  expect(BROWSER_DEFAULTS).toEqual(DEFAULTS);
 });
 
 it('validates its options synchronously and makes no request', () => {
@@ -74,7 +72,7 @@ it('watch: nothing before subscribe; every line once, in order; ends succeeded w
   expect(events.filter((e) => e.type === 'step').length).toBeGreaterThan(0);
   const last = events[events.length - 1];
   expect(last).toMatchObject({ type: 'status', phase: 'succeeded', buildId: id });
-  expect(last.type === 'status' && last.imageRef).toMatch(/\/web\/app:1$/);
+  expect(last.type === 'status' && last.phase === 'succeeded' && last.imageRef).toMatch(/\/web\/app:1$/);
   expect(logRequestsOf(id)).toHaveLength(1);
   expect(deletesOf(id)).toHaveLength(0);
 });
@@ -150,7 +148,7 @@ it('list, get and cancel', async () => {
   await c.builds.cancel(id);
   expect((await c.builds.get(id)).status).toBe('cancelled');
   expect(deletesOf(id)).toHaveLength(1);
-  const page = await c.snapshots.list({ limit: 5 });
+  const page = await c.snapshots.listPage({ limit: 5 });
   expect(Array.isArray(page.items)).toBe(true);
 });
 

@@ -64,7 +64,7 @@ describe('real builds through the client', () => {
     );
     const final = events[events.length - 1];
     expect(final).toMatchObject({ type: 'status', phase: 'succeeded' });
-    if (final.type !== 'status') throw new Error('unreachable');
+    if (final.type !== 'status' || final.phase !== 'succeeded') throw new Error('unreachable');
     expect(final.imageRef).toMatch(new RegExp(`^${service.registry.replace(/\./g, '\\.')}/[^/]+/hello:e2e$`));
     const { registry, repository, tag } = splitImageRef(final.imageRef!);
     expect(await registryManifestDigest(registry, repository, tag)).toBe(final.digest);

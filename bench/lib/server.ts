@@ -7,7 +7,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Agent } from 'undici';
-import { createHttpContext, packContext } from '../../src/client';
+import { createHttpContext } from '../../src/client/internal/http';
+import { packContext } from '../../src/client/internal/pack';
 import { startSubmit } from '../../src/client/internal/submit';
 import { startServer, type RunningServer, type StartServerOptions } from '../../src/server';
 

@@ -67,6 +67,10 @@ export async function setup(
     submitRetry: { delayMs: 5, maxDelayMs: 50 },
     teardown: { delayMs: 5 },
     tmpDir: tmp,
+    // The specs on this harness are about the tar.gz upload (the reference protocol); contexts by content
+    // (the default) have their own spec, spec/client-content-upload.test.ts.
+    contentUpload: false,
+    hashCacheDir: false,
     ...opts.client,
   });
   const context = await writeContext({ Dockerfile: 'FROM scratch\nCOPY hello.txt /\n', 'hello.txt': 'hello\n' });

@@ -40,6 +40,17 @@ export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
+/** `--label K=V` values into an object (the library checks keys and values). */
+export function parseLabels(values: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of values) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--label "${item}": expected KEY=VALUE`);
+    out[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return out;
+}
+
 /**
  * `--build-arg K=V` values into an object. As with `docker build`, a bare `K` takes its value from the
  * environment; an unset one is an error rather than a silent empty string.

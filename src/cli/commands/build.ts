@@ -16,7 +16,7 @@ import type { CliContext } from '../context';
 import { UsageError } from '../errors';
 import { follow } from '../follow';
 import { runToExit } from '../cancel-on-interrupt';
-import { collect, parseBuildArgs } from '../parse';
+import { collect, parseBuildArgs, parseLabels } from '../parse';
 import type { Action } from '../program';
 import { createRenderer } from '../render';
 
@@ -26,6 +26,11 @@ interface BuildFlags {
   tag?: string;
   buildArg: string[];
   cacheKey?: string;
+  /** `--no-cache` sets it false. */
+  cache: boolean;
+  pull?: boolean;
+  target?: string;
+  label: string[];
   nydus: boolean;
   metadataFile?: string;
 }
@@ -39,7 +44,11 @@ export function registerBuild(program: Command, run: (action: Action) => Promise
     .option('-f, --file <path>', 'Dockerfile, relative to the current directory or the context (default: <context>/Dockerfile)')
     .option('-t, --tag <name:tag>', 'image name and tag (default: the context directory name, tag latest)')
     .option('--build-arg <KEY=VALUE>', 'build argument (repeatable; a bare KEY takes its value from the environment)', collect, [])
-    .option('--cache-key <key>', 'cache key shared by related builds')
+    .option('--cache-key <key>', 'layer cache shared by builds with the same key (default: one cache per token)')
+    .option('--no-cache', 'run every step without the layer cache')
+    .option('--pull', 'pull the base images again even when they are cached')
+    .option('--target <stage>', 'build this stage of a multi-stage Dockerfile')
+    .option('--label <KEY=VALUE>', 'image label (repeatable)', collect, [])
     .option('--no-nydus', 'do not ask the builder for a nydus (lazy-pull) conversion')
     .option('--metadata-file <path>', 'also write the result (buildId, imageRef, digest) as JSON to this file')
     .addHelpText(
@@ -87,6 +96,10 @@ async function buildCommand(ctx: CliContext, contextArg: string, flags: BuildFla
     buildArgs: parseBuildArgs(flags.buildArg, ctx.io.env),
     nydus: flags.nydus,
     ...(flags.cacheKey !== undefined ? { cacheKey: flags.cacheKey } : {}),
+    ...(flags.cache === false ? { noCache: true } : {}),
+    ...(flags.pull ? { pull: true } : {}),
+    ...(flags.target !== undefined ? { target: flags.target } : {}),
+    ...(flags.label.length > 0 ? { labels: parseLabels(flags.label) } : {}),
   };
 
   return openClient(ctx, async (client) => {

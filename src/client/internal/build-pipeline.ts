@@ -17,8 +17,9 @@ import { followBuild$ } from './follow-build';
 import { packContext, type PackedContext } from './pack';
 import type { RetryTuning } from './retry-policy';
 import { startSubmit, type Submission } from './submit';
+import { isMissingContent, prepareByContent, type ContentUploadState } from './content-submit';
 import type { BuildEvent, BuildOptions } from '../types';
-import { validateBuild } from './validate';
+import { validateBuild, type ValidatedBuild } from './validate';
 import { lifecycle, type WatchDeps } from './watch-pipeline';
 
 /** Everything a pipeline needs from its client: what a watch needs, plus the upload's settings. */
@@ -28,6 +29,8 @@ export interface PipelineDeps extends WatchDeps {
   tmpDir: string | undefined;
   /** How long a cancelled, fully sent POST may take to answer with the id to DELETE. */
   submitCancelDeadlineMs: number;
+  /** The content-addressed upload (an rxbuild extension); falls back to the tar.gz upload without it. */
+  contentUpload: ContentUploadState;
 }
 
 /** Minimum time between two `uploading` progress events (the last one is always emitted). */
@@ -56,33 +59,50 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
           // A subscriber may unsubscribe synchronously inside any emit: stop before starting the next stage,
           // or that stage would run after the teardown already looked (and, for a POST, orphan a build).
           signal.throwIfAborted();
+          let lastProgressAt = 0;
+          const progress = (sent: number, total: number): void => {
+            const now = Date.now();
+            if (sent !== total && sent !== 0 && now - lastProgressAt < PROGRESS_INTERVAL_MS) return;
+            lastProgressAt = now;
+            emit({ type: 'status', phase: 'uploading', bytesSent: sent, bytesTotal: total });
+          };
+          const manifestBody = await prepareByContent(deps, v, signal, progress);
+          if (manifestBody) {
+            signal.throwIfAborted();
+            sub = startSubmit({ ...submitBase(v), file: { path: '', size: 0 }, manifestBody });
+            try {
+              return accepted(await sub.result);
+            } catch (err) {
+              // Contents evicted since we asked: upload the tar.gz instead (a failed submit claims no key).
+              if (signal.aborted || !isMissingContent(err)) throw err;
+              sub = undefined;
+            }
+          }
           packed = packContext({ contextDir: v.contextDir, dockerfile: v.dockerfile, tmpDir: deps.tmpDir, signal });
           const file = await packed;
           emit({ type: 'status', phase: 'uploading', bytesSent: 0, bytesTotal: file.size });
           signal.throwIfAborted();
-          let lastProgressAt = 0;
-          sub = startSubmit({
-            http: deps.http,
-            file,
-            build: v,
-            idempotencyKey,
-            retry: deps.submitRetry,
-            cancelDeadlineMs: deps.submitCancelDeadlineMs,
-            onProgress: (sent, total) => {
-              const now = Date.now();
-              if (sent !== total && now - lastProgressAt < PROGRESS_INTERVAL_MS) return;
-              lastProgressAt = now;
-              emit({ type: 'status', phase: 'uploading', bytesSent: sent, bytesTotal: total });
-            },
-          });
+          sub = startSubmit({ ...submitBase(v), file, onProgress: progress });
           const id = await sub.result;
           // Unsubscribed meanwhile: the teardown owns the id (it DELETEs it) and the temp file.
           if (signal.aborted) return id;
-          state.buildId = id;
-          sub = undefined;
           // The context is on the server now; a retried log stream never needs it again.
           packed = undefined;
           void deps.teardowns.track(file.cleanup());
+          return accepted(id);
+        };
+        const submitBase = (v: ValidatedBuild) => ({
+          http: deps.http,
+          build: v,
+          idempotencyKey,
+          retry: deps.submitRetry,
+          cancelDeadlineMs: deps.submitCancelDeadlineMs,
+        });
+        /** The service took the build: from here on the pipeline follows it (and teardown DELETEs it). */
+        const accepted = (id: string): string => {
+          if (signal.aborted) return id;
+          state.buildId = id;
+          sub = undefined;
           return id;
         };
         return from(prepare()).pipe(

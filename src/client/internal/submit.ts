@@ -16,13 +16,17 @@ import { ProtocolError, TransportError } from '../errors';
 import { requestJson, type HttpContext } from './http';
 import { computeRetryDelay, isRetryableSubmitError, type RetryNotice, type RetryTuning } from './retry-policy';
 import type { ValidatedBuild } from './validate';
+import type { BuildFlagsInput } from './content-upload';
+import { MANIFEST_CONTENT_TYPE } from '../../shared/content-wire';
 
 /** Options of {@link startSubmit}. */
 export interface SubmitOptions {
   http: HttpContext;
   /** The packed context: temp file path and its size. */
   file: { path: string; size: number };
-  build: Pick<ValidatedBuild, 'imageName' | 'dockerfile' | 'buildArgs' | 'nydus' | 'cacheKey'>;
+  build: Pick<ValidatedBuild, 'imageName' | 'dockerfile' | 'buildArgs' | 'nydus' | 'cacheKey'> & BuildFlagsInput;
+  /** **rxbuild** Submit by manifest instead: this gzipped JSON body (see `content-upload.ts`); `file` is unused. */
+  manifestBody?: Buffer;
   /** Sent on every attempt of this one submit. */
   idempotencyKey: string;
   retry: RetryTuning;
@@ -66,6 +70,11 @@ export function multipartParts(build: SubmitOptions['build'], fileSize: number):
   head += formPart(boundary, BUILD_FORM_FIELDS.buildArgs, JSON.stringify(build.buildArgs));
   head += formPart(boundary, BUILD_FORM_FIELDS.nydusConvert, build.nydus ? 'true' : 'false');
   if (build.cacheKey !== undefined) head += formPart(boundary, BUILD_FORM_FIELDS.cacheKey, build.cacheKey);
+  // The options beyond the reference's fields only when set: a reference service ignores unknown fields anyway.
+  if (build.noCache) head += formPart(boundary, BUILD_FORM_FIELDS.noCache, 'true');
+  if (build.pull) head += formPart(boundary, BUILD_FORM_FIELDS.pull, 'true');
+  if (build.target !== undefined) head += formPart(boundary, BUILD_FORM_FIELDS.target, build.target);
+  if (build.labels && Object.keys(build.labels).length > 0) head += formPart(boundary, BUILD_FORM_FIELDS.labels, JSON.stringify(build.labels));
   head +=
     `--${boundary}\r\nContent-Disposition: form-data; name="${BUILD_FORM_FIELDS.context}"; filename="context.tar.gz"\r\n` +
     `Content-Type: application/gzip\r\n\r\n`;
@@ -85,8 +94,36 @@ export function startSubmit(options: SubmitOptions): Submission {
   let wakeBackoff: (() => void) | undefined;
   const total = options.file.size;
 
+  /** A build by manifest: one small body, handed over at once. */
+  const manifestRequest = (manifest: Buffer) => {
+    async function* body(): AsyncGenerator<Buffer> {
+      bodyComplete = true;
+      yield manifest;
+    }
+    return {
+      headers: { 'content-type': MANIFEST_CONTENT_TYPE, 'content-encoding': 'gzip', 'content-length': String(manifest.length) },
+      body: body(),
+    };
+  };
+
   const attempt = async (): Promise<string> => {
     bodyComplete = false;
+    const request = options.manifestBody ? manifestRequest(options.manifestBody) : multipartRequest();
+    const res = await requestJson<CreateBuildResponseWire>(options.http, {
+      method: 'POST',
+      path: 'builds',
+      what: 'POST /builds',
+      signal: abort.signal,
+      headers: { ...request.headers, [IDEMPOTENCY_KEY_HEADER]: options.idempotencyKey },
+      body: Readable.from(request.body, { objectMode: false }),
+    });
+    const id = res.data?.build_id;
+    if (typeof id !== 'string' || id === '') throw new ProtocolError('POST /builds: answer has no build_id');
+    return id;
+  };
+
+  /** The multipart form around the packed context, read from its temp file. */
+  const multipartRequest = () => {
     const parts = multipartParts(options.build, total);
     async function* body(): AsyncGenerator<Buffer> {
       yield parts.head;
@@ -110,21 +147,10 @@ export function startSubmit(options: SubmitOptions): Submission {
         yield parts.tail;
       }
     }
-    const res = await requestJson<CreateBuildResponseWire>(options.http, {
-      method: 'POST',
-      path: 'builds',
-      what: 'POST /builds',
-      signal: abort.signal,
-      headers: {
-        'content-type': `multipart/form-data; boundary=${parts.boundary}`,
-        'content-length': String(parts.contentLength),
-        [IDEMPOTENCY_KEY_HEADER]: options.idempotencyKey,
-      },
-      body: Readable.from(body(), { objectMode: false }),
-    });
-    const id = res.data?.build_id;
-    if (typeof id !== 'string' || id === '') throw new ProtocolError('POST /builds: answer has no build_id');
-    return id;
+    return {
+      headers: { 'content-type': `multipart/form-data; boundary=${parts.boundary}`, 'content-length': String(parts.contentLength) },
+      body: body(),
+    };
   };
 
   const run = async (): Promise<string> => {

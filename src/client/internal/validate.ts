@@ -20,6 +20,30 @@ export interface ValidatedBuild {
   buildArgs: Record<string, string>;
   nydus: boolean;
   cacheKey: string | undefined;
+  noCache: boolean;
+  pull: boolean;
+  target: string | undefined;
+  labels: Record<string, string>;
+}
+
+const STAGE_NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,127}$/;
+const LABEL_KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$/;
+
+/** Check `target` and `labels` as the service will (docs/api.md); `InvalidInputError` naming the option. */
+function checkImageOptions(options: BuildOptions): Pick<ValidatedBuild, 'target' | 'labels'> {
+  if (options.target !== undefined && (typeof options.target !== 'string' || !STAGE_NAME_RE.test(options.target))) {
+    throw new InvalidInputError('target', `target ${JSON.stringify(options.target)} is not a stage name (a letter, then letters, digits, _ . -)`);
+  }
+  const labels = options.labels ?? {};
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw new InvalidInputError('labels', 'labels must be an object of strings');
+  for (const [k, v] of Object.entries(labels)) {
+    if (!LABEL_KEY_RE.test(k)) throw new InvalidInputError('labels', `label ${JSON.stringify(k)} is not a valid key (letters, digits, . _ / -)`);
+    if (typeof v !== 'string' || /[\0\r\n]/.test(v) || v.length > 4096) {
+      throw new InvalidInputError('labels', `label ${k} must be a string of at most 4096 characters without line breaks`);
+    }
+  }
+  if (Object.keys(labels).length > 64) throw new InvalidInputError('labels', 'at most 64 labels');
+  return { target: options.target, labels: { ...labels } };
 }
 
 // Docker's reference grammar for the repository path: lowercase components separated by `/`, each made of
@@ -89,5 +113,8 @@ export async function validateBuild(options: BuildOptions): Promise<ValidatedBui
     buildArgs: { ...buildArgs },
     nydus: options.nydus ?? true,
     cacheKey: options.cacheKey,
+    noCache: options.noCache === true,
+    pull: options.pull === true,
+    ...checkImageOptions(options),
   };
 }
