@@ -239,7 +239,7 @@ describe.each([
     } else {
       expect(view.x).toBeGreaterThan(list.x + list.width - 1); // side by side
       const image = (await page.locator(`tr[data-build-id="${ok.buildId}"] td`).nth(1).boundingBox())!;
-      expect(image.width).toBeGreaterThan(150);
+      expect(image.width).toBeGreaterThan(110);
     }
     await screenshot(page, `viewer-${name}-layout`);
   });
