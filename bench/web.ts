@@ -1,5 +1,5 @@
 /**
- * 7. The page with a large log (issue 15): Debian's Chromium (headless, through playwright-core) opens a finished
+ * 8. The page with a large log (issue 15): Debian's Chromium (headless, through playwright-core) opens a finished
  * 200,000-line build on the page; time from opening the build until its last line is on screen (the whole replay
  * through the browser client's EventSource, the log model and the virtualised view), and the page's memory once it
  * is there. Baseline: the same for a 2,000-line build, interleaved.
@@ -86,7 +86,7 @@ async function openBuild(context: BrowserContext, url: string, buildId: string, 
 
 export const webBench: Bench = {
   id: 'web',
-  title: '7. The page with a 200,000-line log',
+  title: '8. The page with a 200,000-line log',
   async run(ctx): Promise<Section> {
     const runs = ctx.runs(5, 2);
     const large: Opening[] = [];

@@ -16,11 +16,11 @@ import {
   type BuildEvent,
 } from '../src/client/browser';
 import { DEFAULTS } from '../src/client';
-import { startServer, type RunningServer } from '../src/server';
+import { startTestServer, type TestServer } from './helpers/test-server';
 import { buildWeb, ROOT } from '../scripts/build-web';
 import { TOKEN, submitOk } from './server-helpers';
 
-let server: RunningServer;
+let server: TestServer;
 const clients: BrowserClient[] = [];
 
 function client(opts: Partial<Parameters<typeof createBrowserClient>[0]> = {}): BrowserClient {
@@ -37,7 +37,7 @@ const deletesOf = (id: string) => server.requests.filter((r) => r.method === 'DE
 const logRequestsOf = (id: string) => server.requests.filter((r) => r.method === 'GET' && r.path === `/builds/${id}/logs`);
 
 beforeAll(async () => {
-  server = await startServer({ token: TOKEN, web: false });
+  server = await startTestServer({ token: TOKEN, web: false });
 });
 afterEach(async () => {
   server.setFaults({});
@@ -162,7 +162,7 @@ it('a wrong token fails at once with AuthError: one log request, no retry', asyn
 });
 
 it('a refused connection is a retryable transport error; the budget ends in RetriesExhaustedError', async () => {
-  const gone = await startServer({ token: TOKEN, web: false });
+  const gone = await startTestServer({ token: TOKEN, web: false });
   const url = gone.url;
   await gone.close();
   const c = createBrowserClient({ baseUrl: url, token: TOKEN, retry: { count: 2, delayMs: 1 } });

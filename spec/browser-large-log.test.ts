@@ -5,21 +5,21 @@
  * asserted here.
  */
 import type { Page } from 'playwright-core';
-import { startServer, type RunningServer } from '../src/server';
+import { startTestServer, type TestServer } from './helpers/test-server';
 import { buildPageForSpec, launchChromium, screenshot, signIn, type Chromium } from './browser-helpers';
 import { TOKEN, submitOk } from './server-helpers';
 
 const N = 200_000;
 let web: Awaited<ReturnType<typeof buildPageForSpec>>;
 let chrome: Chromium;
-let server: RunningServer;
+let server: TestServer;
 let page: Page;
 let id: string;
 
 beforeAll(async () => {
   web = await buildPageForSpec();
   chrome = await launchChromium();
-  server = await startServer({ token: TOKEN, web: web.dir });
+  server = await startTestServer({ token: TOKEN, web: web.dir });
   id = await submitOk(server.url, { imageName: 'web/large:1', buildArgs: { SCRIPT_LINES: String(N), SCRIPT_STEPS: '4' } });
   await server.waitForBuild(id);
 }, 120_000);

@@ -13,9 +13,11 @@ import { CancelledError, createClient, type RxbuildClient } from '../src/client'
 import { findStaticBusybox } from '../src/server/base-image';
 import { checkBuildah } from '../src/server/engines/buildah';
 import { serve, type RunningService } from '../src/server/serve';
+import { TestHooks } from './helpers/test-server';
 import { buildPageForSpec, launchChromium, pageRows, screenshot, signIn, type Chromium } from './browser-helpers';
 
 const TOKEN = `viewer-${randomBytes(6).toString('hex')}`;
+const hooks = new TestHooks();
 const ESC = '\x1b';
 let tmp: string;
 let service: RunningService;
@@ -62,7 +64,7 @@ beforeAll(async () => {
   await checkBuildah(); // fails (never skips) with an install hint when buildah is missing
   tmp = mkdtempSync(join(tmpdir(), 'rxbuild-viewer-'));
   web = await buildPageForSpec();
-  service = await serve({ dataDir: join(tmp, 'data'), token: TOKEN, port: 0, maxConcurrent: 2, web: web.dir });
+  service = await serve({ dataDir: join(tmp, 'data'), token: TOKEN, port: 0, maxConcurrent: 2, web: web.dir, hooks });
   client = createClient({ baseUrl: service.url, token: TOKEN, handleSigint: false });
   chrome = await launchChromium();
   await chrome.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: service.url });
@@ -211,7 +213,7 @@ describe.each([
     expect(download.suggestedFilename()).toBe(`${ok.buildId}.log`);
     expect(text).toContain('PASS unit tests\nFAIL none\n');
     expect(text).not.toContain(ESC);
-    expect(service.server.requests.some((r) => r.method === 'GET' && r.path === `/builds/${ok.buildId}/log`)).toBe(true);
+    expect(hooks.requests.some((r) => r.method === 'GET' && r.path === `/builds/${ok.buildId}/log`)).toBe(true);
   });
 
   it('an unknown build id says "no such build" at once, with no reconnects', async () => {
@@ -220,7 +222,7 @@ describe.each([
     await page.waitForFunction(() => document.getElementById('build-heading')?.textContent === 'No such build');
     expect(await page.textContent('#build-status')).toContain('no build with this id');
     expect(await page.isHidden('#log-wrap')).toBe(true);
-    expect(service.server.requests.filter((r) => r.path === `/builds/${unknown}/logs`)).toHaveLength(0);
+    expect(hooks.requests.filter((r) => r.path === `/builds/${unknown}/logs`)).toHaveLength(0);
     await screenshot(page, `viewer-${name}-unknown`);
   });
 
@@ -272,5 +274,5 @@ it('Cancel: the status says "cancelling" at once, in the view and the list, then
   await page.waitForFunction((bid) => document.querySelector(`tr[data-build-id="${bid}"] .badge`)?.textContent === 'cancelled', id);
   await screenshot(page, 'viewer-cancelled');
   expect(await ended).toBeInstanceOf(CancelledError);
-  expect(service.server.requests.filter((r) => r.method === 'DELETE' && r.path === `/builds/${id}`)).toHaveLength(1);
+  expect(hooks.requests.filter((r) => r.method === 'DELETE' && r.path === `/builds/${id}`)).toHaveLength(1);
 }, 120_000);

@@ -10,18 +10,19 @@ import { Agent } from 'undici';
 import { createHttpContext } from '../../src/client/internal/http';
 import { packContext } from '../../src/client/internal/pack';
 import { startSubmit } from '../../src/client/internal/submit';
-import { startServer, type RunningServer, type StartServerOptions } from '../../src/server';
+import type { RunningServer, StartServerOptions } from '../../src/server';
+import { startTestServer, type TestServer } from '../../spec/helpers/test-server';
 
 /** The bearer token every bench server and client uses. */
 export const BENCH_TOKEN = 'bench-token';
 
-/** Start a scripted-engine server on loopback, port 0. */
-export function startScriptedServer(options: Partial<StartServerOptions> = {}): Promise<RunningServer> {
-  return startServer({ token: BENCH_TOKEN, host: '127.0.0.1', port: 0, ...options });
+/** Start a scripted-engine server on loopback, port 0, with the specs' request record and faults. */
+export function startScriptedServer(options: Partial<StartServerOptions> = {}): Promise<TestServer> {
+  return startTestServer({ token: BENCH_TOKEN, host: '127.0.0.1', port: 0, ...options });
 }
 
 /** Run `fn` against a fresh scripted server, closing it afterwards whatever happens. */
-export async function withScriptedServer<T>(options: Partial<StartServerOptions>, fn: (server: RunningServer) => Promise<T>): Promise<T> {
+export async function withScriptedServer<T>(options: Partial<StartServerOptions>, fn: (server: TestServer) => Promise<T>): Promise<T> {
   const server = await startScriptedServer(options);
   try {
     return await fn(server);
@@ -72,7 +73,7 @@ export async function deleteBuild(server: RunningServer, buildId: string): Promi
 }
 
 /** Requests the server received for build `id` with `method` (optionally only its log stream). */
-export function requestsFor(server: RunningServer, buildId: string, method: string, logs = false): RunningServer['requests'] {
+export function requestsFor(server: TestServer, buildId: string, method: string, logs = false): TestServer['requests'] {
   const p = `/builds/${encodeURIComponent(buildId)}${logs ? '/logs' : ''}`;
   return server.requests.filter((r) => r.method === method && r.path.split('?')[0] === p);
 }

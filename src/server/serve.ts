@@ -15,8 +15,9 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ensureBaseImage } from './base-image';
 import { checkBuildah, createBuildahEngine } from './engines/buildah';
+import { checkSandboxTools, type SandboxOptions } from './engines/buildah-sandbox';
 import { ScriptedEngine } from './engines/scripted';
-import { startServer, type RunningServer } from './index';
+import { startServer, type RunningServer, type ServerHooks } from './index';
 import { startRegistry, type RunningRegistry } from './registry';
 import { registryImageResolver } from './snapshots-images';
 
@@ -38,6 +39,10 @@ export interface ServeOptions {
   contextCacheBytes?: number;
   /** `buildah` (real builds, the default) or `scripted` (deterministic fake builds; no registry is started). */
   engine?: 'buildah' | 'scripted';
+  /** The build sandbox's network mode and limits (docs/engine.md, "Security model"). */
+  sandbox?: SandboxOptions;
+  /** `chroot` turns the sandbox off (RUN steps as host root); only for measuring its cost. Default `oci`. */
+  isolation?: 'oci' | 'chroot';
   /** Start-up progress lines (e.g. "building the base image"). */
   log?: (line: string) => void;
   /** The web page's directory (default: the package's `dist/web`), or `false` for none. */
@@ -46,6 +51,8 @@ export interface ServeOptions {
   database?: { url: string; leaseMs?: number };
   /** This node's name on the builds it runs (default: the host name). */
   nodeName?: string;
+  /** Test seams of the HTTP service (specs and benchmarks only; see `ServerHooks`). */
+  hooks?: ServerHooks;
 }
 
 /** A running service started by {@link serve}. */
@@ -55,7 +62,7 @@ export interface RunningService {
   /** `host:port` of the registry builds push to. */
   registry: string;
   dataDir: string;
-  /** The HTTP service itself (request log, waiters; handy in tests). */
+  /** The HTTP service itself. */
   server: RunningServer;
   /** Stop the service (running builds are cancelled), then the registry if `serve` started it. Idempotent. */
   close(): Promise<void>;
@@ -82,12 +89,14 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
       database: options.database,
       nodeName: options.nodeName,
       contextCacheBytes: options.contextCacheBytes,
+      hooks: options.hooks,
     });
     return { url: server.url, registry, dataDir, server, close: onceOnly(() => server.close()) };
   }
 
   // Fail fast, with an install hint, before starting anything.
   await checkBuildah();
+  if ((options.isolation ?? 'oci') === 'oci') await checkSandboxTools(options.sandbox?.network ?? 'outbound');
 
   let ownRegistry: RunningRegistry | null = null;
   try {
@@ -104,7 +113,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
     // Its build output is not start-up news; a failure carries buildah's error in its message.
     const base = await ensureBaseImage({ registry, storageDir });
     log(base.built ? `built base image ${base.imageRef}@${base.digest}` : `base image ${base.imageRef} present`);
-    const engine = createBuildahEngine({ storageDir, registry });
+    const engine = createBuildahEngine({ storageDir, registry, sandbox: options.sandbox, isolation: options.isolation });
     let server: RunningServer;
     try {
       server = await startServer({
@@ -121,6 +130,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
         contextCacheBytes: options.contextCacheBytes,
         // Snapshots are checked against the real registry (HEAD of the manifest), not just our own builds.
         snapshots: { images: registryImageResolver(registry) },
+        hooks: options.hooks,
       });
     } catch (err) {
       await engine.close();
