@@ -65,6 +65,9 @@ describe('image snapshot with real buildah and registry', () => {
     expect(await res.json()).toMatchObject({ snapshot_id: result.snapshotId, image_ref: result.imageRef, digest: result.digest });
     const requests = service.server.requests;
     expect(requests.filter((r) => r.method === 'POST').map((r) => `${r.path} ${r.status}`)).toEqual([
+      // The context goes by content (docs/api.md, "Contexts by content"): what is missing, the contents, the build.
+      '/contents/missing 200',
+      '/contents 200',
       '/builds 201',
       '/snapshots 201',
       `/snapshots/${result.snapshotId}/aliases 200`,
