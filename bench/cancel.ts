@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import type { RunningServer } from '../src/server';
+import type { TestServer } from '../spec/helpers/test-server';
 import type { Bench, BenchContext } from './lib/bench';
 import * as f from './lib/format';
 import { nowMs, waitUntilGone } from './lib/proc';
@@ -31,7 +31,7 @@ interface CliSample {
 }
 
 /** Latencies of the library path: DELETE arrival and process exit after unsubscribe. */
-async function libraryRuns(server: RunningServer, ctx: BenchContext, builds: number) {
+async function libraryRuns(server: TestServer, ctx: BenchContext, builds: number) {
   const input: CancelInput = { baseUrl: server.url, token: BENCH_TOKEN, contextDir: ctx.scriptedContext, builds, goneDeadlineMs: GONE_DEADLINE_MS };
   const { result } = await runWorker<CancelInput, CancelSample[]>('cancel', input, { timeoutMs: 300_000 });
   return result.map((s) => {
@@ -45,7 +45,7 @@ async function libraryRuns(server: RunningServer, ctx: BenchContext, builds: num
 }
 
 /** Run `rxbuild --json build` in its own process group, send SIGINT to the group once the engine process runs. */
-function cliRun(server: RunningServer, ctx: BenchContext, cli: string): Promise<CliSample> {
+function cliRun(server: TestServer, ctx: BenchContext, cli: string): Promise<CliSample> {
   return new Promise((resolve, reject) => {
     const args = [cli, '--json', 'build', ctx.scriptedContext, '-t', 'bench-cli', '--no-nydus'];
     for (const a of ['SCRIPT_SPAWN=1', 'SCRIPT_OUTCOME=hang', 'SCRIPT_LINES=0']) args.push('--build-arg', a);

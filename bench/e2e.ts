@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { serve, type RunningService } from '../src/server/serve';
+import { TestHooks } from '../spec/helpers/test-server';
 import type { Bench, BenchContext } from './lib/bench';
 import { runCommand, type CommandResult } from './lib/command';
 import * as f from './lib/format';
@@ -68,16 +69,16 @@ interface Breakdown {
 }
 
 /** One `rxbuild build` (plain output) against the service: its wall time and where it went. */
-async function rxbuildBuild(ctx: BenchContext, svc: RunningService, context: string, n: number): Promise<{ ms: number; breakdown: Breakdown }> {
+async function rxbuildBuild(ctx: BenchContext, svc: RunningService, hooks: TestHooks, context: string, n: number): Promise<{ ms: number; breakdown: Breakdown }> {
   const cli = path.join(ctx.repoRoot, 'dist', 'cli', 'main.js');
   const spawnedAt = Date.now();
-  const seen = svc.server.requests.length;
+  const seen = hooks.requests.length;
   const r = await runCommand(process.execPath, [cli, 'build', context, '-t', `bench-e2e:${n}`, '--no-nydus'], {
     env: { ...process.env, RXBUILD_URL: svc.url, RXBUILD_TOKEN: BENCH_TOKEN },
     timeoutMs: 600_000,
   });
   const exitedAt = spawnedAt + r.ms;
-  const mine = svc.server.requests.slice(seen);
+  const mine = hooks.requests.slice(seen);
   const post = mine.find((q) => q.method === 'POST');
   const logs = mine.find((q) => q.method === 'GET' && q.path.endsWith('/logs'));
   const id = logs ? decodeURIComponent(logs.path.split('/')[2]) : '';
@@ -104,7 +105,8 @@ export const e2eBench: Bench = {
     const cliBuilt = existsSync(path.join(ctx.repoRoot, 'dist', 'cli', 'main.js'));
     if (!cliBuilt) throw new Error('dist/cli/main.js does not exist: run `npm run build` first');
     ctx.log('e2e: starting the service (registry, base image)');
-    const svc = await serve({ dataDir: path.join(ctx.tmpDir, 'e2e-data'), token: BENCH_TOKEN, engine: 'buildah', maxConcurrent: 1 });
+    const hooks = new TestHooks();
+    const svc = await serve({ dataDir: path.join(ctx.tmpDir, 'e2e-data'), token: BENCH_TOKEN, engine: 'buildah', maxConcurrent: 1, hooks });
     const rx: number[] = [];
     const breakdowns: Breakdown[] = [];
     const direct: number[] = [];
@@ -114,14 +116,14 @@ export const e2eBench: Bench = {
       const work = path.join(ctx.tmpDir, 'e2e-direct');
       // Warm-up, not measured: pulls the base image into the shared storage and lets the engine do its first sweep.
       ctx.log('e2e: warm-up');
-      await rxbuildBuild(ctx, svc, context, 0);
+      await rxbuildBuild(ctx, svc, hooks, context, 0);
       await buildah.build(context, work, 0);
       for (let i = 1; i <= runs; i++) {
         ctx.log(`e2e: run ${i}/${runs}`);
         const pair = i % 2 === 1 ? ['rx', 'direct'] : ['direct', 'rx'];
         for (const which of pair) {
           if (which === 'rx') {
-            const b = await rxbuildBuild(ctx, svc, context, i);
+            const b = await rxbuildBuild(ctx, svc, hooks, context, i);
             rx.push(b.ms);
             breakdowns.push(b.breakdown);
           }

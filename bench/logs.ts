@@ -5,7 +5,7 @@
  *
  * @packageDocumentation
  */
-import type { RunningServer } from '../src/server';
+import type { TestServer } from '../spec/helpers/test-server';
 import type { Bench, BenchContext } from './lib/bench';
 import { Blocker } from './lib/blocker';
 import * as f from './lib/format';
@@ -50,7 +50,7 @@ function fromEs(o: WorkerOutcome<EsLogsResult>, lines: number): Reading {
 const TIMEOUT = { timeoutMs: 120_000 };
 
 /** rxbuild `builds.build` on a live build; resolves with the reading and the build's id. */
-async function liveRx(server: RunningServer, ctx: BenchContext, lines: number): Promise<[Reading, string]> {
+async function liveRx(server: TestServer, ctx: BenchContext, lines: number): Promise<[Reading, string]> {
   const blocker = await Blocker.start(server, ctx.scriptedContext);
   const input: RxLogsInput = { baseUrl: server.url, token: BENCH_TOKEN, mode: 'build', contextDir: ctx.scriptedContext, buildArgs: scriptArgs({ SCRIPT_LINES: lines }), expectLines: lines };
   const w = startWorker<RxLogsInput, RxLogsResult>('rx-logs', input, TIMEOUT);
@@ -60,7 +60,7 @@ async function liveRx(server: RunningServer, ctx: BenchContext, lines: number): 
 }
 
 /** The bare consumer on a live build. */
-async function liveEs(server: RunningServer, ctx: BenchContext, lines: number): Promise<Reading> {
+async function liveEs(server: TestServer, ctx: BenchContext, lines: number): Promise<Reading> {
   const blocker = await Blocker.start(server, ctx.scriptedContext);
   const buildId = await createBuild(server, ctx.scriptedContext, scriptArgs({ SCRIPT_LINES: lines }));
   const w = startWorker<EsLogsInput, EsLogsResult>('es-logs', { baseUrl: server.url, token: BENCH_TOKEN, buildId, expectLines: lines }, TIMEOUT);
@@ -68,12 +68,12 @@ async function liveEs(server: RunningServer, ctx: BenchContext, lines: number): 
   return fromEs(await w.done, lines);
 }
 
-async function replayRx(server: RunningServer, buildId: string, lines: number): Promise<Reading> {
+async function replayRx(server: TestServer, buildId: string, lines: number): Promise<Reading> {
   const input: RxLogsInput = { baseUrl: server.url, token: BENCH_TOKEN, mode: 'watch', buildId, expectLines: lines };
   return fromRx(await startWorker<RxLogsInput, RxLogsResult>('rx-logs', input, TIMEOUT).done, lines);
 }
 
-async function replayEs(server: RunningServer, buildId: string, lines: number): Promise<Reading> {
+async function replayEs(server: TestServer, buildId: string, lines: number): Promise<Reading> {
   return fromEs(await startWorker<EsLogsInput, EsLogsResult>('es-logs', { baseUrl: server.url, token: BENCH_TOKEN, buildId, expectLines: lines }, TIMEOUT).done, lines);
 }
 

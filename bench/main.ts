@@ -25,11 +25,12 @@ import { describeMachine } from './lib/machine';
 import { renderReport, type Section } from './lib/report';
 import { makeScriptedContext } from './lib/server';
 import { logsBench } from './logs';
+import { multinodeBench } from './multinode';
 import { resumeBench } from './resume';
 import { uploadBench } from './upload';
 import { rebuildBench } from './rebuild';
 
-const BENCHES: Bench[] = [uploadBench, logsBench, resumeBench, cancelBench, concurrencyBench, e2eBench, rebuildBench];
+const BENCHES: Bench[] = [uploadBench, logsBench, resumeBench, cancelBench, concurrencyBench, e2eBench, rebuildBench, multinodeBench];
 
 const PREAMBLE = [
   'Produced by `npm run bench` (bench/, issue 6). Each figure is the median of several runs, with a ratio to a baseline measured in the',

@@ -8,20 +8,19 @@ import * as path from 'node:path';
 import { build } from 'esbuild';
 import {
   AuthError,
-  BROWSER_IDLE_TIMEOUT_MS,
-  BROWSER_LOG_RETRY,
+  DEFAULTS as BROWSER_DEFAULTS,
   RetriesExhaustedError,
   TransportError,
   createBrowserClient,
   type BrowserClient,
   type BuildEvent,
 } from '../src/client/browser';
-import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LOG_RETRY } from '../src/client';
-import { startServer, type RunningServer } from '../src/server';
+import { DEFAULTS } from '../src/client';
+import { startTestServer, type TestServer } from './helpers/test-server';
 import { buildWeb, ROOT } from '../scripts/build-web';
 import { TOKEN, submitOk } from './server-helpers';
 
-let server: RunningServer;
+let server: TestServer;
 const clients: BrowserClient[] = [];
 
 function client(opts: Partial<Parameters<typeof createBrowserClient>[0]> = {}): BrowserClient {
@@ -38,7 +37,7 @@ const deletesOf = (id: string) => server.requests.filter((r) => r.method === 'DE
 const logRequestsOf = (id: string) => server.requests.filter((r) => r.method === 'GET' && r.path === `/builds/${id}/logs`);
 
 beforeAll(async () => {
-  server = await startServer({ token: TOKEN, web: false });
+  server = await startTestServer({ token: TOKEN, web: false });
 });
 afterEach(async () => {
   server.setFaults({});
@@ -49,8 +48,7 @@ afterAll(async () => {
 });
 
 it('uses the same retry and idle-timeout defaults as the Node client', () => {
-  expect(BROWSER_LOG_RETRY).toEqual(DEFAULT_LOG_RETRY);
-  expect(BROWSER_IDLE_TIMEOUT_MS).toBe(DEFAULT_IDLE_TIMEOUT_MS);
+  expect(BROWSER_DEFAULTS).toEqual(DEFAULTS);
 });
 
 it('validates its options synchronously and makes no request', () => {
@@ -74,7 +72,7 @@ it('watch: nothing before subscribe; every line once, in order; ends succeeded w
   expect(events.filter((e) => e.type === 'step').length).toBeGreaterThan(0);
   const last = events[events.length - 1];
   expect(last).toMatchObject({ type: 'status', phase: 'succeeded', buildId: id });
-  expect(last.type === 'status' && last.imageRef).toMatch(/\/web\/app:1$/);
+  expect(last.type === 'status' && last.phase === 'succeeded' && last.imageRef).toMatch(/\/web\/app:1$/);
   expect(logRequestsOf(id)).toHaveLength(1);
   expect(deletesOf(id)).toHaveLength(0);
 });
@@ -150,7 +148,7 @@ it('list, get and cancel', async () => {
   await c.builds.cancel(id);
   expect((await c.builds.get(id)).status).toBe('cancelled');
   expect(deletesOf(id)).toHaveLength(1);
-  const page = await c.snapshots.list({ limit: 5 });
+  const page = await c.snapshots.listPage({ limit: 5 });
   expect(Array.isArray(page.items)).toBe(true);
 });
 
@@ -164,7 +162,7 @@ it('a wrong token fails at once with AuthError: one log request, no retry', asyn
 });
 
 it('a refused connection is a retryable transport error; the budget ends in RetriesExhaustedError', async () => {
-  const gone = await startServer({ token: TOKEN, web: false });
+  const gone = await startTestServer({ token: TOKEN, web: false });
   const url = gone.url;
   await gone.close();
   const c = createBrowserClient({ baseUrl: url, token: TOKEN, retry: { count: 2, delayMs: 1 } });

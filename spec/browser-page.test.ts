@@ -4,13 +4,13 @@
  * spec/artifacts/. The restart scenario (SIGKILL + restart on the same port) is in browser-restart.test.ts.
  */
 import type { Page } from 'playwright-core';
-import { startServer, type RunningServer } from '../src/server';
+import { startTestServer, type TestServer } from './helpers/test-server';
 import { buildPageForSpec, launchChromium, pageLines, screenshot, signIn, type Chromium } from './browser-helpers';
 import { TOKEN, api, submitOk } from './server-helpers';
 
 let web: Awaited<ReturnType<typeof buildPageForSpec>>;
 let chrome: Chromium;
-let server: RunningServer;
+let server: TestServer;
 let page: Page;
 const REGISTRY = '127.0.0.1:5999';
 
@@ -49,7 +49,7 @@ beforeAll(async () => {
   web = await buildPageForSpec();
   chrome = await launchChromium();
   // A registry address makes image refs linkable (nothing is pushed by the scripted engine, nothing fetches it).
-  server = await startServer({ token: TOKEN, web: web.dir, registry: REGISTRY });
+  server = await startTestServer({ token: TOKEN, web: web.dir, registry: REGISTRY });
   page = await chrome.newPage();
 });
 

@@ -1,5 +1,5 @@
 /**
- * `rxbuild builds get|logs|cancel` against a real local service, on builds started elsewhere (raw HTTP).
+ * `rxbuild builds ls|get|logs|cancel` against a real local service, on builds started elsewhere (raw HTTP).
  */
 import { api, readSse, submitOk } from './server-helpers';
 import { jsonLines, runCli, startCli, STACK_FRAME, useCliService } from './cli-helpers';
@@ -110,5 +110,27 @@ describe('rxbuild builds get / cancel', () => {
     const again = await runCli(['builds', 'cancel', done, '--json'], service.env);
     expect(again.code).toBe(0);
     expect(JSON.parse(again.stdout)).toEqual({ type: 'result', ok: true, buildId: done, status: 'succeeded' });
+  });
+});
+
+describe('rxbuild builds ls', () => {
+  it('lists the builds the service knows, newest first, as rows or one JSON line each', async () => {
+    const first = await submit({ SCRIPT_LINES: '1' });
+    const second = await submit({ SCRIPT_LINES: '1' });
+    await service.server.waitForBuild(second);
+    const human = await runCli(['builds', 'ls'], service.env);
+    expect(human.code).toBe(0);
+    const rows = human.stdout.split('\n');
+    expect(rows[0]).toMatch(/^BUILD\s+STATUS\s+CREATED\s+IMAGE$/);
+    const at = (id: string) => rows.findIndex((r) => r.startsWith(`${id} `));
+    expect(at(second)).toBeGreaterThan(0);
+    expect(at(second)).toBeLessThan(at(first));
+    expect(rows[at(second)]).toMatch(/ succeeded /);
+
+    const json = await runCli(['builds', 'ls', '--json'], service.env);
+    expect(json.code).toBe(0);
+    const listed = jsonLines(json.stdout);
+    expect(listed.find((b) => b.buildId === second)).toMatchObject({ buildId: second, status: 'succeeded', imageName: 'elsewhere:1' });
+    expect(service.server.requests.filter((q) => q.method === 'GET' && q.path === '/builds')).toHaveLength(2);
   });
 });

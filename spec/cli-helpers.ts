@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { startServer, type RunningServer } from '../src/server';
+import { startTestServer, type TestServer } from './helpers/test-server';
 
 /** The built CLI (`npm test` builds it first, in `pretest`). */
 export const CLI = join(__dirname, '..', 'dist', 'cli', 'main.js');
@@ -121,7 +121,7 @@ export const STACK_FRAME = /^\s+at .+[:(]/m;
 
 /** The scripted service one CLI spec file runs against, and the environment that points the CLI at it. */
 export interface CliService {
-  readonly server: RunningServer;
+  readonly server: TestServer;
   readonly env: NodeJS.ProcessEnv;
 }
 
@@ -130,9 +130,9 @@ export interface CliService {
  * filled in by `beforeAll`, so read its fields inside tests, not at module load.
  */
 export function useCliService(token: string): CliService {
-  const service = {} as { server: RunningServer; env: NodeJS.ProcessEnv };
+  const service = {} as { server: TestServer; env: NodeJS.ProcessEnv };
   beforeAll(async () => {
-    service.server = await startServer({ token });
+    service.server = await startTestServer({ token });
     service.env = cliEnv({ RXBUILD_URL: service.server.url, RXBUILD_TOKEN: token });
   });
   afterAll(() => service.server?.close());

@@ -54,3 +54,17 @@ it('--json prints one listening object; without --token it generates one and pri
   service.signalGroup('SIGTERM');
   expect((await service.exited).code).toBe(0);
 });
+
+it('refuses a --database-url that is not PostgreSQL, real builds on a database without a shared --registry, and a bad --node-name', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['--database-url', 'mysql://db/x', '--engine', 'scripted'], /--database-url must be a postgres:\/\/ or postgresql:\/\/ URL/],
+    [['--database-url', 'postgres://127.0.0.1:1/x'], /--database-url needs --registry HOST:PORT/],
+    [['--engine', 'scripted', '--node-name', 'a b'], /--node-name must be/],
+  ];
+  for (const [args, message] of cases) {
+    const exit = await runCli(['serve', '--port', '0', '--data-dir', dataDir, ...args], cliEnv());
+    expect(exit.code).toBe(2);
+    expect(exit.stderr).toMatch(message);
+    expect(exit.stderr.trim().split('\n')).toHaveLength(1);
+  }
+});

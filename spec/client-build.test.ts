@@ -13,8 +13,10 @@ import {
   InvalidInputError,
   type BuildEvent,
   type BuildStatusEvent,
+  type SucceededStatusEvent,
   type BuildStepEvent,
 } from '../src/client';
+import { internalsOf } from '../src/client/internal/internals';
 import { IDEMPOTENCY_KEY_HEADER, type BuildRecordWire } from '../src/shared/wire';
 import { TOKEN, buildIdOf, collect, expectedLines, lines, script, setup, type Harness } from './helpers/client-harness';
 
@@ -50,7 +52,7 @@ test('success: packing → uploading → queued → running → logs and steps �
   expect(buildId).toBeTruthy();
   expect(lines(r.events)).toEqual(expectedLines(5));
   expect(r.events.filter((e): e is BuildStepEvent => e.type === 'step').map((s) => `${s.index}/${s.total}`)).toEqual(['1/2', '2/2']);
-  const last = r.events[r.events.length - 1] as BuildStatusEvent;
+  const last = r.events[r.events.length - 1] as SucceededStatusEvent;
   expect(last).toMatchObject({ type: 'status', phase: 'succeeded', buildId });
   expect(last.imageRef).toMatch(/\/app:dev$/);
   expect(last.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
@@ -192,9 +194,9 @@ test('watch() follows an existing build, resumes after lastEventId, and detachin
   const line = await firstValueFrom(h.client.builds.watch(hangId).pipe(filter((e) => e.type === 'log')));
   expect(line).toMatchObject({ line: 'line 1', buildId: hangId });
   // firstValueFrom unsubscribed the watch: no DELETE was started (teardown starts it synchronously).
-  expect(h.client.internals.teardowns.hasDelete(hangId)).toBe(false);
+  expect(internalsOf(h.client).teardowns.hasDelete(hangId)).toBe(false);
   await firstValueFrom(h.client.builds.watch(hangId, { cancelOnUnsubscribe: true }).pipe(filter((e) => e.type === 'log')));
-  expect(h.client.internals.teardowns.hasDelete(hangId)).toBe(true);
+  expect(internalsOf(h.client).teardowns.hasDelete(hangId)).toBe(true);
   const del = await h.server.waitForRequest((r) => r.method === 'DELETE');
   expect(del.path).toBe(`/builds/${hangId}`);
   expect((await h.server.waitForBuild(hangId)).status).toBe('cancelled');
@@ -234,7 +236,7 @@ test('watch() asks a cancelOnUnsubscribe function at unsubscribe time', async ()
   // Decided when the watch ends, not when it starts: "stop looking" sends nothing.
   decision = false;
   watching.unsubscribe();
-  expect(h.client.internals.teardowns.hasDelete(id)).toBe(false);
+  expect(internalsOf(h.client).teardowns.hasDelete(id)).toBe(false);
   // "Cancel": exactly one DELETE, and the build's own subscriber sees it end.
   const cancelling = h.client.builds.watch(id, { cancelOnUnsubscribe: () => true }).subscribe();
   cancelling.unsubscribe();

@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import { lastValueFrom, toArray } from 'rxjs';
 import { createClient, type BuildEvent, type RxbuildClient } from '../src/client';
 import { buildManifest } from '../src/client/internal/manifest';
-import { FileContentStore, startServer, type ContentStore, type RunningServer } from '../src/server';
+import { FileContentStore, type ContentStore } from '../src/server';
+import { startTestServer, type TestServer } from './helpers/test-server';
 import { removeTempDirs, tempDir, writeContext } from './helpers/client-harness';
 
 const TOKEN = 'content-token';
@@ -58,7 +59,7 @@ function recordingStore(inner: ContentStore, overrides: Partial<ContentStore> = 
   };
 }
 
-let server: RunningServer | undefined;
+let server: TestServer | undefined;
 let client: RxbuildClient | undefined;
 let proxy: Awaited<ReturnType<typeof countingProxy>> | undefined;
 afterEach(async () => {
@@ -70,7 +71,7 @@ afterEach(async () => {
 });
 
 async function serviceWith(store: ContentStore | false): Promise<void> {
-  server = await startServer({ token: TOKEN, contentStore: store });
+  server = await startTestServer({ token: TOKEN, contentStore: store });
   proxy = await countingProxy(server.port);
   client = createClient({ baseUrl: proxy.url, token: TOKEN, handleSigint: false, hashCacheDir: await tempDir('rxbuild-hashes-') });
 }

@@ -8,7 +8,8 @@ import { watch } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { request } from 'undici';
 import { filter, firstValueFrom, type Subscription } from 'rxjs';
-import { CancelledError, ClientClosedError, TeardownError, interruptRegistry, type BuildEvent, type BuildStatusEvent } from '../src/client';
+import { CancelledError, ClientClosedError, TeardownError, type BuildEvent, type BuildStatusEvent, type SucceededStatusEvent } from '../src/client';
+import { interruptRegistry } from '../src/client/internal/sigint';
 import type { BuildRecordWire } from '../src/shared/wire';
 import { TOKEN, buildIdOf, script, setup, type Harness } from './helpers/client-harness';
 
@@ -158,7 +159,7 @@ test('a finished build is never DELETEd on unsubscribe (only before a terminal s
       .pipe(filter((e) => e.type === 'status' && e.phase === 'succeeded')),
   );
   await h.client.close();
-  expect((ok as BuildStatusEvent).imageRef).toBeTruthy();
+  expect((ok as SucceededStatusEvent).imageRef).toBeTruthy();
   expect(h.requestsFor('DELETE')).toHaveLength(0);
 });
 

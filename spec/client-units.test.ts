@@ -11,20 +11,20 @@ import { defer, lastValueFrom, of, throwError, concat, toArray } from 'rxjs';
 import * as tar from 'tar-stream';
 import {
   AuthError,
+  ForbiddenError,
+  NotFoundError,
+  UnauthorizedError,
   HttpError,
   InvalidInputError,
   RetriesExhaustedError,
   RxbuildError,
   TransportError,
-  computeRetryDelay,
   createClient,
-  imageNameProblem,
-  isRetryableLogError,
-  isRetryableSubmitError,
-  packContext,
-  validateBuild,
-  InterruptRegistry,
 } from '../src/client';
+import { computeRetryDelay, isRetryableLogError, isRetryableSubmitError } from '../src/client/internal/retry-policy';
+import { imageNameProblem, validateBuild } from '../src/client/internal/validate';
+import { packContext } from '../src/client/internal/pack';
+import { InterruptRegistry } from '../src/client/internal/sigint';
 import { toTransportError } from '../src/client/errors';
 import { httpErrorFrom, parseRetryAfter } from '../src/client/internal/http';
 import { retryPolicy } from '../src/client/internal/retry-policy';
@@ -58,10 +58,18 @@ describe('errors', () => {
     expect(t.cause).toBe(cause);
     expect(t.name).toBe('TransportError');
     const a = httpErrorFrom(403, JSON.stringify({ error: { code: 'forbidden', message: 'No.' } }), undefined, 'GET /x');
+    expect(a).toBeInstanceOf(ForbiddenError);
     expect(a).toBeInstanceOf(AuthError);
     expect(a).toBeInstanceOf(HttpError);
-    expect(a.code).toBe('unauthorized');
+    expect(a.code).toBe('forbidden');
     expect(a.status).toBe(403);
+    const u = httpErrorFrom(401, '', undefined, 'GET /x');
+    expect(u).toBeInstanceOf(UnauthorizedError);
+    expect(u).toBeInstanceOf(AuthError);
+    expect(u.code).toBe('unauthorized');
+    const n = httpErrorFrom(404, '', undefined, 'GET /builds/x');
+    expect(n).toBeInstanceOf(NotFoundError);
+    expect(n.code).toBe('not_found');
     expect(a.serverCode).toBe('forbidden');
     expect(a.message).toContain('No.');
     const h = httpErrorFrom(503, 'plain text', '2', 'GET /y');
@@ -100,17 +108,17 @@ describe('retry policy', () => {
 
   test('default delay: base plus up to 20 % jitter; Retry-After wins up to the cap; exponential doubles', () => {
     const fixed = { count: 5, delayMs: 1000, maxDelayMs: 30_000, backoff: 'fixed' as const };
-    expect(computeRetryDelay(new TransportError('x', 'x'), 1, fixed, () => 0)).toBe(1000);
-    expect(computeRetryDelay(new TransportError('x', 'x'), 1, fixed, () => 1)).toBe(1200);
+    expect(computeRetryDelay(new TransportError('eof', 'x'), 1, fixed, () => 0)).toBe(1000);
+    expect(computeRetryDelay(new TransportError('eof', 'x'), 1, fixed, () => 1)).toBe(1200);
     const ra = new HttpError(503, 'x', { retryAfterMs: 7000 });
     expect(computeRetryDelay(ra, 1, fixed, () => 0)).toBe(7000);
     const huge = new HttpError(503, 'x', { retryAfterMs: 3_600_000 });
     expect(computeRetryDelay(huge, 1, fixed, () => 0)).toBe(30_000);
     const exp = { count: 5, delayMs: 100, maxDelayMs: 1000, backoff: 'exponential' as const };
-    expect(computeRetryDelay(new TransportError('x', 'x'), 1, exp, () => 1)).toBe(100);
-    expect(computeRetryDelay(new TransportError('x', 'x'), 3, exp, () => 1)).toBe(400);
-    expect(computeRetryDelay(new TransportError('x', 'x'), 3, exp, () => 0)).toBe(200);
-    expect(computeRetryDelay(new TransportError('x', 'x'), 10, exp, () => 1)).toBe(1000);
+    expect(computeRetryDelay(new TransportError('eof', 'x'), 1, exp, () => 1)).toBe(100);
+    expect(computeRetryDelay(new TransportError('eof', 'x'), 3, exp, () => 1)).toBe(400);
+    expect(computeRetryDelay(new TransportError('eof', 'x'), 3, exp, () => 0)).toBe(200);
+    expect(computeRetryDelay(new TransportError('eof', 'x'), 10, exp, () => 1)).toBe(1000);
   });
 
   const tuning = { count: 5, delayMs: 0, maxDelayMs: 0, backoff: 'fixed' as const };

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { lastValueFrom, toArray } from 'rxjs';
 import { createClient, BuildFailedError, type BuildEvent, type RxbuildClient } from '../src/client';
 import { serve, type RunningService } from '../src/server/serve';
+import { TestHooks } from './helpers/test-server';
 import { checkBuildah } from '../src/server/engines/buildah';
 import { findStaticBusybox } from '../src/server/base-image';
 import { registryManifestDigest, splitImageRef } from '../src/server/registry';
@@ -21,12 +22,14 @@ import { registryManifestDigest, splitImageRef } from '../src/server/registry';
 const TOKEN = `real-build-${randomBytes(6).toString('hex')}`;
 let tmp: string;
 let service: RunningService;
+/** What the service received. */
+const hooks = new TestHooks();
 let client: RxbuildClient;
 
 beforeAll(async () => {
   await checkBuildah(); // fails (never skips) with an install hint when buildah is missing
   tmp = mkdtempSync(join(tmpdir(), 'rxbuild-real-build-'));
-  service = await serve({ dataDir: join(tmp, 'data'), token: TOKEN, port: 0, maxConcurrent: 2 });
+  service = await serve({ dataDir: join(tmp, 'data'), token: TOKEN, port: 0, maxConcurrent: 2, hooks });
   client = createClient({ baseUrl: service.url, token: TOKEN, handleSigint: false });
 });
 
@@ -64,7 +67,7 @@ describe('real builds through the client', () => {
     );
     const final = events[events.length - 1];
     expect(final).toMatchObject({ type: 'status', phase: 'succeeded' });
-    if (final.type !== 'status') throw new Error('unreachable');
+    if (final.type !== 'status' || final.phase !== 'succeeded') throw new Error('unreachable');
     expect(final.imageRef).toMatch(new RegExp(`^${service.registry.replace(/\./g, '\\.')}/[^/]+/hello:e2e$`));
     const { registry, repository, tag } = splitImageRef(final.imageRef!);
     expect(await registryManifestDigest(registry, repository, tag)).toBe(final.digest);
@@ -127,13 +130,13 @@ describe('real builds through the client', () => {
       });
     });
     const buildId = await sleeping;
-    const del = await service.server.waitForRequest((r) => r.method === 'DELETE' && r.path === `/builds/${buildId}`);
+    const del = await hooks.waitForRequest((r) => r.method === 'DELETE' && r.path === `/builds/${buildId}`);
     const record = await service.server.waitForBuild(buildId);
     expect(record.status).toBe('cancelled');
     expect(pgrep(marker)).toEqual([]);
     expect(Date.now() - del.at).toBeLessThan(1000);
     await client.close().catch(() => undefined); // waits for the tracked DELETE
-    expect(service.server.requests.filter((r) => r.method === 'DELETE' && r.path === `/builds/${buildId}`)).toHaveLength(1);
+    expect(hooks.requests.filter((r) => r.method === 'DELETE' && r.path === `/builds/${buildId}`)).toHaveLength(1);
     client = createClient({ baseUrl: service.url, token: TOKEN, handleSigint: false });
   });
 });

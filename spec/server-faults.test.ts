@@ -2,12 +2,12 @@
  * Every fault knob of the test server, and idempotent submits.
  */
 import { request } from 'node:http';
-import { startServer, type RunningServer } from '../src/server';
+import { startTestServer, type TestServer } from './helpers/test-server';
 import { api, controlOf, logLines, readSse, simpleContext, submit, submitOk, TOKEN } from './server-helpers';
 
-let server: RunningServer;
+let server: TestServer;
 beforeAll(async () => {
-  server = await startServer({ token: TOKEN, maxConcurrent: 4 });
+  server = await startTestServer({ token: TOKEN, maxConcurrent: 4 });
 });
 afterEach(() => server.setFaults({}));
 afterAll(async () => {

@@ -5,6 +5,7 @@
 import { request } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import * as tar from 'tar-stream';
+import { CONTROL_EVENTS_HEADER, CONTROL_EVENTS_TYPED } from '../src/shared/wire';
 
 /** One tar entry for {@link makeTarGz}. */
 export type TarEntry =
@@ -133,10 +134,19 @@ export interface SseResult {
 /** Read an SSE response to its end (a small spec-following parser). `onEvent` may return true to stop early. */
 export function readSse(
   url: string,
-  opts: { token?: string | null; lastEventId?: string; onResponse?: () => void; onEvent?: (e: SseEvent, all: SseEvent[]) => boolean | void; onComment?: (c: string) => boolean | void } = {},
+  opts: {
+    token?: string | null;
+    lastEventId?: string;
+    /** Read as a plain (reference) SSE client: no request for typed events. Default: ask for them, as the client does. */
+    plain?: boolean;
+    onResponse?: () => void;
+    onEvent?: (e: SseEvent, all: SseEvent[]) => boolean | void;
+    onComment?: (c: string) => boolean | void;
+  } = {},
 ): Promise<SseResult> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { accept: 'text/event-stream' };
+    if (!opts.plain) headers[CONTROL_EVENTS_HEADER] = CONTROL_EVENTS_TYPED;
     if (opts.token !== null) headers.authorization = `Bearer ${opts.token ?? TOKEN}`;
     if (opts.lastEventId !== undefined) headers['last-event-id'] = opts.lastEventId;
     let current: { result: SseResult; settled: boolean } | null = null;

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { Journal, JournalFileReader } from '../src/server/journal';
 import { startServer, type RunningServer } from '../src/server';
 import { controlOf, logLines, readSse, submitOk, TOKEN } from './server-helpers';
+import { CONTROL_EVENTS_HEADER, CONTROL_EVENTS_TYPED } from '../src/shared/wire';
 
 let dir: string;
 beforeAll(async () => {
@@ -122,7 +123,7 @@ describe('log streams over a long build', () => {
   it('a reader that does not read for a while (backpressure) still gets everything exactly once', async () => {
     const id = await submitOk(server.url, { buildArgs: { SCRIPT_LINES: String(N) } });
     const body = await new Promise<string>((resolve, reject) => {
-      const req = request(`${server.url}/builds/${id}/logs`, { headers: { authorization: `Bearer ${TOKEN}` } }, (res) => {
+      const req = request(`${server.url}/builds/${id}/logs`, { headers: { authorization: `Bearer ${TOKEN}`, [CONTROL_EVENTS_HEADER]: CONTROL_EVENTS_TYPED } }, (res) => {
         res.setEncoding('utf8');
         let text = '';
         let paused = false;

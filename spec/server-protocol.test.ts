@@ -3,13 +3,14 @@
  * auth, submit, SSE streaming with ids, resume, typed control events, progress, status records.
  */
 import { CONTROL_EVENTS_HEADER, HEARTBEAT_INTERVAL_MS, type BuildRecordWire } from '../src/shared/wire';
-import { namespaceForToken, startServer, type RunningServer } from '../src/server';
+import { namespaceForToken } from '../src/server';
+import { startTestServer, type TestServer } from './helpers/test-server';
 import { api, controlOf, logLines, readSse, submit, submitOk, TOKEN, type SseEvent } from './server-helpers';
 
-let server: RunningServer;
+let server: TestServer;
 
 beforeAll(async () => {
-  server = await startServer({ token: TOKEN, heartbeatMs: 50, maxConcurrent: 4 });
+  server = await startTestServer({ token: TOKEN, heartbeatMs: 50, maxConcurrent: 4 });
 });
 afterAll(async () => {
   await server.close();

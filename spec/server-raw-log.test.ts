@@ -2,13 +2,13 @@
  * The raw log (`GET /builds/{id}/log`: plain text, escapes stripped, the lines so far) and the time marks of the
  * log stream (`event: time` before events recorded at a new time), against a real server.
  */
-import { startServer, type RunningServer } from '../src/server';
+import { startTestServer, type TestServer } from './helpers/test-server';
 import { plainLine } from '../src/server/raw-log';
 import { TOKEN, api, logLines, readSse, submitOk } from './server-helpers';
 
-let server: RunningServer;
+let server: TestServer;
 beforeAll(async () => {
-  server = await startServer({ token: TOKEN });
+  server = await startTestServer({ token: TOKEN });
 });
 afterAll(() => server.close());
 afterEach(() => server.setFaults({}));

@@ -20,7 +20,8 @@ import {
   type SnapshotEvent,
   type SnapshotInfo,
 } from '../src/client';
-import { ScriptedEngine, startServer, type EngineJob, type EngineResult, type EngineSink, type RunningServer } from '../src/server';
+import { ScriptedEngine, type EngineJob, type EngineResult, type EngineSink } from '../src/server';
+import { startTestServer, type TestServer } from './helpers/test-server';
 import type { SnapshotPageWire, SnapshotWire } from '../src/shared/snapshot-wire';
 import { TOKEN, removeTempDirs, setup, tempDir, writeContext, type Harness } from './helpers/client-harness';
 
@@ -34,7 +35,7 @@ class RecordingEngine extends ScriptedEngine {
 }
 
 /** Raw JSON request to the server, independent of the client under test. */
-async function raw(server: RunningServer, method: string, p: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
+async function raw(server: TestServer, method: string, p: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
   const res = await fetch(`${server.url}${p}`, {
     method,
     headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
@@ -44,7 +45,7 @@ async function raw(server: RunningServer, method: string, p: string, body?: unkn
   return { status: res.status, json: text ? JSON.parse(text) : undefined };
 }
 
-function requests(server: RunningServer, method: string, prefix: string) {
+function requests(server: TestServer, method: string, prefix: string) {
   return server.requests.filter((r) => r.method === method && r.path.startsWith(prefix));
 }
 
@@ -402,8 +403,8 @@ describe('durability', () => {
   it('a restarted server on the same data dir serves the same snapshots, aliases and retirements', async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'rxbuild-snapdata-'));
     const clientTmp = await tempDir('rxbuild-snap-client-');
-    const open = async (): Promise<{ server: RunningServer; client: RxbuildClient }> => {
-      const server = await startServer({ token: TOKEN, dataDir, port: 0 });
+    const open = async (): Promise<{ server: TestServer; client: RxbuildClient }> => {
+      const server = await startTestServer({ token: TOKEN, dataDir, port: 0 });
       const client = createClient({ baseUrl: server.url, token: TOKEN, handleSigint: false, tmpDir: clientTmp });
       return { server, client };
     };

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Observable, Subscription } from 'rxjs';
 import { BuildFailedError, CancelledError, type SnapshotEvent } from '../src/client';
-import type { RecordedRequest } from '../src/server';
+import type { RecordedRequest } from './helpers/test-server';
 import { TOKEN, setup, type Harness } from './helpers/client-harness';
 
 let h: Harness;

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { lastValueFrom, toArray } from 'rxjs';
 import { createClient, HttpError, ImageNotFoundError, type RxbuildClient } from '../src/client';
 import { serve, type RunningService } from '../src/server/serve';
+import { TestHooks } from './helpers/test-server';
 import { checkBuildah } from '../src/server/engines/buildah';
 import { BASE_IMAGE_REPOSITORY, BASE_IMAGE_TAG } from '../src/server/base-image';
 import { registryManifestDigest, splitImageRef } from '../src/server/registry';
@@ -19,6 +20,8 @@ const TOKEN = `snap-real-${randomBytes(6).toString('hex')}`;
 let tmp: string;
 let clientTmp: string;
 let service: RunningService;
+/** What the service received. */
+const hooks = new TestHooks();
 let client: RxbuildClient;
 let base: string;
 
@@ -26,7 +29,7 @@ beforeAll(async () => {
   await checkBuildah();
   tmp = mkdtempSync(join(tmpdir(), 'rxbuild-snap-real-'));
   clientTmp = mkdtempSync(join(tmp, 'client-'));
-  service = await serve({ dataDir: join(tmp, 'data'), token: TOKEN, port: 0, maxConcurrent: 1 });
+  service = await serve({ dataDir: join(tmp, 'data'), token: TOKEN, port: 0, maxConcurrent: 1, hooks });
   client = createClient({ baseUrl: service.url, token: TOKEN, handleSigint: false, tmpDir: clientTmp });
   base = `${service.registry}/${BASE_IMAGE_REPOSITORY}:${BASE_IMAGE_TAG}`;
 }, 180_000);
@@ -63,7 +66,7 @@ describe('image snapshot with real buildah and registry', () => {
     expect(byId).toMatchObject({ imageRef: result.imageRef, digest: result.digest, aliases: ['busybox-e2e'], status: 'active', tags: { e2e: 'yes' } });
     const res = await fetch(`${service.url}/snapshots/%40busybox-e2e`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(await res.json()).toMatchObject({ snapshot_id: result.snapshotId, image_ref: result.imageRef, digest: result.digest });
-    const requests = service.server.requests;
+    const requests = hooks.requests;
     expect(requests.filter((r) => r.method === 'POST').map((r) => `${r.path} ${r.status}`)).toEqual([
       // The context goes by content (docs/api.md, "Contexts by content"): what is missing, the contents, the build.
       '/contents/missing 200',

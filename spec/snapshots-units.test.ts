@@ -2,7 +2,8 @@
  * Units of the snapshot code that need no server: the image reference grammar, slugs, the other input
  * grammars, and the registration retry predicate.
  */
-import { HttpError, TransportError, imageSlug, isSafeRegistrationRetry, slugify } from '../src/client';
+import { HttpError, TransportError } from '../src/client';
+import { imageSlug, isSafeRegistrationRetry, slugify } from '../src/client/internal/snapshots';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';

@@ -113,6 +113,14 @@ describe.each(['files', 'postgres'] as const)('the %s store', (kind) => {
     expect((await api(server.url, 'DELETE', '/builds/b_000000000000000000000000')).status).toBe(404);
   });
 
+  it('runs more builds than slots, each as soon as a slot is free', async () => {
+    await server.close();
+    server = await start({ maxConcurrent: 1 });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push(await submitOk(server.url, { buildArgs: { SCRIPT_LINES: '5', SCRIPT_INTERVAL_MS: '20' } }));
+    for (const id of ids) expect(await server.waitForBuild(id)).toMatchObject({ status: 'succeeded', node: 'node-a' });
+  });
+
   it('lists builds newest first and keeps everything across a restart on the same store', async () => {
     const a = await submitOk(server.url, { buildArgs: { SCRIPT_LINES: '5' } });
     await server.waitForBuild(a);

@@ -5,18 +5,18 @@
  *
  * @packageDocumentation
  */
-import type { RunningServer } from '../../src/server';
+import type { TestServer } from '../../spec/helpers/test-server';
 import { createBuild, deleteBuild, requestsFor, scriptArgs } from './server';
 
 /** A build that holds the server's only slot until released. */
 export class Blocker {
   private constructor(
-    private readonly server: RunningServer,
+    private readonly server: TestServer,
     readonly buildId: string,
   ) {}
 
   /** Create the blocker and wait until it runs. */
-  static async start(server: RunningServer, contextDir: string): Promise<Blocker> {
+  static async start(server: TestServer, contextDir: string): Promise<Blocker> {
     const id = await createBuild(server, contextDir, scriptArgs({ SCRIPT_LINES: 0, SCRIPT_OUTCOME: 'hang' }));
     await server.waitForBuild(id, (s) => s === 'running');
     return new Blocker(server, id);

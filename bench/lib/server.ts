@@ -7,20 +7,22 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Agent } from 'undici';
-import { createHttpContext, packContext } from '../../src/client';
+import { createHttpContext } from '../../src/client/internal/http';
+import { packContext } from '../../src/client/internal/pack';
 import { startSubmit } from '../../src/client/internal/submit';
-import { startServer, type RunningServer, type StartServerOptions } from '../../src/server';
+import type { StartServerOptions } from '../../src/server';
+import { startTestServer, type TestServer } from '../../spec/helpers/test-server';
 
 /** The bearer token every bench server and client uses. */
 export const BENCH_TOKEN = 'bench-token';
 
-/** Start a scripted-engine server on loopback, port 0. */
-export function startScriptedServer(options: Partial<StartServerOptions> = {}): Promise<RunningServer> {
-  return startServer({ token: BENCH_TOKEN, host: '127.0.0.1', port: 0, ...options });
+/** Start a scripted-engine server on loopback, port 0, with the specs' request record and faults. */
+export function startScriptedServer(options: Partial<StartServerOptions> = {}): Promise<TestServer> {
+  return startTestServer({ token: BENCH_TOKEN, host: '127.0.0.1', port: 0, ...options });
 }
 
 /** Run `fn` against a fresh scripted server, closing it afterwards whatever happens. */
-export async function withScriptedServer<T>(options: Partial<StartServerOptions>, fn: (server: RunningServer) => Promise<T>): Promise<T> {
+export async function withScriptedServer<T>(options: Partial<StartServerOptions>, fn: (server: TestServer) => Promise<T>): Promise<T> {
   const server = await startScriptedServer(options);
   try {
     return await fn(server);
@@ -42,7 +44,7 @@ export function scriptArgs(args: Record<string, string | number>): Record<string
 }
 
 /** Create a build (pack + POST, through the client's own modules) and return its id; nothing follows it. */
-export async function createBuild(server: RunningServer, contextDir: string, buildArgs: Record<string, string>): Promise<string> {
+export async function createBuild(server: TestServer, contextDir: string, buildArgs: Record<string, string>): Promise<string> {
   const agent = new Agent();
   const packed = await packContext({ contextDir, dockerfile: 'Dockerfile' });
   try {
@@ -61,7 +63,7 @@ export async function createBuild(server: RunningServer, contextDir: string, bui
 }
 
 /** `DELETE /builds/{id}` straight to the server (setup and release of blocker builds; not measured). */
-export async function deleteBuild(server: RunningServer, buildId: string): Promise<void> {
+export async function deleteBuild(server: TestServer, buildId: string): Promise<void> {
   const res = await fetch(`${server.url}/builds/${encodeURIComponent(buildId)}`, {
     method: 'DELETE',
     headers: { authorization: `Bearer ${BENCH_TOKEN}` },
@@ -71,7 +73,7 @@ export async function deleteBuild(server: RunningServer, buildId: string): Promi
 }
 
 /** Requests the server received for build `id` with `method` (optionally only its log stream). */
-export function requestsFor(server: RunningServer, buildId: string, method: string, logs = false): RunningServer['requests'] {
+export function requestsFor(server: TestServer, buildId: string, method: string, logs = false): TestServer['requests'] {
   const p = `/builds/${encodeURIComponent(buildId)}${logs ? '/logs' : ''}`;
   return server.requests.filter((r) => r.method === method && r.path.split('?')[0] === p);
 }

@@ -1,7 +1,8 @@
 /**
  * Worker: the baseline log consumer — a bare `eventsource` (same package and version as the client) over
  * undici's fetch with one Agent, counting plain messages until the control event. No RxJS, no retry, no
- * deduplication: the least a program can do to read the stream.
+ * deduplication: the least a program can do to read the stream. It asks for typed events, as the client does,
+ * so both read the same bytes.
  *
  * @packageDocumentation
  */
@@ -10,6 +11,7 @@ import { Agent, fetch } from 'undici';
 import { cpuSeconds, nowMs } from '../lib/proc';
 import { LineTally, type TallyResult } from '../lib/tally';
 import { workerMain } from '../lib/worker';
+import { CONTROL_EVENTS_HEADER, CONTROL_EVENTS_TYPED } from '../../src/shared/wire';
 
 /** Input of the worker. */
 export interface EsLogsInput {
@@ -35,7 +37,7 @@ workerMain<EsLogsInput, EsLogsResult>(async (input) => {
     await new Promise<void>((resolve, reject) => {
       const es = new EventSource(`${input.baseUrl}/builds/${input.buildId}/logs`, {
         fetch: (url, init) =>
-          fetch(url, { ...init, headers: { ...init.headers, Authorization: `Bearer ${input.token}` }, dispatcher: agent }),
+          fetch(url, { ...init, headers: { ...init.headers, Authorization: `Bearer ${input.token}`, [CONTROL_EVENTS_HEADER]: CONTROL_EVENTS_TYPED }, dispatcher: agent }),
       });
       es.addEventListener('message', (ev) => tally.add(ev.data));
       es.addEventListener('control', () => {

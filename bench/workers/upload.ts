@@ -13,7 +13,9 @@
 import { randomUUID } from 'node:crypto';
 import { lastValueFrom, tap } from 'rxjs';
 import { Agent } from 'undici';
-import { createClient, createHttpContext, packContext } from '../../src/client';
+import { createClient } from '../../src/client';
+import { createHttpContext } from '../../src/client/internal/http';
+import { packContext } from '../../src/client/internal/pack';
 import { startSubmit } from '../../src/client/internal/submit';
 import { nowMs, procStatusBytes } from '../lib/proc';
 import { workerMain } from '../lib/worker';

@@ -9,14 +9,15 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { Observable } from 'rxjs';
 import { createClient, type BuildEvent, type BuildLogEvent, type ClientOptions, type RxbuildClient } from '../../src/client';
-import { startServer, type FaultOptions, type RecordedRequest, type RunningServer, type StartServerOptions } from '../../src/server';
+import type { StartServerOptions } from '../../src/server';
+import { startTestServer, type FaultOptions, type RecordedRequest, type TestServer } from './test-server';
 
 /** The token every test server and client use. */
 export const TOKEN = 'test-token';
 
 /** What one test works with. `dispose()` closes client and server and removes the temp dirs. */
 export interface Harness {
-  server: RunningServer;
+  server: TestServer;
   client: RxbuildClient;
   /** Where the client packs contexts (so tests can check nothing is left). */
   tmpDir: string;
@@ -58,7 +59,7 @@ export async function writeContext(files: Record<string, string | Buffer>): Prom
 export async function setup(
   opts: { faults?: FaultOptions; server?: Partial<StartServerOptions>; client?: Partial<ClientOptions> } = {},
 ): Promise<Harness> {
-  const server = await startServer({ token: TOKEN, port: 0, heartbeatMs: 1000, faults: opts.faults, ...opts.server });
+  const server = await startTestServer({ token: TOKEN, port: 0, heartbeatMs: 1000, faults: opts.faults, ...opts.server });
   const tmp = await tempDir('rxbuild-packs-');
   const client = createClient({
     baseUrl: server.url,

@@ -7,13 +7,11 @@
  * Confirmed → outcome `cancelled` (exit 130); not confirmed → an error that says to check the build.
  *
  * Second Ctrl+C: stop waiting for the confirmation, but never abort the DELETE: the CLI leaves only once the
- * DELETE request has been handed to the server (undici's `undici:request:bodySent` diagnostics channel says
- * so), because a request already received is carried out by the server whether or not anyone reads the
+ * DELETE request has been handed to the server (the library's public `onTeardown` hook says so: `sent`), because a request already received is carried out by the server whether or not anyone reads the
  * answer. Until then it keeps waiting and says why.
  *
  * @packageDocumentation
  */
-import diagnosticsChannel from 'node:diagnostics_channel';
 import { writeFile } from 'node:fs/promises';
 import type { CliClient } from './client';
 import { describeError, ExitCode, hasStatus } from './errors';
@@ -27,12 +25,8 @@ export interface InterruptHandle {
   readonly outcome: Promise<BuildOutcome>;
   /** True once Ctrl+C was pressed. */
   fired(): boolean;
-  /** Remove the SIGINT listener and the channel subscription. */
+  /** Remove the SIGINT listener and the `sent` listener. */
   release(): void;
-}
-
-interface UndiciRequestMessage {
-  request: { method?: string; path?: string };
 }
 
 /** Install the Ctrl+C behaviour for one build followed by `following`. */
@@ -43,12 +37,11 @@ export function cancelOnInterrupt(client: CliClient, following: Following, rende
   let settle!: (o: BuildOutcome) => void;
   const outcome = new Promise<BuildOutcome>((resolve) => (settle = resolve));
 
-  const onBodySent = (message: unknown): void => {
-    const { request } = message as UndiciRequestMessage;
-    if (request?.method === 'DELETE' && request.path?.includes('/builds/')) {
-      deleteSent = true;
-      if (stopWaitingRequested) leaveWithoutConfirmation();
-    }
+  let stopListening: (() => void) | undefined;
+  const onDeleteSent = (): void => {
+    if (deleteSent) return;
+    deleteSent = true;
+    if (stopWaitingRequested) leaveWithoutConfirmation();
   };
 
   const leaveWithoutConfirmation = (): void => {
@@ -66,7 +59,7 @@ export function cancelOnInterrupt(client: CliClient, following: Following, rende
     const id = following.buildId();
     if (count === 1) {
       fired = true;
-      diagnosticsChannel.subscribe('undici:request:bodySent', onBodySent);
+      stopListening = client.onDeleteSent(onDeleteSent);
       renderer.notice(
         id
           ? `cancelling build ${id} — press Ctrl+C again to stop waiting`
@@ -113,7 +106,7 @@ export function cancelOnInterrupt(client: CliClient, following: Following, rende
     fired: () => fired,
     release: () => {
       releaseSigint();
-      if (fired) diagnosticsChannel.unsubscribe('undici:request:bodySent', onBodySent);
+      stopListening?.();
     },
   };
 }

@@ -16,6 +16,11 @@ export interface CliClient extends RxbuildClient {
    * server has already received: the process exits without reading their answers.
    */
   stopWaiting(): void;
+  /**
+   * Call `listener` each time a `DELETE /builds/{id}` of this client has been handed to the service (the
+   * library's public `onTeardown` hook). Returns the function that removes it.
+   */
+  onDeleteSent(listener: () => void): () => void;
 }
 
 /**
@@ -26,7 +31,16 @@ export interface CliClient extends RxbuildClient {
 export async function openClient<T>(ctx: CliContext, fn: (client: CliClient) => Promise<T>): Promise<T> {
   const { url, token } = ctx.connection();
   const teardownFailures: TeardownError[] = [];
-  const lib = createClient({ baseUrl: url, token, handleSigint: false, onTeardownError: (e) => teardownFailures.push(e) });
+  const sentListeners = new Set<() => void>();
+  const lib = createClient({
+    baseUrl: url,
+    token,
+    handleSigint: false,
+    onTeardownError: (e) => teardownFailures.push(e),
+    onTeardown: (e) => {
+      if (e.type === 'sent') for (const l of [...sentListeners]) l();
+    },
+  });
   // Ctrl+C closes early (to wait for the DELETE), and we close again at the end: close once, share the promise.
   let closing: Promise<void> | undefined;
   let abandon = false;
@@ -37,6 +51,10 @@ export async function openClient<T>(ctx: CliContext, fn: (client: CliClient) => 
     close: () => (closing ??= lib.close()),
     stopWaiting: () => {
       abandon = true;
+    },
+    onDeleteSent: (listener) => {
+      sentListeners.add(listener);
+      return () => sentListeners.delete(listener);
     },
   };
 

@@ -59,11 +59,11 @@ function fromLastStatus(last: BuildStatusEvent | undefined, buildId: string | un
   const id = last?.buildId ?? buildId;
   switch (last?.phase) {
     case 'succeeded':
-      return { kind: 'succeeded', buildId: id ?? '', imageRef: last.imageRef ?? '', digest: last.digest ?? '' };
+      return { kind: 'succeeded', buildId: last.buildId, imageRef: last.imageRef, digest: last.digest };
     case 'cancelled':
       return { kind: 'cancelled', buildId: id, message: cancelledMessage(id) };
     case 'failed':
-      return { kind: 'failed', buildId: id, message: `build ${id} failed: ${last.error ?? 'unknown error'}`, code: 'build_failed' };
+      return { kind: 'failed', buildId: id, message: `build ${id} failed: ${last.error}`, code: 'build_failed' };
     default:
       return { kind: 'error', buildId: id, message: 'the build stream ended without a final status', code: 'protocol' };
   }

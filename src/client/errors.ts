@@ -4,14 +4,18 @@
  * Every error the client hands to a subscriber (or rejects a promise with) is an {@link RxbuildError}: it has a
  * stable machine-readable `code` (safe to switch on; messages may change) and, where there was one, the
  * underlying `cause`. Subclasses add what callers need to act: the HTTP `status` and body, the `buildId`, …
+ * Each class has its own `code`, so `switch (err.code)` on an {@link AnyRxbuildError} (what
+ * {@link isRxbuildError} narrows to) narrows to the class.
  *
  * @packageDocumentation
  */
 
+/** Codes of the HTTP error classes. */
+export type HttpErrorCode = 'http_error' | 'unauthorized' | 'forbidden' | 'not_found' | 'image_not_found';
+
 /** Stable codes of {@link RxbuildError}. */
 export type RxbuildErrorCode =
-  | 'http_error'
-  | 'unauthorized'
+  | HttpErrorCode
   | 'build_failed'
   | 'invalid_input'
   | 'transport'
@@ -23,19 +27,27 @@ export type RxbuildErrorCode =
   | 'client_closed';
 
 /** Base class of every rxbuild error: a stable `code` and an optional `cause`. */
-export class RxbuildError extends Error {
+export class RxbuildError<C extends RxbuildErrorCode = RxbuildErrorCode> extends Error {
   /** Stable machine-readable code; switch on this, not on the message. */
-  readonly code: RxbuildErrorCode;
+  readonly code: C;
 
-  constructor(code: RxbuildErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: C, message: string, options?: { cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.name = new.target.name;
   }
 }
 
-/** The server answered with a non-success HTTP status. */
-export class HttpError extends RxbuildError {
+/** What the HTTP error classes carry besides `status` and the message. */
+export interface HttpErrorDetails {
+  body?: unknown;
+  serverCode?: string;
+  retryAfterMs?: number;
+  cause?: unknown;
+}
+
+/** The server answered with a non-success HTTP status (subclasses name the statuses callers act on). */
+export class HttpError<C extends HttpErrorCode = HttpErrorCode> extends RxbuildError<C> {
   /** The HTTP status. */
   readonly status: number;
   /** The response body: the parsed JSON when it was JSON, otherwise the (truncated) text. */
@@ -45,12 +57,8 @@ export class HttpError extends RxbuildError {
   /** `Retry-After` of the response in milliseconds, when present and valid. */
   readonly retryAfterMs: number | undefined;
 
-  constructor(
-    status: number,
-    message: string,
-    details: { body?: unknown; serverCode?: string; retryAfterMs?: number; cause?: unknown; code?: RxbuildErrorCode } = {},
-  ) {
-    super(details.code ?? 'http_error', message, { cause: details.cause });
+  constructor(status: number, message: string, details: HttpErrorDetails & { code?: C } = {}) {
+    super(details.code ?? ('http_error' as C), message, { cause: details.cause });
     this.status = status;
     this.body = details.body;
     this.serverCode = details.serverCode;
@@ -58,19 +66,45 @@ export class HttpError extends RxbuildError {
   }
 }
 
-/** 401 or 403: the token is missing, wrong or not allowed to do this. Never retried. */
-export class AuthError extends HttpError {
-  constructor(
-    status: number,
-    message: string,
-    details: { body?: unknown; serverCode?: string; retryAfterMs?: number; cause?: unknown } = {},
-  ) {
-    super(status, message, { ...details, code: 'unauthorized' });
+/** 401 or 403 (the parent of {@link UnauthorizedError} and {@link ForbiddenError}). Never retried. */
+export class AuthError<C extends 'unauthorized' | 'forbidden' = 'unauthorized' | 'forbidden'> extends HttpError<C> {}
+
+/** 401: the token is missing or wrong. */
+export class UnauthorizedError extends AuthError<'unauthorized'> {
+  constructor(message: string, details: HttpErrorDetails = {}) {
+    super(401, message, { ...details, code: 'unauthorized' });
+  }
+}
+
+/** 403: the token is valid but not allowed to do this. */
+export class ForbiddenError extends AuthError<'forbidden'> {
+  constructor(message: string, details: HttpErrorDetails = {}) {
+    super(403, message, { ...details, code: 'forbidden' });
+  }
+}
+
+/** 404: no such build or snapshot. (The log stream retries it: a new build may not be materialised yet.) */
+export class NotFoundError extends HttpError<'not_found'> {
+  constructor(message: string, details: HttpErrorDetails = {}) {
+    super(404, message, { ...details, code: 'not_found' });
+  }
+}
+
+/** The service answered `422 image_not_found`: the image to register does not exist in its registry. */
+export class ImageNotFoundError extends HttpError<'image_not_found'> {
+  constructor(from: HttpError) {
+    super(from.status, from.message, {
+      body: from.body,
+      serverCode: from.serverCode,
+      retryAfterMs: from.retryAfterMs,
+      cause: from.cause,
+      code: 'image_not_found',
+    });
   }
 }
 
 /** The build ran and failed on the server (a `{"error"}` control event, or a `failed` status). */
-export class BuildFailedError extends RxbuildError {
+export class BuildFailedError extends RxbuildError<'build_failed'> {
   /** The failed build. */
   readonly buildId: string;
   /** The server's failure message, verbatim. */
@@ -84,7 +118,7 @@ export class BuildFailedError extends RxbuildError {
 }
 
 /** The caller's input is wrong (missing context, missing Dockerfile, bad image name, …). Nothing was sent. */
-export class InvalidInputError extends RxbuildError {
+export class InvalidInputError extends RxbuildError<'invalid_input'> {
   /** The option that is wrong, e.g. `context`, `dockerfile`, `imageName`. */
   readonly field: string;
 
@@ -95,21 +129,60 @@ export class InvalidInputError extends RxbuildError {
 }
 
 /**
+ * Codes of system and undici errors that mean "the network failed", not "the request was wrong": the one list.
+ * `before-response`: the request cannot have reached a service able to act on it (safe to resend even a
+ * non-idempotent request); `any`: it may have (a timeout, a body cut short).
+ */
+export const NETWORK_ERROR_CODES = {
+  ECONNREFUSED: 'before-response',
+  ECONNRESET: 'before-response',
+  EPIPE: 'before-response',
+  ECONNABORTED: 'before-response',
+  EHOSTUNREACH: 'before-response',
+  ENETUNREACH: 'before-response',
+  ENETDOWN: 'before-response',
+  EAI_AGAIN: 'before-response',
+  ENOTFOUND: 'any',
+  ETIMEDOUT: 'any',
+  UND_ERR_SOCKET: 'before-response',
+  UND_ERR_CLOSED: 'before-response',
+  UND_ERR_CONNECT_TIMEOUT: 'before-response',
+  UND_ERR_HEADERS_TIMEOUT: 'any',
+  UND_ERR_BODY_TIMEOUT: 'any',
+  UND_ERR_REQ_CONTENT_LENGTH_MISMATCH: 'any',
+  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'any',
+  ERR_STREAM_PREMATURE_CLOSE: 'any',
+} as const satisfies Record<string, 'before-response' | 'any'>;
+
+/** A system/undici network error code (see {@link NETWORK_ERROR_CODES}). */
+export type NetworkErrorCode = keyof typeof NETWORK_ERROR_CODES;
+
+/**
+ * Why a {@link TransportError} happened: the log stream's own reasons (`eof`: ended without a control event;
+ * `idle_timeout`; `read`: the body failed mid-way; `eventsource`), `connect` (every address failed), `network`
+ * (a browser's bare "Failed to fetch", which says no more), or the system/undici code.
+ */
+export type TransportErrorReason = 'eof' | 'idle_timeout' | 'read' | 'eventsource' | 'connect' | 'network' | NetworkErrorCode;
+
+/**
  * The connection failed: refused, reset, cut mid-stream, ended without a control event, or went silent for
  * longer than the idle timeout. Always retryable.
  */
-export class TransportError extends RxbuildError {
-  /** Short machine-friendly reason: `eof`, `idle_timeout`, or the system/undici error code (`ECONNREFUSED`). */
-  readonly reason: string;
+export class TransportError extends RxbuildError<'transport'> {
+  /** Short machine-friendly reason (see {@link TransportErrorReason}). */
+  readonly reason: TransportErrorReason;
 
-  constructor(reason: string, message: string, options?: { cause?: unknown }) {
+  constructor(reason: TransportErrorReason, message: string, options?: { cause?: unknown }) {
     super('transport', message, options);
     this.reason = reason;
   }
 }
 
-/** The build took longer than its `timeoutMs`. The remote build is cancelled. */
-export class TimeoutError extends RxbuildError {
+/**
+ * The build took longer than its `timeoutMs`. The remote build is cancelled. (Named apart from the DOM's
+ * `TimeoutError` DOMException, which `AbortSignal.timeout()` raises.)
+ */
+export class BuildTimeoutError extends RxbuildError<'timeout'> {
   readonly timeoutMs: number;
 
   constructor(timeoutMs: number, message = `build timed out after ${timeoutMs} ms`) {
@@ -118,8 +191,13 @@ export class TimeoutError extends RxbuildError {
   }
 }
 
+/** @deprecated Renamed {@link BuildTimeoutError} (the old name clashed with the DOM's `TimeoutError`). */
+export const TimeoutError = BuildTimeoutError;
+/** @deprecated Renamed {@link BuildTimeoutError}. */
+export type TimeoutError = BuildTimeoutError;
+
 /** The build was cancelled: by the caller's `AbortSignal`, by SIGINT, or on the server (status `cancelled`). */
-export class CancelledError extends RxbuildError {
+export class CancelledError extends RxbuildError<'cancelled'> {
   /** The build, when it had been created. */
   readonly buildId: string | undefined;
 
@@ -130,7 +208,7 @@ export class CancelledError extends RxbuildError {
 }
 
 /** The log stream kept failing with retryable errors until the retry budget ran out. `cause` is the last one. */
-export class RetriesExhaustedError extends RxbuildError {
+export class RetriesExhaustedError extends RxbuildError<'retries_exhausted'> {
   readonly buildId: string;
   /** Connection attempts made (the first plus every retry). */
   readonly attempts: number;
@@ -147,7 +225,7 @@ export class RetriesExhaustedError extends RxbuildError {
 }
 
 /** The `DELETE /builds/{id}` of a teardown failed after its own retries or missed its deadline. */
-export class TeardownError extends RxbuildError {
+export class TeardownError extends RxbuildError<'teardown_failed'> {
   readonly buildId: string;
 
   constructor(buildId: string, message: string, options?: { cause?: unknown }) {
@@ -157,17 +235,39 @@ export class TeardownError extends RxbuildError {
 }
 
 /** The server answered something the protocol does not allow (wrong content type, malformed JSON, …). */
-export class ProtocolError extends RxbuildError {
+export class ProtocolError extends RxbuildError<'protocol'> {
   constructor(message: string, options?: { cause?: unknown }) {
     super('protocol', message, options);
   }
 }
 
 /** The client was closed; it starts no new work. */
-export class ClientClosedError extends RxbuildError {
+export class ClientClosedError extends RxbuildError<'client_closed'> {
   constructor() {
     super('client_closed', 'the rxbuild client is closed');
   }
+}
+
+/** Every rxbuild error, as a union on `code`: `switch (err.code)` narrows to the class. */
+export type AnyRxbuildError =
+  | HttpError<'http_error'>
+  | UnauthorizedError
+  | ForbiddenError
+  | NotFoundError
+  | ImageNotFoundError
+  | BuildFailedError
+  | InvalidInputError
+  | TransportError
+  | BuildTimeoutError
+  | CancelledError
+  | RetriesExhaustedError
+  | TeardownError
+  | ProtocolError
+  | ClientClosedError;
+
+/** True for any error of this library; narrows to {@link AnyRxbuildError}, so `switch (err.code)` narrows further. */
+export function isRxbuildError(err: unknown): err is AnyRxbuildError {
+  return err instanceof RxbuildError;
 }
 
 /** True for errors that mean "the caller gave up", which nobody needs to be told about. */
@@ -178,28 +278,6 @@ export function isAbortError(err: unknown): boolean {
     ((err as { name?: unknown }).name === 'AbortError' || (err as { code?: unknown }).code === 'UND_ERR_ABORTED')
   );
 }
-
-/** Codes of system and undici errors that mean "the network failed", not "the request was wrong". */
-const TRANSPORT_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EAI_AGAIN',
-  'ENOTFOUND',
-  'ECONNABORTED',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
-  'ERR_STREAM_PREMATURE_CLOSE',
-]);
 
 /**
  * Wrap a low-level network failure (undici/system error, or fetch's `TypeError('fetch failed')` around one) in
@@ -212,8 +290,8 @@ export function toTransportError(err: unknown): TransportError | undefined {
   let e: unknown = err;
   if (e instanceof TypeError && e.cause) e = e.cause;
   const code = e && typeof e === 'object' ? (e as { code?: unknown }).code : undefined;
-  if (typeof code === 'string' && TRANSPORT_CODES.has(code)) {
-    return new TransportError(code, `connection failed: ${(e as Error).message || code}`, { cause: err });
+  if (typeof code === 'string' && Object.hasOwn(NETWORK_ERROR_CODES, code)) {
+    return new TransportError(code as NetworkErrorCode, `connection failed: ${(e as Error).message || code}`, { cause: err });
   }
   // AggregateError from happy-eyeballs connect attempts: transport if any member is.
   if (e instanceof AggregateError && e.errors.some((x) => toTransportError(x))) {

@@ -9,7 +9,8 @@
  *
  * @packageDocumentation
  */
-import type { Dispatcher } from 'undici';
+import type { Observable } from 'rxjs';
+import type { TeardownError } from './errors';
 
 /** Client-side phases of a build, in order. The last three are terminal. */
 export type BuildPhase =
@@ -21,23 +22,72 @@ export type BuildPhase =
   | 'failed'
   | 'cancelled';
 
-/** A phase change. Fields beyond `phase` are present when that phase has them. */
-export interface BuildStatusEvent {
+/** `packing`: the context is being packed (no build exists yet). */
+export interface PackingStatusEvent {
   type: 'status';
-  phase: BuildPhase;
-  /** Known from `queued`/`running` on. */
-  buildId?: string;
-  /** `uploading`: bytes of the packed context sent so far and in all. */
-  bytesSent?: number;
-  bytesTotal?: number;
-  /** `queued`: 1-based place in the server's queue, when the server reports it. */
-  queuePosition?: number | null;
-  /** `succeeded`: the pushed image and its manifest digest. */
-  imageRef?: string;
-  digest?: string;
-  /** `failed`: the build's error message. */
-  error?: string;
+  phase: 'packing';
+  /** Not known yet (so `e.buildId` reads on any status event). */
+  buildId?: undefined;
 }
+
+/** `uploading`: bytes of the packed context sent so far and in all. */
+export interface UploadingStatusEvent {
+  type: 'status';
+  phase: 'uploading';
+  /** Not known yet (so `e.buildId` reads on any status event). */
+  buildId?: undefined;
+  bytesSent: number;
+  bytesTotal: number;
+}
+
+/** `queued`: the build exists; `queuePosition` is its 1-based place when the server reports it. */
+export interface QueuedStatusEvent {
+  type: 'status';
+  phase: 'queued';
+  buildId: string;
+  queuePosition?: number | null;
+}
+
+/** `running`: the build is running on the service. */
+export interface RunningStatusEvent {
+  type: 'status';
+  phase: 'running';
+  buildId: string;
+}
+
+/** `succeeded` (terminal): the pushed image and its manifest digest. */
+export interface SucceededStatusEvent {
+  type: 'status';
+  phase: 'succeeded';
+  buildId: string;
+  imageRef: string;
+  digest: string;
+}
+
+/** `failed` (terminal): the build's error message. */
+export interface FailedStatusEvent {
+  type: 'status';
+  phase: 'failed';
+  buildId: string;
+  error: string;
+}
+
+/** `cancelled` (terminal): cancelled by this client or by anyone else. */
+export interface CancelledStatusEvent {
+  type: 'status';
+  phase: 'cancelled';
+  buildId: string;
+}
+
+/** A phase change: a union on `phase`, so `e.phase === 'succeeded'` gives `imageRef: string`. */
+export type BuildStatusEvent =
+  | PackingStatusEvent
+  | UploadingStatusEvent
+  | QueuedStatusEvent
+  | RunningStatusEvent
+  | SucceededStatusEvent
+  | FailedStatusEvent
+  | CancelledStatusEvent;
 
 /** One line of build output. `id` is the SSE event id (used for resume), `line` the text without newline. */
 export interface BuildLogEvent {
@@ -82,33 +132,26 @@ export interface BuildResult {
   digest: string;
 }
 
-/** Options of {@link createClient}. */
-export interface ClientOptions {
-  /** Base URL of the builder service, e.g. `http://127.0.0.1:7070`. */
-  baseUrl: string;
-  /** Bearer token. */
+/** Retry tuning of one retrying call: how many retries after the first attempt, and how long between them. */
+export interface RetryOptions {
+  count?: number;
+  /** Base delay in ms. */
+  delayMs?: number;
+  /** Cap of any one delay, including one asked for by `Retry-After`. */
+  maxDelayMs?: number;
+}
+
+/** The `fetch` a browser client calls: `globalThis.fetch` by default. */
+export type FetchFunction = (input: string | URL, init?: RequestInit) => Promise<Response>;
+
+/** Options every client takes, in Node and in browsers (`createClient` of `rxbuild` and of `rxbuild/browser`). */
+export interface CommonClientOptions {
+  /** Bearer token (printable ASCII, no spaces). */
   token: string;
-  /** Use this undici dispatcher instead of creating (and owning) an Agent. */
-  dispatcher?: Dispatcher;
-  /** Install the shared SIGINT handler while builds run (default `true`). */
-  handleSigint?: boolean;
-  /** Log-stream retry tuning (defaults follow the reference: 5 retries, 1 s base delay). */
-  retry?: {
-    count?: number;
-    delayMs?: number;
-    maxDelayMs?: number;
-  };
+  /** Log-stream retry tuning (defaults follow the reference: 5 retries, 1 s base delay, 30 s cap). */
+  retry?: RetryOptions;
   /** A log stream silent for this long (no event, no heartbeat) counts as dropped. Default 45 000. */
   idleTimeoutMs?: number;
-  /**
-   * `POST /builds` retry tuning: transport errors, 408, 429 and 5xx, exponential backoff with jitter from
-   * `delayMs` (defaults: 4 retries, 500 ms base, 30 s cap).
-   */
-  submitRetry?: {
-    count?: number;
-    delayMs?: number;
-    maxDelayMs?: number;
-  };
   /** Teardown `DELETE` tuning (defaults: 3 retries, 200 ms base backoff, 10 s deadline in all). */
   teardown?: {
     retries?: number;
@@ -117,27 +160,29 @@ export interface ClientOptions {
   };
   /**
    * Called when a teardown `DELETE` failed (after its own retries and deadline). Without it, failures are
-   * emitted as a process warning (`RXBUILD_TEARDOWN_FAILED`) and `client.close()` rejects with them.
+   * emitted as a process warning (`RXBUILD_TEARDOWN_FAILED`, Node) and `client.close()` rejects with them.
    */
-  onTeardownError?: (error: import('./errors').TeardownError) => void;
-  /** Directory for packed contexts (default: the OS temp dir). */
-  tmpDir?: string;
-  /**
-   * Upload contexts by content when the service offers it (**rxbuild** extension; default `true`): only files
-   * the service lacks are sent. `false` always uploads a tar.gz, as against a reference service.
-   */
-  contentUpload?: boolean;
-  /**
-   * Where file digests are cached by (device, inode, size, mtime), so unchanged files are not read again
-   * (default `$XDG_CACHE_HOME/rxbuild`); `false` for no cache.
-   */
-  hashCacheDir?: string | false;
+  onTeardownError?: (error: TeardownError) => void;
+  /** Told about every teardown `DELETE`: when it was handed to the service, and when it ended. */
+  onTeardown?: (event: TeardownEvent) => void;
   /**
    * Consecutive log reconnects that bring nothing new (stream ends without a control event) after which the
    * client asks `GET /builds/{id}` and finishes from a terminal status (default 3).
    */
   maxEmptyReconnects?: number;
 }
+
+/**
+ * What {@link CommonClientOptions.onTeardown} is told about a `DELETE /builds/{id}` (teardown or `builds.cancel`):
+ * - `sent`: the request (an attempt of it) was handed to the connection — from here the service can act on it
+ *   whether or not anyone reads the answer (the CLI leaves on a second Ctrl+C only after this);
+ * - `done`: the build is gone (2xx, 404) or had already finished (409);
+ * - `failed`: it failed after its retries or missed its deadline (`error`).
+ */
+export type TeardownEvent =
+  | { type: 'sent'; buildId: string; attempt: number }
+  | { type: 'done'; buildId: string }
+  | { type: 'failed'; buildId: string; error: TeardownError };
 
 /** Options of `client.builds.build` / `client.builds.run`. */
 export interface BuildOptions {
@@ -198,18 +243,32 @@ export interface WatchOptions {
   signal?: AbortSignal;
 }
 
-/** The builds half of the client. */
-export interface BuildsApi {
-  /** Pack, upload and follow a build. Cold: nothing happens before subscribe; unsubscribe cancels remotely. */
-  build(options: BuildOptions): import('rxjs').Observable<BuildEvent>;
-  /** Promise form of {@link BuildsApi.build}: resolves with the result, rejects with a typed error. */
-  run(options: BuildOptions): Promise<BuildResult>;
-  /** Follow an existing build's logs and status with the same retry/resume rules. */
-  watch(buildId: string, options?: WatchOptions): import('rxjs').Observable<BuildEvent>;
+/** Options of calls that take only a signal. */
+export interface SignalOptions {
+  /** Aborting rejects the call with the signal's reason (a `DELETE` already handed over may still act). */
+  signal?: AbortSignal;
+}
+
+/** The builds methods every client has, in Node and in browsers. */
+export interface WatchBuildsApi {
+  /** Follow an existing build's logs and status with the same retry/resume rules. Cold. */
+  watch(buildId: string, options?: WatchOptions): Observable<BuildEvent>;
   /** `GET /builds/{id}`. */
-  get(buildId: string, options?: { signal?: AbortSignal }): Promise<BuildInfo>;
+  get(buildId: string, options?: SignalOptions): Promise<BuildInfo>;
   /** `GET /builds/{id}/log`: the log lines written so far as plain text, escapes stripped. */
-  log(buildId: string, options?: { signal?: AbortSignal }): Promise<string>;
+  log(buildId: string, options?: SignalOptions): Promise<string>;
+  /** `GET /builds`: every build the service knows, newest first. */
+  list(options?: SignalOptions): Promise<BuildInfo[]>;
   /** `DELETE /builds/{id}` (idempotent), with the same short retry and deadline as teardown. */
-  cancel(buildId: string): Promise<void>;
+  cancel(buildId: string, options?: SignalOptions): Promise<void>;
+}
+
+/** The builds half of the Node client: {@link WatchBuildsApi} plus building from a local context. */
+export interface BuildsApi extends WatchBuildsApi {
+  /** Pack, upload and follow a build. Cold: nothing happens before subscribe; unsubscribe cancels remotely. */
+  build(options: BuildOptions): Observable<BuildEvent>;
+  /** Promise form of {@link BuildsApi.build}: resolves with the result, rejects with a typed error. */
+  buildAndWait(options: BuildOptions): Promise<BuildResult>;
+  /** @deprecated Renamed {@link BuildsApi.buildAndWait} (one promise-form name for builds and snapshots). */
+  run(options: BuildOptions): Promise<BuildResult>;
 }

@@ -18,7 +18,9 @@ import { isTerminalBuildStatus } from '../shared/wire';
 import type { BuildFlags } from './build-options';
 import type { Engine } from './engine';
 import { ENGINE_STOP_WATCHDOG_MS, INTERRUPTED, createRunSink, engineJobFor, progressOf, runToOutcome, type AbortReason } from './engine-run';
-import { Journal } from './journal';
+import { parseStoredBuild } from './build-record-check';
+import { Journal, cutTornTail } from './journal';
+import { quarantine } from './quarantine';
 import { killLeftoverGroupAndWait, type TrackedProcessGroup } from './process-group';
 
 export { INTERRUPTED, ENGINE_STOP_WATCHDOG_MS } from './engine-run';
@@ -195,18 +197,32 @@ export class BuildService {
   private async load(): Promise<void> {
     const names = await fsp.readdir(this.buildsDir);
     for (const id of names) {
-      let stored: StoredBuild;
-      try {
-        stored = JSON.parse(await fsp.readFile(path.join(this.buildDir(id), 'build.json'), 'utf8')) as StoredBuild;
-      } catch {
-        // A directory without a complete record was never answered to a client: remove it.
-        await fsp.rm(this.buildDir(id), { recursive: true, force: true });
-        continue;
-      }
+      const stored = await this.readRecord(id);
+      if (!stored) continue;
+      const cut = await cutTornTail(this.journalFile(id));
+      if (cut > 0) console.error(`rxbuild server: build ${id}: cut a torn last line (${cut} bytes) off its journal; every complete event is kept`);
       this.builds.set(id, stored);
       if (stored.idempotency_key) this.idempotency.set(stored.idempotency_key, id);
       if (!isTerminalBuildStatus(stored.record.status)) await this.recoverInterrupted(stored);
     }
+  }
+
+  /**
+   * The record of build directory `id`, or null after moving a directory whose record is missing, does not parse
+   * or does not validate to the quarantine (never deleted: its log may still matter to someone).
+   */
+  private async readRecord(id: string): Promise<StoredBuild | null> {
+    let problem: string;
+    try {
+      const parsed = parseStoredBuild(await fsp.readFile(path.join(this.buildDir(id), 'build.json'), 'utf8'), id);
+      if (typeof parsed !== 'string') return parsed;
+      problem = `build.json is ${parsed}`;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      problem = code === 'ENOENT' ? 'no build.json' : `build.json cannot be read (${code ?? String(err)})`;
+    }
+    await quarantine(this.options.dataDir, this.buildDir(id), problem);
+    return null;
   }
 
   /** A build the previous process left queued or running: kill its leftovers, fail it, end its journal. */

@@ -1,6 +1,6 @@
 /**
  * The local builder service: the rxbuild wire protocol (docs/api.md) over node:http, with a pluggable engine,
- * durable state under a data dir, and fault injection for tests.
+ * durable state under a data dir, and test seams ({@link ServerHooks}) that only specs install.
  *
  * @packageDocumentation
  */
@@ -28,7 +28,9 @@ import type { Engine } from './engine';
 import { HttpError, badRequest, isDiskFull, sendError, sendJson } from './errors';
 import { ScriptedEngine } from './engines/scripted';
 import { sendRawLog } from './raw-log';
-import { parseLastEventId, streamLogs } from './sse';
+import { parseLastEventId, streamLogs, wantsTypedEvents } from './sse';
+import { buildsPage } from './builds-page';
+import type { RouteInfo, RouteKind, ServerHooks } from './hooks';
 import { drainRequest, receiveSubmission, type Submission } from './upload';
 import { DEFAULT_CONTEXT_CACHE_BYTES, FileContentStore, type ContentStore } from './content-store';
 import { handleContentsUpload, handleMissing, receiveManifestSubmission } from './content-routes';
@@ -57,6 +59,9 @@ export { namespaceForToken } from './auth';
 export { parseImageName, type ImageName } from './image-name';
 export { INTERRUPTED } from './build-service';
 export { defaultWebDir } from './web';
+export { HttpError } from './errors';
+export type { ServerHooks, RouteInfo, RouteKind, LogStreamFaults } from './hooks';
+export { BUILDS_PAGE_DEFAULT, BUILDS_PAGE_MAX } from './builds-page';
 export { FileContentStore, DEFAULT_CONTEXT_CACHE_BYTES, type ContentStore } from './content-store';
 export {
   builtImagesResolver,
@@ -90,7 +95,6 @@ export interface StartServerOptions {
   registry?: string;
   /** Builds run at once (default 2); the rest are `queued` with `queue_position`. */
   maxConcurrent?: number;
-  faults?: FaultOptions;
   /** SSE heartbeat period (default {@link HEARTBEAT_INTERVAL_MS}). */
   heartbeatMs?: number;
   limits?: { maxUploadBytes?: number; maxUnpackedBytes?: number; maxEntries?: number };
@@ -122,38 +126,8 @@ export interface StartServerOptions {
   contentStore?: ContentStore | false;
   /** Cap of the default content store (default {@link DEFAULT_CONTEXT_CACHE_BYTES}, 10 GiB). */
   contextCacheBytes?: number;
-}
-
-/** Fault injection, per server instance; {@link RunningServer.setFaults} replaces them and resets the counters. */
-export interface FaultOptions {
-  /** Answer `status` (JSON error body, optional Retry-After) to the first `times` log connections of each build. */
-  logStatus?: { status: number; times: number; retryAfter?: string };
-  /** Abruptly destroy each log connection after it has sent this many events. */
-  cutLogAfterEvents?: number;
-  /** Cleanly end the log response (EOF, no control event) after `events` events, for the first `times` connections of each build. */
-  endLogWithoutControl?: { events: number; times: number };
-  /** GET /builds/{id} and its /logs answer 404 until this many ms after the build was created. */
-  materialiseAfterMs?: number;
-  /** Answer `status` to the first `times` POST /builds. */
-  submitStatus?: { status: number; times: number; retryAfter?: string };
-  /** Create the build but destroy the socket before answering, for the first `times` POST /builds (idempotency tests). */
-  dropSubmitResponse?: { times: number };
-  /** Reference-compatible mode: control events as plain `message` events and no CONTROL_EVENTS_HEADER. */
-  referenceControl?: boolean;
-  /** Wait this long before handling each DELETE /builds/{id} (client teardown tests: a DELETE in flight). */
-  deleteDelayMs?: number;
-}
-
-/** A request as the server received it. */
-export interface RecordedRequest {
-  method: string;
-  /** Path and query, as sent. */
-  path: string;
-  headers: Record<string, string | string[] | undefined>;
-  /** `Date.now()` on arrival. */
-  at: number;
-  /** The answered status (set when the response head is written; unset for dropped connections). */
-  status?: number;
+  /** Test seams (request recording, fault injection); `rxbuild serve` installs none. */
+  hooks?: ServerHooks;
 }
 
 /** A started server. */
@@ -161,31 +135,10 @@ export interface RunningServer {
   /** `http://host:port` */
   url: string;
   port: number;
-  /** Every request received, in arrival order (recorded on arrival; `status` filled when answered). */
-  readonly requests: RecordedRequest[];
-  /** Resolves with the first recorded request (past or future) matching `pred`. */
-  waitForRequest(pred: (r: RecordedRequest) => boolean): Promise<RecordedRequest>;
   /** Resolves when build `id` reaches a terminal status, or one matching `pred` (past or future). */
   waitForBuild(id: string, pred?: (status: BuildStatus) => boolean): Promise<BuildRecordWire>;
-  setFaults(faults: FaultOptions): void;
   /** Cancels running builds (they end failed, "interrupted"), ends SSE streams, closes the socket server, removes a temp dataDir. */
   close(): Promise<void>;
-}
-
-/** Counters behind the "first N times" faults. */
-class FaultState {
-  submits = 0;
-  droppedSubmits = 0;
-  readonly logConnections = new Map<string, number>();
-  constructor(readonly options: FaultOptions) {}
-}
-
-function retryHeaders(retryAfter: string | undefined): Record<string, string> {
-  return retryAfter === undefined ? {} : { 'retry-after': retryAfter };
-}
-
-function faultError(status: number, retryAfter?: string): HttpError {
-  return new HttpError(status, 'injected_fault', `Injected fault: status ${status}.`, retryHeaders(retryAfter));
 }
 
 function idempotencyKeyHash(namespace: string, req: IncomingMessage): string | null {
@@ -240,7 +193,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     maxEntries: options.limits?.maxEntries ?? DEFAULT_MAX_ENTRIES,
   };
   const { builds: service, snapshots: snapshotStore } = await openStores(options, dataDir, engine);
-  let faults = new FaultState(options.faults ?? {});
+  const hooks: ServerHooks = options.hooks ?? {};
   const contents: ContentStore | null =
     options.contentStore === false
       ? null
@@ -256,28 +209,19 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     faults: options.snapshots?.faults,
   });
 
-  const requests: RecordedRequest[] = [];
-  let requestWaiters: Array<{ pred: (r: RecordedRequest) => boolean; resolve: (r: RecordedRequest) => void }> = [];
   const sockets = new Set<Socket>();
   const streams = new Set<ServerResponse>();
 
-  /** 404 while the `materialiseAfterMs` fault hides a young build. */
-  const visible = async (id: string) => {
-    const stored = await service.get(id);
-    if (!stored) return undefined;
-    const hideFor = faults.options.materialiseAfterMs;
-    if (hideFor && Date.now() - Date.parse(stored.record.created_at) < hideFor) return undefined;
-    return stored;
+  /** Let an installed hook see (and maybe answer or delay) the request first. */
+  const beforeRoute = async (kind: RouteKind, req: IncomingMessage, buildId?: string): Promise<void> => {
+    if (!hooks.beforeRoute) return;
+    const createdAt = buildId === undefined ? undefined : (await service.get(buildId))?.record.created_at;
+    await hooks.beforeRoute({ kind, req, buildId, createdAt } satisfies RouteInfo);
   };
   const notFound = (id: string): HttpError => new HttpError(404, 'not_found', `No build ${JSON.stringify(id)}.`);
 
   async function handleSubmit(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const f = faults.options;
-    if (f.submitStatus && faults.submits < f.submitStatus.times) {
-      faults.submits++;
-      drainRequest(req);
-      throw faultError(f.submitStatus.status, f.submitStatus.retryAfter);
-    }
+    await beforeRoute('submit', req);
     const idemKey = idempotencyKeyHash(namespace, req);
     let staging: string | null = null;
     try {
@@ -309,8 +253,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           await once(req, 'end').catch(() => undefined);
         }
       }
-      if (f.dropSubmitResponse && faults.droppedSubmits < f.dropSubmitResponse.times && !reused) {
-        faults.droppedSubmits++;
+      if (!reused && hooks.afterSubmit?.(build.record.build_id) === 'drop') {
         req.socket.destroy();
         return;
       }
@@ -339,12 +282,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   }
 
   async function handleLogs(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-    const stored = await visible(id);
+    await beforeRoute('logs', req, id);
+    const stored = await service.get(id);
     if (!stored) throw notFound(id);
-    const f = faults.options;
-    const count = faults.logConnections.get(id) ?? 0;
-    faults.logConnections.set(id, count + 1);
-    if (f.logStatus && count < f.logStatus.times) throw faultError(f.logStatus.status, f.logStatus.retryAfter);
+    const faults = hooks.logStream?.(id) ?? {};
     const journal = await service.journal(id);
     streams.add(res);
     await streamLogs(res, {
@@ -352,21 +293,21 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       cursor: parseLastEventId(req),
       control: async () => controlFor(((await service.get(id)) ?? stored).record),
       heartbeatMs,
-      typedControl: !f.referenceControl,
-      cutAfterEvents: f.cutLogAfterEvents,
-      endAfterEvents: f.endLogWithoutControl && count < f.endLogWithoutControl.times ? f.endLogWithoutControl.events : undefined,
+      typedEvents: wantsTypedEvents(req),
+      cutAfterEvents: faults.cutAfterEvents,
+      endAfterEvents: faults.endAfterEvents,
       onClose: () => streams.delete(res),
     });
   }
 
-  async function handleRawLog(res: ServerResponse, id: string): Promise<void> {
-    if (!(await visible(id))) throw notFound(id);
+  async function handleRawLog(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    await beforeRoute('logs', req, id);
+    if (!(await service.get(id))) throw notFound(id);
     await sendRawLog(res, await service.journal(id), id);
   }
 
-  async function handleDelete(res: ServerResponse, id: string): Promise<void> {
-    const delay = faults.options.deleteDelayMs;
-    if (delay) await new Promise((r) => setTimeout(r, delay));
+  async function handleDelete(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    await beforeRoute('delete', req, id);
     const outcome = await service.cancel(id);
     switch (outcome.kind) {
       case 'not_found':
@@ -396,34 +337,29 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     authenticate(req, options.token);
     if (parts.length === 1) {
       if (method === 'POST') return handleSubmit(req, res);
-      if (method === 'GET') return sendJson(res, 200, { builds: (await service.list()).map((b) => b.record) });
+      if (method === 'GET') {
+        await beforeRoute('list', req);
+        return sendJson(res, 200, buildsPage((await service.list()).map((b) => b.record), url.searchParams));
+      }
       throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on /builds.`, { allow: 'GET, POST' });
     }
     const id = decodeURIComponent(parts[1]);
     if (parts.length === 3) {
       if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${parts[2]}.`, { allow: 'GET' });
-      return parts[2] === 'log' ? handleRawLog(res, id) : handleLogs(req, res, id);
+      return parts[2] === 'log' ? handleRawLog(req, res, id) : handleLogs(req, res, id);
     }
     if (method === 'GET') {
-      const stored = await visible(id);
+      await beforeRoute('status', req, id);
+      const stored = await service.get(id);
       if (!stored) throw notFound(id);
       return sendJson(res, 200, stored.record);
     }
-    if (method === 'DELETE') return handleDelete(res, id);
+    if (method === 'DELETE') return handleDelete(req, res, id);
     throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on a build.`, { allow: 'GET, DELETE' });
   }
 
   const server: Server = createServer((req, res) => {
-    const recorded: RecordedRequest = { method: req.method ?? 'GET', path: req.url ?? '/', headers: { ...req.headers }, at: Date.now() };
-    requests.push(recorded);
-    const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => ServerResponse;
-    res.writeHead = ((...args: unknown[]) => {
-      recorded.status = args[0] as number;
-      return writeHead(...args);
-    }) as typeof res.writeHead;
-    const matched = requestWaiters.filter((w) => w.pred(recorded));
-    requestWaiters = requestWaiters.filter((w) => !matched.includes(w));
-    for (const w of matched) w.resolve(recorded);
+    hooks.onRequest?.(req, res);
     route(req, res).catch((err: unknown) => {
       if (isDiskFull(err)) console.error(`rxbuild server: ${req.method} ${(req.url ?? '/').slice(0, 200)}: disk full (${(err as Error).message})`);
       else if (!(err instanceof HttpError)) console.error('rxbuild server: unexpected error', err);
@@ -450,17 +386,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   return {
     url: `http://${urlHost}:${port}`,
     port,
-    requests,
-    waitForRequest(pred) {
-      const found = requests.find(pred);
-      if (found) return Promise.resolve(found);
-      return new Promise((resolve) => requestWaiters.push({ pred, resolve }));
-    },
     waitForBuild(id, pred) {
       return service.waitForBuild(id, pred);
-    },
-    setFaults(next) {
-      faults = new FaultState(next);
     },
     close() {
       closing ??= (async () => {

@@ -72,13 +72,80 @@ async function scanFile(file: string): Promise<ScanResult> {
       }
       pos += bytesRead;
     }
-    // Lines are written in seq order starting at 1, so the number of complete lines is the last seq.
-    result.lastSeq = seq;
+    // Lines are written in seq order starting at 1, so the number of complete lines is the last seq, unless
+    // the file holds a damaged line (two merged by an old, unrolled-back failed write): the last line says.
+    result.lastSeq = Math.max(seq, await lastLineSeq(handle, lineStart));
     result.size = lineStart;
   } finally {
     await handle.close();
   }
   return result;
+}
+
+/** Where the last line ending at `end` starts (0 when it is the first line). */
+async function lastLineStart(handle: fsp.FileHandle, end: number): Promise<number> {
+  const buf = Buffer.allocUnsafe(64 * 1024);
+  let pos = end - 1; // the byte before `end` is the line's own newline
+  while (pos > 0) {
+    const from = Math.max(0, pos - buf.length);
+    const { bytesRead } = await handle.read(buf, 0, pos - from, from);
+    const nl = buf.subarray(0, bytesRead).lastIndexOf(10);
+    if (nl !== -1) return from + nl + 1;
+    pos = from;
+  }
+  return 0;
+}
+
+/** The `seq` of the complete line ending at `end` (0 when there is none or it does not parse). */
+async function lastLineSeq(handle: fsp.FileHandle, end: number): Promise<number> {
+  if (end === 0) return 0;
+  const start = await lastLineStart(handle, end);
+  const buf = Buffer.allocUnsafe(end - 1 - start);
+  await handle.read(buf, 0, buf.length, start);
+  try {
+    const seq = (JSON.parse(buf.toString('utf8')) as { seq?: unknown }).seq;
+    return typeof seq === 'number' && Number.isSafeInteger(seq) ? seq : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Cut a torn last line (a write a crash or a full disk interrupted) off an append-only JSON-lines file, so that
+ * it ends with its last complete line. Returns the number of bytes cut (0 when the file is whole or missing).
+ */
+export async function cutTornTail(file: string): Promise<number> {
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(file, 'r+');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
+  try {
+    const { size } = await handle.stat();
+    if (size === 0) return 0;
+    const last = Buffer.allocUnsafe(1);
+    await handle.read(last, 0, 1, size - 1);
+    if (last[0] === 10) return 0;
+    const keep = await lastLineStart(handle, size + 1);
+    await handle.truncate(keep);
+    await handle.sync();
+    return size - keep;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A parsed journal line, or null for a damaged one (skipped by readers: every complete event is still served). */
+function parseEvent(text: string): JournalEvent | null {
+  try {
+    const e = JSON.parse(text) as JournalEvent;
+    if (typeof e?.seq === 'number' && (e.type === 'log' || e.type === 'progress')) return e;
+  } catch {
+    // damaged
+  }
+  return null;
 }
 
 /** The event journal of one build. Create with {@link Journal.open}. */
@@ -353,8 +420,8 @@ export class JournalFileReader {
       let start = 0;
       while (start <= end) {
         const nl = this.buf.indexOf(10, start);
-        const event = JSON.parse(this.buf.toString('utf8', start, nl)) as JournalEvent;
-        if (event.seq > cursor) events.push(event);
+        const event = parseEvent(this.buf.toString('utf8', start, nl));
+        if (event && event.seq > cursor) events.push(event);
         start = nl + 1;
       }
       return { events, pos: pos + end + 1 };

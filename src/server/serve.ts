@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { ensureBaseImage } from './base-image';
 import { checkBuildah, createBuildahEngine } from './engines/buildah';
 import { ScriptedEngine } from './engines/scripted';
-import { startServer, type RunningServer } from './index';
+import { startServer, type RunningServer, type ServerHooks } from './index';
 import { startRegistry, type RunningRegistry } from './registry';
 import { registryImageResolver } from './snapshots-images';
 
@@ -44,6 +44,8 @@ export interface ServeOptions {
   database?: { url: string; leaseMs?: number };
   /** This node's name on the builds it runs (default: the host name). */
   nodeName?: string;
+  /** Test seams of the HTTP service (specs and benchmarks only; see `ServerHooks`). */
+  hooks?: ServerHooks;
 }
 
 /** A running service started by {@link serve}. */
@@ -53,7 +55,7 @@ export interface RunningService {
   /** `host:port` of the registry builds push to. */
   registry: string;
   dataDir: string;
-  /** The HTTP service itself (request log, waiters; handy in tests). */
+  /** The HTTP service itself. */
   server: RunningServer;
   /** Stop the service (running builds are cancelled), then the registry if `serve` started it. Idempotent. */
   close(): Promise<void>;
@@ -79,6 +81,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
       database: options.database,
       nodeName: options.nodeName,
       contextCacheBytes: options.contextCacheBytes,
+      hooks: options.hooks,
     });
     return { url: server.url, registry, dataDir, server, close: onceOnly(() => server.close()) };
   }
@@ -117,6 +120,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
         contextCacheBytes: options.contextCacheBytes,
         // Snapshots are checked against the real registry (HEAD of the manifest), not just our own builds.
         snapshots: { images: registryImageResolver(registry) },
+        hooks: options.hooks,
       });
     } catch (err) {
       await engine.close();

@@ -4,8 +4,8 @@
  * Every change is one line (`create`, `alias`, `retire`), appended and fsynced before the request is answered,
  * and replayed on start-up. One line per change is what makes moving an alias atomic: the alias leaves its old
  * holder and reaches the new one in the same write, so a crash can never leave it on both or on neither. A torn
- * last line (a crash mid-write) is dropped on start-up; a damaged line anywhere else stops the service from
- * starting instead of silently losing what came after it.
+ * last line (a crash mid-write) is cut on start-up; a damaged line anywhere else is moved to the quarantine
+ * (`<data-dir>/quarantine/`, with a log line) and everything else is served.
  *
  * Changes are serialised (one at a time, check and write together), so two concurrent alias moves or an alias
  * racing a retire always end in a state that some order of the two requests explains.
@@ -21,6 +21,9 @@ import {
   type SnapshotStatus,
   type SnapshotWire,
 } from '../shared/snapshot-wire';
+import { cutTornTail } from './journal';
+import { quarantineContent } from './quarantine';
+import type { NewSnapshot } from './storage';
 
 /** A snapshot as kept in memory (and written in its `create` line). */
 export interface StoredSnapshot {
@@ -46,6 +49,50 @@ type JournalLine =
 
 /** Why an alias or retire could not be applied. */
 export type ChangeRefusal = 'not_found' | 'retired' | 'expired';
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isStringOrNull = (v: unknown): boolean => v === null || typeof v === 'string';
+
+/** What is wrong with a parsed journal line, or null when it can be applied. */
+function journalLineProblem(v: unknown): string | null {
+  if (!isObject(v) || typeof v.at !== 'string') return 'not a journal entry';
+  switch (v.op) {
+    case 'create': {
+      const s = v.snapshot;
+      if (!isObject(s) || typeof s.snapshot_id !== 'string' || !SNAPSHOT_ID_RE.test(s.snapshot_id)) return 'create without a valid snapshot';
+      const strings = ['image_ref', 'digest', 'architecture', 'created_at'].every((k) => typeof s[k] === 'string');
+      const nullable = ['retired_at', 'idempotency_key'].every((k) => isStringOrNull(s[k]));
+      const ttlOk = s.ttl === null || typeof s.ttl === 'number';
+      const tagsOk = isObject(s.tags) && Object.values(s.tags).every((t) => typeof t === 'string');
+      return strings && nullable && ttlOk && tagsOk ? null : 'create with a malformed snapshot';
+    }
+    case 'alias':
+      return typeof v.alias === 'string' && typeof v.snapshot_id === 'string' ? null : 'malformed alias';
+    case 'retire':
+      return typeof v.snapshot_id === 'string' ? null : 'malformed retire';
+    default:
+      return `unknown op ${JSON.stringify(v.op)}`;
+  }
+}
+
+/** Replace `file` with `content` atomically and durably (temp file, fsync, rename, fsync the directory). */
+async function rewriteFile(file: string, content: string): Promise<void> {
+  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+  const handle = await fsp.open(tmp, 'w');
+  try {
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fsp.rename(tmp, file);
+  const dir = await fsp.open(path.dirname(file), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
 
 /** Status of `s` at `now`. */
 export function snapshotStatus(s: Pick<StoredSnapshot, 'retired_at' | 'ttl' | 'created_at'>, now = Date.now()): SnapshotStatus {
@@ -95,13 +142,20 @@ export class SnapshotStore {
     const dir = path.join(dataDir, 'snapshots');
     await fsp.mkdir(dir, { recursive: true });
     const store = new SnapshotStore(path.join(dir, 'journal.jsonl'));
-    await store.replay();
+    await store.replay(dataDir);
     store.handle = await fsp.open(store.file, 'a');
     store.size = (await store.handle.stat()).size;
     return store;
   }
 
-  private async replay(): Promise<void> {
+  /**
+   * Replay the journal. A torn last line (a write that never finished, so nobody was answered for it) is cut;
+   * damaged lines are moved to the quarantine and the journal rewritten without them, so the service starts and
+   * serves every other snapshot.
+   */
+  private async replay(dataDir: string): Promise<void> {
+    const cut = await cutTornTail(this.file);
+    if (cut > 0) console.error(`rxbuild server: cut a torn last line (${cut} bytes) off ${path.relative(dataDir, this.file)}`);
     let text: string;
     try {
       text = await fsp.readFile(this.file, 'utf8');
@@ -109,29 +163,46 @@ export class SnapshotStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    const lastNewline = text.lastIndexOf('\n');
-    const complete = text.slice(0, lastNewline + 1);
-    if (lastNewline + 1 !== text.length) {
-      // A torn last line: the write never finished, so nobody was answered for it. Drop it.
-      await fsp.truncate(this.file, Buffer.byteLength(complete));
-    }
-    const lines = complete.split('\n');
+    const lines = text.split('\n');
     lines.pop();
+    const kept: string[] = [];
+    const damaged: string[] = [];
     lines.forEach((line, i) => {
-      let entry: JournalLine;
-      try {
-        entry = JSON.parse(line) as JournalLine;
-      } catch (err) {
-        throw new Error(`snapshot journal ${this.file} is damaged at line ${i + 1}`, { cause: err });
+      const entry = this.parseLine(line);
+      if (typeof entry === 'string') {
+        damaged.push(`line ${i + 1}: ${entry}: ${line}`);
+        return;
       }
       this.apply(entry);
+      kept.push(line);
     });
+    if (damaged.length === 0) return;
+    const name = path.relative(dataDir, this.file).replace(/[\\/]/g, '-');
+    await quarantineContent(dataDir, name, damaged.join('\n') + '\n', `${damaged.length} damaged line(s)`);
+    await rewriteFile(this.file, kept.length === 0 ? '' : kept.join('\n') + '\n');
+  }
+
+  /** A journal line, or what is wrong with it. */
+  private parseLine(line: string): JournalLine | string {
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      return 'not valid JSON';
+    }
+    const problem = journalLineProblem(value);
+    if (problem) return problem;
+    const entry = value as JournalLine;
+    if (entry.op === 'create' && this.snapshots.has(entry.snapshot.snapshot_id)) return 'a second create of the same snapshot';
+    return entry;
   }
 
   private apply(entry: JournalLine): void {
     switch (entry.op) {
       case 'create': {
         const s = entry.snapshot;
+        // Creation order, recounted on every replay: a quarantined create line leaves no hole in the pages.
+        s.seq = this.ordered.length + 1;
         this.snapshots.set(s.snapshot_id, s);
         this.ordered.push(s);
         if (s.idempotency_key) this.idempotency.set(s.idempotency_key, s.snapshot_id);
@@ -223,14 +294,7 @@ export class SnapshotStore {
   /**
    * Create a snapshot. With an idempotency key already used, answers that snapshot instead (`reused`).
    */
-  create(input: {
-    imageRef: string;
-    digest: string;
-    architecture: SnapshotArchitecture;
-    tags: Record<string, string>;
-    ttl: number | null;
-    idempotencyKey: string | null;
-  }): Promise<{ snapshot: StoredSnapshot; reused: boolean }> {
+  create(input: NewSnapshot): Promise<{ snapshot: StoredSnapshot; reused: boolean }> {
     return this.serialise(async () => {
       const existing = input.idempotencyKey ? this.idempotency.get(input.idempotencyKey) : undefined;
       if (existing) return { snapshot: this.snapshots.get(existing)!, reused: true };

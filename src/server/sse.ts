@@ -1,10 +1,12 @@
 /**
  * `GET /builds/{id}/logs`: a build's journal as Server-Sent Events.
  *
- * Log lines are plain messages (`id: <seq>`, `data: <line>`), progress updates are `event: progress`, in the same
- * id sequence so `Last-Event-ID` resumes both; the stream ends with `event: control` (`{"done":true}` or
- * `{"error":"…"}`). Events come from the store's {@link JournalSource} (memory or file, or PostgreSQL), always
- * with backpressure, so a slow reader costs no memory.
+ * Log lines are plain messages (`id: <seq>`, `data: <line>`). By default the stream is the reference's: no other
+ * events, and it ends with a plain message `{"done":true}` or `{"error":"…"}`. A client that asks for typed events
+ * (request header {@link CONTROL_EVENTS_HEADER}: `typed`) also gets `event: progress` updates, in the same id
+ * sequence so `Last-Event-ID` resumes both, time marks, and the end as `event: control`. Events come from the
+ * store's {@link JournalSource} (memory or file, or PostgreSQL), always with backpressure, so a slow reader costs
+ * no memory.
  *
  * @packageDocumentation
  */
@@ -32,8 +34,8 @@ export interface StreamLogsOptions {
   /** The control event, asked once the journal is complete. */
   control: () => ControlMessageWire | Promise<ControlMessageWire>;
   heartbeatMs: number;
-  /** Send control events as `event: control` and say so in a header (false: reference style plain message). */
-  typedControl: boolean;
+  /** The client asked for typed events: progress events, `event: control`, and the header saying so. */
+  typedEvents: boolean;
   /** Fault: destroy the socket after this many events. */
   cutAfterEvents?: number;
   /** Fault: end cleanly without the control event after this many events (or instead of the control event). */
@@ -50,6 +52,13 @@ export function parseLastEventId(req: IncomingMessage): number {
   return 0;
 }
 
+/** True when the request asks for typed events ({@link CONTROL_EVENTS_HEADER}: `typed`). */
+export function wantsTypedEvents(req: IncomingMessage): boolean {
+  const raw = req.headers[CONTROL_EVENTS_HEADER];
+  const value = Array.isArray(raw) ? raw[0] : raw;
+  return value?.trim().toLowerCase() === CONTROL_EVENTS_TYPED;
+}
+
 /** Multi-line safe SSE `data:` lines (a raw CR or LF inside would split the event). */
 function dataLines(text: string): string {
   if (!text.includes('\n') && !text.includes('\r')) return `data: ${text}\n`;
@@ -59,22 +68,24 @@ function dataLines(text: string): string {
     .join('');
 }
 
-function encode(event: JournalEvent): string {
+function encode(event: JournalEvent, typed: boolean): string {
   if (event.type === 'log') return `id: ${event.seq}\n${dataLines(event.data)}\n`;
+  // A plain SSE client would take a progress update for a log line (or, with `onmessage` only, never see it).
+  if (!typed) return '';
   return `event: ${SSE_PROGRESS_EVENT}\nid: ${event.seq}\ndata: ${JSON.stringify(event.data)}\n\n`;
 }
 
 /**
- * An encoder for one connection that puts a time mark before every event recorded at another time than the one
- * before it (so the first event of a connection always has one). `times` false: no marks.
+ * An encoder for one connection. Typed: a time mark before every event recorded at another time than the one
+ * before it (so the first event of a connection always has one). Plain: log lines only, no marks.
  */
-function encoder(times: boolean): (event: JournalEvent) => string {
-  if (!times) return encode;
+function encoder(typed: boolean): (event: JournalEvent) => string {
+  if (!typed) return (event) => encode(event, false);
   let last: string | undefined;
   return (event) => {
-    if (!event.time || event.time === last) return encode(event);
+    if (!event.time || event.time === last) return encode(event, true);
     last = event.time;
-    return `event: ${SSE_TIME_EVENT}\ndata: ${JSON.stringify({ time: event.time })}\n\n${encode(event)}`;
+    return `event: ${SSE_TIME_EVENT}\ndata: ${JSON.stringify({ time: event.time })}\n\n${encode(event, true)}`;
   };
 }
 
@@ -87,7 +98,7 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
     connection: 'keep-alive',
     'x-accel-buffering': 'no',
   };
-  if (options.typedControl) headers[CONTROL_EVENTS_HEADER] = CONTROL_EVENTS_TYPED;
+  if (options.typedEvents) headers[CONTROL_EVENTS_HEADER] = CONTROL_EVENTS_TYPED;
   res.writeHead(200, headers);
   res.flushHeaders();
   res.socket?.setNoDelay(true);
@@ -106,7 +117,7 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
 
   let cursor = options.cursor;
   let sent = 0;
-  const encodeEvent = encoder(options.typedControl);
+  const encodeEvent = encoder(options.typedEvents);
   const limit = Math.min(options.cutAfterEvents ?? Infinity, options.endAfterEvents ?? Infinity);
 
   const waitFor = (p: Promise<void>): Promise<void> =>
@@ -153,7 +164,7 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
           return;
         }
         const control = JSON.stringify(await options.control());
-        res.end(options.typedControl ? `event: ${SSE_CONTROL_EVENT}\ndata: ${control}\n\n` : `data: ${control}\n\n`);
+        res.end(options.typedEvents ? `event: ${SSE_CONTROL_EVENT}\ndata: ${control}\n\n` : `data: ${control}\n\n`);
         return;
       }
       await waitFor(journal.waitForChange(cursor));

@@ -67,6 +67,13 @@ export interface BuildRecordWire {
   node?: string | null;
 }
 
+/** `GET /builds?limit=&cursor=`: one page of builds, newest first. */
+export interface BuildsPageWire {
+  builds: BuildRecordWire[];
+  /** Pass as `cursor` for the next page; `null` on the last page. */
+  next_cursor: string | null;
+}
+
 /** `POST /builds` answer. */
 export interface CreateBuildResponseWire {
   build_id: string;

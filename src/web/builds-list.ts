@@ -7,7 +7,7 @@
  *
  * @packageDocumentation
  */
-import type { BrowserClient, BrowserSnapshot, BuildInfo } from '../client/browser';
+import type { BrowserClient, BuildInfo, SnapshotInfo } from '../client/browser';
 import { AuthError } from '../client/browser';
 import { byId, h } from './dom';
 import { buildDurationMs, formatDuration, formatTime, isTerminal, registryImageUrl, shortId, statusText, stepText } from './format';
@@ -28,7 +28,7 @@ export function statusBadge(b: Pick<BuildInfo, 'status' | 'queuePosition'>): HTM
 }
 
 /** Links to a build's image in its registry, and to its snapshot when one is registered. */
-export function resultCell(b: BuildInfo, snapshot: BrowserSnapshot | undefined): HTMLElement {
+export function resultCell(b: BuildInfo, snapshot: SnapshotInfo | undefined): HTMLElement {
   const cell = h('td');
   if (b.imageRef) {
     const url = registryImageUrl(b.imageRef);
@@ -46,7 +46,7 @@ export function resultCell(b: BuildInfo, snapshot: BrowserSnapshot | undefined):
 /** The live builds table. */
 export class BuildsList {
   private builds: BuildInfo[] = [];
-  private snapshotsByDigest = new Map<string, BrowserSnapshot>();
+  private snapshotsByDigest = new Map<string, SnapshotInfo>();
   private selected: string | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private ticker: ReturnType<typeof setInterval> | undefined;
@@ -98,7 +98,7 @@ export class BuildsList {
   }
 
   /** The snapshot registered for `digest`, if any. */
-  snapshotFor(digest: string | null): BrowserSnapshot | undefined {
+  snapshotFor(digest: string | null): SnapshotInfo | undefined {
     return digest ? this.snapshotsByDigest.get(digest) : undefined;
   }
 
@@ -138,7 +138,7 @@ export class BuildsList {
 
   private async loadSnapshots(signal: AbortSignal): Promise<void> {
     try {
-      const page = await this.client.snapshots.list({ limit: 200, signal });
+      const page = await this.client.snapshots.listPage({ limit: 200, signal });
       this.snapshotsByDigest = new Map(page.items.filter((s) => s.status !== 'retired').map((s) => [s.digest, s]));
     } catch {
       // A service without snapshots still lists builds.

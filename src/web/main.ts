@@ -8,7 +8,7 @@
  *
  * @packageDocumentation
  */
-import { AuthError, createBrowserClient, type BrowserClient } from '../client/browser';
+import { AuthError, UnauthorizedError, createClient, type BrowserClient } from '../client/browser';
 import { BuildView } from './build-view';
 import { BuildsList } from './builds-list';
 import { byId, h } from './dom';
@@ -68,7 +68,7 @@ async function connect(token: string): Promise<void> {
   await disconnect();
   let client: BrowserClient;
   try {
-    client = createBrowserClient({
+    client = createClient({
       token,
       // A Cancel whose DELETE failed (after its retries) must not go unnoticed.
       onTeardownError: (err) => setConnection(`Could not cancel build ${err.buildId}: ${err.message}`, true),
@@ -83,7 +83,7 @@ async function connect(token: string): Promise<void> {
   const list = new BuildsList(client, {
     onConnection: (state) => {
       if (state.ok) setConnection(`Connected to ${location.host}`);
-      else if (state.auth) onAuthError(new AuthError(401, state.message));
+      else if (state.auth) onAuthError(new UnauthorizedError(state.message));
       else setConnection(`Service unreachable, retrying: ${state.message}`, true);
     },
   });

@@ -1,5 +1,6 @@
 /**
- * `rxbuild builds get|logs|cancel <id>`: look at, follow, or cancel a build that already exists.
+ * `rxbuild builds ls` and `rxbuild builds get|logs|cancel <id>`: list builds, or look at, follow, or cancel one
+ * that already exists.
  *
  * @packageDocumentation
  */
@@ -15,7 +16,11 @@ import type { Action } from '../program';
 
 /** Register the `builds` command group. */
 export function registerBuilds(program: Command, run: (action: Action) => Promise<void>): void {
-  const builds = program.command('builds').description('look at, follow or cancel existing builds');
+  const builds = program.command('builds').description('list, look at, follow or cancel existing builds');
+  builds
+    .command('ls')
+    .description('list builds, newest first')
+    .action(() => run((ctx) => listCommand(ctx)));
   builds
     .command('get')
     .description("show a build's status, image and digest")
@@ -53,6 +58,22 @@ export function describeBuild(info: BuildInfo): string {
     .filter((r): r is [string, string] => r[1] !== null && r[1] !== '')
     .map(([k, v]) => `${k.padEnd(9)}${v}`)
     .join('\n');
+}
+
+/** One row of `rxbuild builds ls`. */
+export function buildRow(info: BuildInfo): string {
+  const status = info.status + (info.queuePosition ? ` #${info.queuePosition}` : '');
+  return `${info.buildId.padEnd(28)} ${status.padEnd(11)} ${info.createdAt.padEnd(24)} ${info.imageRef ?? info.imageName}`;
+}
+
+async function listCommand(ctx: CliContext): Promise<number> {
+  return openClient(ctx, async (client) => {
+    const all = await client.builds.list();
+    if (!ctx.flags.json) ctx.io.stdout.write(`${'BUILD'.padEnd(28)} ${'STATUS'.padEnd(11)} ${'CREATED'.padEnd(24)} IMAGE\n`);
+    for (const info of all) ctx.print(info, buildRow(info));
+    if (!ctx.flags.json && all.length === 0) ctx.io.stderr.write('no builds\n');
+    return ExitCode.ok;
+  });
 }
 
 async function getCommand(ctx: CliContext, id: string): Promise<number> {

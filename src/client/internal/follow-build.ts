@@ -18,7 +18,7 @@ import { BuildFailedError, CancelledError, ProtocolError, RetriesExhaustedError,
 import { requestJson, requestText, type HttpContext } from './transport';
 import { logStream$, type StreamItem } from './log-stream';
 import { isRetryableLogError, retryPolicy, type RetryTuning } from './retry-policy';
-import type { BuildEvent, BuildInfo, BuildStatusEvent } from '../types';
+import type { BuildEvent, BuildInfo } from '../types';
 
 /** Options of {@link followBuild$}. */
 export interface FollowOptions {
@@ -217,9 +217,11 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
       if ((p.status === 'queued' || p.status === 'running') && (p.status !== phase || (p.status === 'queued' && p.queue_position !== lastQueuePosition))) {
         phase = p.status;
         lastQueuePosition = p.queue_position;
-        const ev: BuildStatusEvent = { type: 'status', phase: p.status, buildId };
-        if (p.status === 'queued') ev.queuePosition = p.queue_position;
-        out.push(ev);
+        out.push(
+          p.status === 'queued'
+            ? { type: 'status', phase: 'queued', buildId, queuePosition: p.queue_position }
+            : { type: 'status', phase: 'running', buildId },
+        );
       }
       if (p.step) {
         const key = `${p.step.index}/${p.step.total}:${p.step.text}`;

@@ -15,5 +15,5 @@ export * from './transport';
 
 /** Build an {@link HttpContext} on undici and `dispatcher`; `baseUrl` may carry a path prefix (`http://h/api`). */
 export function createHttpContext(baseUrl: string, token: string, dispatcher: Dispatcher): HttpContext {
-  return contextFor(baseUrl, token, undiciTransport(dispatcher), dispatcher);
+  return contextFor(baseUrl, token, undiciTransport(dispatcher));
 }

@@ -4,7 +4,7 @@
  * It uses the `eventsource` package (v4) with a `fetch` wrapper around the context's transport (undici's fetch and
  * our dispatcher in Node, the platform's fetch in browsers). The wrapper is where this module sees what
  * `EventSource` hides:
- * - it adds `Authorization` and `Last-Event-ID`;
+ * - it adds `Authorization`, `Last-Event-ID` and the request for typed events ({@link CONTROL_EVENTS_HEADER});
  * - it reads the response headers (typed control events, `Retry-After`) and consumes error bodies;
  * - it wraps the response body so every chunk, heartbeat comments included (EventSource never surfaces
  *   comments), re-arms the idle timer;
@@ -114,7 +114,12 @@ export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
 
     const fetchWrapper: FetchLike = async (url, init) => {
       armIdle();
-      const headers: Record<string, string> = { ...(init.headers as Record<string, string>), Authorization: authHeader(options.http) };
+      // Asks for typed events (progress, `event: control`); a reference server ignores the header.
+      const headers: Record<string, string> = {
+        ...(init.headers as Record<string, string>),
+        Authorization: authHeader(options.http),
+        [CONTROL_EVENTS_HEADER]: CONTROL_EVENTS_TYPED,
+      };
       if (options.lastEventId && !Object.keys(headers).some((h) => h.toLowerCase() === 'last-event-id')) {
         headers['Last-Event-ID'] = options.lastEventId;
       }

@@ -13,33 +13,10 @@
  * @packageDocumentation
  */
 import type { SnapshotPageWire, SnapshotWire } from '../../shared/snapshot-wire';
-import { HttpError, ProtocolError, TransportError } from '../errors';
-import { requestJson, type HttpContext } from './http';
+import { HttpError, ImageNotFoundError, NETWORK_ERROR_CODES, ProtocolError, TransportError } from '../errors';
+import { requestJson, type HttpContext } from './transport';
 import { computeRetryDelay, isRetryableSubmitError, type RetryTuning } from './retry-policy';
 import type { SnapshotInfo, SnapshotPage } from '../snapshots-types';
-
-/** The service answered `422 image_not_found`: the image to register does not exist in its registry. */
-export class ImageNotFoundError extends HttpError {
-  constructor(from: HttpError) {
-    super(from.status, from.message, { body: from.body, serverCode: from.serverCode, retryAfterMs: from.retryAfterMs, cause: from.cause });
-  }
-}
-
-/** Transport failures that mean the request never reached a service able to answer it. */
-const BEFORE_RESPONSE_REASONS: ReadonlySet<string> = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'ECONNABORTED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'connect',
-]);
 
 /** Statuses with which a service says it did not take a registration, when it also sends `Retry-After`. */
 const REGISTRATION_RETRY_STATUSES: ReadonlySet<number> = new Set([408, 429, 503]);
@@ -49,7 +26,11 @@ const REGISTRATION_RETRY_STATUSES: ReadonlySet<number> = new Set([408, 429, 503]
  * had arrived when it failed.
  */
 export function isSafeRegistrationRetry(err: unknown, responded: boolean): boolean {
-  if (err instanceof TransportError) return !responded && BEFORE_RESPONSE_REASONS.has(err.reason);
+  if (err instanceof TransportError) {
+    // `connect`: every address refused the connection (happy eyeballs), so nothing was sent either.
+    const when = err.reason === 'connect' ? 'before-response' : NETWORK_ERROR_CODES[err.reason as keyof typeof NETWORK_ERROR_CODES];
+    return !responded && when === 'before-response';
+  }
   return err instanceof HttpError && REGISTRATION_RETRY_STATUSES.has(err.status) && err.retryAfterMs !== undefined;
 }
 

@@ -49,11 +49,11 @@ import type {
   SnapshotResultEvent,
   SnapshotsApi,
 } from '../snapshots-types';
-import type { BuildStatusEvent } from '../types';
+import type { SucceededStatusEvent } from '../types';
 import { imageNameProblem, validateBuild } from './validate';
 
 export * from '../snapshots-types';
-export { ImageNotFoundError, isSafeRegistrationRetry, snapshotRequest, toSnapshotInfo, toSnapshotPage } from './snapshots-http';
+export { isSafeRegistrationRetry, snapshotRequest, toSnapshotInfo, toSnapshotPage } from './snapshots-http';
 
 /** A path component of an image name: `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`. */
 const COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
@@ -288,9 +288,9 @@ export function createSnapshot$(deps: PipelineDeps, params: CreateSnapshotParams
       return Promise.all([build, temp.remove()]).then(() => undefined);
     });
 
-    const runBuild = (contextDir: string, dockerfile: string): Promise<BuildStatusEvent> =>
+    const runBuild = (contextDir: string, dockerfile: string): Promise<SucceededStatusEvent> =>
       new Promise((resolve, reject) => {
-        let succeeded: BuildStatusEvent | undefined;
+        let succeeded: SucceededStatusEvent | undefined;
         buildSub = buildPipeline(buildDeps, {
           context: contextDir,
           dockerfile,

@@ -11,10 +11,10 @@
  *
  * @packageDocumentation
  */
-import { TeardownError } from '../errors';
+import { HttpError, TeardownError } from '../errors';
+import type { TeardownEvent } from '../types';
 import { requestJson, type HttpContext } from './transport';
 import { computeRetryDelay, isRetryableSubmitError } from './retry-policy';
-import { HttpError } from '../errors';
 
 /** Tuning of the teardown DELETE. */
 export interface TeardownTuning {
@@ -29,14 +29,30 @@ export interface TeardownTuning {
 /** Default {@link TeardownTuning}. */
 export const DEFAULT_TEARDOWN: TeardownTuning = { retries: 3, delayMs: 200, deadlineMs: 10_000 };
 
+/** Options of {@link deleteBuild}. */
+export interface DeleteOptions {
+  /** Told when an attempt was handed over (`sent`). `done`/`failed` are the tracker's to report. */
+  onEvent?: (event: TeardownEvent) => void;
+  /**
+   * The caller's signal (`builds.cancel`): aborting stops retrying and rejects with its reason. Teardowns have
+   * none: nothing outside (unsubscribe, SIGINT) may abort them, only their deadline.
+   */
+  signal?: AbortSignal;
+}
+
 /**
  * `DELETE /builds/{id}` with a short retry and an overall deadline. Resolves when the build is gone (2xx or
- * 404); rejects with {@link TeardownError} otherwise.
+ * 404) or had already finished (409); rejects with {@link TeardownError} otherwise (or the caller's abort reason).
  */
-export async function deleteBuild(http: HttpContext, buildId: string, tuning: TeardownTuning = DEFAULT_TEARDOWN): Promise<void> {
-  // Our own controller: nothing outside (unsubscribe, SIGINT) can abort a teardown DELETE, only its deadline.
+export async function deleteBuild(
+  http: HttpContext,
+  buildId: string,
+  tuning: TeardownTuning = DEFAULT_TEARDOWN,
+  options: DeleteOptions = {},
+): Promise<void> {
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(new DOMException('teardown deadline passed', 'TimeoutError')), tuning.deadlineMs);
+  const signal = options.signal ? AbortSignal.any([deadline.signal, options.signal]) : deadline.signal;
   let lastError: unknown;
   try {
     for (let n = 0; n <= tuning.retries; n++) {
@@ -44,10 +60,12 @@ export async function deleteBuild(http: HttpContext, buildId: string, tuning: Te
         await requestJson(http, {
           method: 'DELETE',
           path: `builds/${encodeURIComponent(buildId)}`,
-          signal: deadline.signal,
+          signal,
+          onSent: options.onEvent ? () => options.onEvent!({ type: 'sent', buildId, attempt: n + 1 }) : undefined,
         });
         return;
       } catch (err) {
+        if (options.signal?.aborted) throw options.signal.reason;
         // 404: already gone; 409: already finished. Either way nothing is left running.
         if (err instanceof HttpError && (err.status === 404 || err.status === 409)) return;
         lastError = err;
@@ -60,8 +78,9 @@ export async function deleteBuild(http: HttpContext, buildId: string, tuning: Te
         });
         const waited = await new Promise<boolean>((resolve) => {
           const t = setTimeout(() => resolve(true), delayMs);
-          deadline.signal.addEventListener('abort', () => (clearTimeout(t), resolve(false)), { once: true });
+          signal.addEventListener('abort', () => (clearTimeout(t), resolve(false)), { once: true });
         });
+        if (options.signal?.aborted) throw options.signal.reason;
         if (!waited) break;
       }
     }
@@ -91,7 +110,28 @@ export class Teardowns {
     private readonly tuning: TeardownTuning,
     /** Called with each failed teardown; when absent the failure is kept for `settle()` and warned about. */
     private readonly onError?: (err: TeardownError) => void,
+    /** The client's `onTeardown` hook: every DELETE's `sent`, `done` and `failed`. */
+    private readonly onEvent?: (event: TeardownEvent) => void,
   ) {}
+
+  /** One DELETE, reported to `onEvent`; rejects as {@link deleteBuild} does. */
+  private runDelete(buildId: string, signal?: AbortSignal): Promise<void> {
+    return deleteBuild(this.http, buildId, this.tuning, { onEvent: this.onEvent, signal }).then(
+      () => this.onEvent?.({ type: 'done', buildId }),
+      (err: unknown) => {
+        if (err instanceof TeardownError) this.onEvent?.({ type: 'failed', buildId, error: err });
+        throw err;
+      },
+    );
+  }
+
+  /**
+   * `builds.cancel`: a DELETE the caller awaits (and may abort). Tracked, so `close()` waits for it, but its
+   * failure is the caller's, not `onError`'s.
+   */
+  cancelNow(buildId: string, signal?: AbortSignal): Promise<void> {
+    return this.track(this.runDelete(buildId, signal));
+  }
 
   /**
    * Start (or join) the one DELETE of `buildId`. The returned promise never rejects: failures go to `onError`,
@@ -100,7 +140,7 @@ export class Teardowns {
   cancelBuild(buildId: string): Promise<void> {
     let p = this.deletes.get(buildId);
     if (!p) {
-      p = deleteBuild(this.http, buildId, this.tuning).catch((err: unknown) => {
+      p = this.runDelete(buildId).catch((err: unknown) => {
         const e = err instanceof TeardownError ? err : new TeardownError(buildId, String(err), { cause: err });
         if (this.onError) {
           this.onError(e);

@@ -10,8 +10,9 @@
 import { TransportError, isAbortError, toTransportError } from '../errors';
 import { readErrorBody, type HttpTransport, type StreamResponse, type TransportResponse } from './transport';
 
-/** The `fetch` this transport calls: `globalThis.fetch` by default. */
-export type FetchFunction = (input: string | URL, init?: RequestInit) => Promise<Response>;
+import type { FetchFunction } from '../types';
+
+export type { FetchFunction } from '../types';
 
 /** Map a rejected `fetch` (or body read) onto the client's errors; aborts and non-network errors pass through. */
 export function fetchFailure(err: unknown, signal?: AbortSignal): unknown {
@@ -54,6 +55,8 @@ export function fetchTransport(fetchFn?: FetchFunction): HttpTransport {
       } catch (err) {
         throw fetchFailure(err, init.signal);
       }
+      // fetch cannot say when the request left; an answer proves the service has it.
+      init.onSent?.();
       return {
         status: res.status,
         headers: headerRecord(res.headers),

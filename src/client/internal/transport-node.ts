@@ -7,21 +7,49 @@
  *
  * @packageDocumentation
  */
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { fetch as undiciFetch, request, type Dispatcher } from 'undici';
 import { readErrorBody, type HttpTransport, type StreamResponse } from './transport';
+
+/** What undici publishes on `undici:request:bodySent`. */
+interface BodySentMessage {
+  request: { method?: string; origin?: string | URL; path?: string };
+}
+
+/**
+ * Call `onSent` when undici has written the request for `method url` completely. undici tells only its
+ * diagnostics channel, so this is the one place that listens to it (the public face is `onTeardown`).
+ */
+function watchSent(method: string, url: URL, onSent: () => void): () => void {
+  let done = false;
+  const listener = (message: unknown): void => {
+    const r = (message as BodySentMessage).request;
+    if (done || r?.method !== method || r.path !== url.pathname + url.search || new URL(String(r.origin)).origin !== url.origin) return;
+    done = true;
+    onSent();
+  };
+  diagnosticsChannel.subscribe('undici:request:bodySent', listener);
+  return () => diagnosticsChannel.unsubscribe('undici:request:bodySent', listener);
+}
 
 /** An {@link HttpTransport} over undici and `dispatcher`. */
 export function undiciTransport(dispatcher: Dispatcher): HttpTransport {
   return {
     async request(url, init) {
-      const res = await request(url, {
-        method: init.method as Dispatcher.HttpMethod,
-        dispatcher,
-        signal: init.signal,
-        headers: init.headers,
-        // undici streams any async iterable (a Node Readable is one); its typings only name Readable.
-        body: (init.body ?? null) as Dispatcher.DispatchOptions['body'],
-      });
+      const unwatch = init.onSent ? watchSent(init.method, url, init.onSent) : undefined;
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await request(url, {
+          method: init.method as Dispatcher.HttpMethod,
+          dispatcher,
+          signal: init.signal,
+          headers: init.headers,
+          // undici streams any async iterable (a Node Readable is one); its typings only name Readable.
+          body: (init.body ?? null) as Dispatcher.DispatchOptions['body'],
+        });
+      } finally {
+        unwatch?.();
+      }
       return {
         status: res.statusCode,
         headers: res.headers,

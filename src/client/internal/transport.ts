@@ -12,10 +12,8 @@
  *
  * @packageDocumentation
  */
-// Type-only: erased from the browser bundle.
-import type { Dispatcher } from 'undici';
 import type { ErrorBodyWire } from '../../shared/wire';
-import { AuthError, HttpError, ProtocolError, toTransportError } from '../errors';
+import { ForbiddenError, HttpError, NotFoundError, ProtocolError, UnauthorizedError, toTransportError } from '../errors';
 
 /** One request of {@link HttpTransport.request}. Header names are as given (transports treat them case-insensitively). */
 export interface TransportRequest {
@@ -24,6 +22,11 @@ export interface TransportRequest {
   /** Streamed (async iterable) bodies need the Node transport; browsers take strings and bytes. */
   body?: string | Uint8Array | AsyncIterable<Uint8Array> | null;
   signal?: AbortSignal;
+  /**
+   * Called once the request has been handed over completely (Node: written to the socket; `fetch`, which cannot
+   * tell, when the answer's headers arrive). From then on the service can act on it.
+   */
+  onSent?: () => void;
 }
 
 /** The answer to {@link HttpTransport.request}. Its body must be read with exactly one of the two readers. */
@@ -71,15 +74,13 @@ export interface HttpContext {
   readonly baseUrl: URL;
   readonly token: string;
   readonly transport: HttpTransport;
-  /** Node only: the undici dispatcher behind `transport`, for modules that call undici directly. */
-  readonly dispatcher?: Dispatcher;
 }
 
 /** Build an {@link HttpContext} on any transport; `baseUrl` may carry a path prefix (`http://h/api`). */
-export function contextFor(baseUrl: string, token: string, transport: HttpTransport, dispatcher?: Dispatcher): HttpContext {
+export function contextFor(baseUrl: string, token: string, transport: HttpTransport): HttpContext {
   const url = new URL(baseUrl);
   if (!url.pathname.endsWith('/')) url.pathname += '/';
-  return dispatcher ? { baseUrl: url, token, transport, dispatcher } : { baseUrl: url, token, transport };
+  return { baseUrl: url, token, transport };
 }
 
 /** Absolute URL of an API path such as `builds/abc/logs` (leading slash optional). */
@@ -158,7 +159,8 @@ export async function readErrorBody(body: ErrorBodySource): Promise<string> {
 }
 
 /**
- * Turn a non-success answer into a typed error: {@link AuthError} for 401/403, {@link HttpError} otherwise,
+ * Turn a non-success answer into a typed error: {@link UnauthorizedError} (401), {@link ForbiddenError} (403),
+ * {@link NotFoundError} (404), {@link HttpError} otherwise,
  * with the server's `{"error": {"code","message"}}` when it sent one.
  */
 export function httpErrorFrom(
@@ -182,7 +184,10 @@ export function httpErrorFrom(
   }
   const message = `${what}: HTTP ${status}${serverMessage ? ` ${serverMessage}` : text && !serverCode ? ` ${text.slice(0, 200)}` : ''}`;
   const details = { body, serverCode, retryAfterMs: parseRetryAfter(retryAfter) };
-  return status === 401 || status === 403 ? new AuthError(status, message, details) : new HttpError(status, message, details);
+  if (status === 401) return new UnauthorizedError(message, details);
+  if (status === 403) return new ForbiddenError(message, details);
+  if (status === 404) return new NotFoundError(message, details);
+  return new HttpError(status, message, details);
 }
 
 /** Options of {@link requestJson}. */
@@ -200,6 +205,8 @@ export interface JsonRequest {
    * caller retrying a non-idempotent request must know (a later body-read failure is no proof it did not).
    */
   onResponse?: () => void;
+  /** See {@link TransportRequest.onSent}. */
+  onSent?: () => void;
 }
 
 /** A successful JSON answer. `data` is `undefined` for empty bodies (e.g. 204). */
@@ -211,7 +218,7 @@ export interface JsonResponse<T> {
 
 /**
  * One HTTP request with the bearer token; resolves with the body text of a 2xx answer, rejects with
- * {@link HttpError}/{@link AuthError} for any other status, {@link TransportError} for network failures. Aborts
+ * {@link HttpError} (or a subclass) for any other status, {@link TransportError} for network failures. Aborts
  * reject with the signal's reason.
  */
 export async function requestText(ctx: HttpContext, req: JsonRequest & { accept?: string }): Promise<JsonResponse<string>> {
@@ -223,6 +230,7 @@ export async function requestText(ctx: HttpContext, req: JsonRequest & { accept?
       signal: req.signal,
       headers: { authorization: authHeader(ctx), accept: req.accept ?? 'application/json', ...req.headers },
       body: req.body ?? null,
+      onSent: req.onSent,
     });
   } catch (err) {
     throw toTransportError(err) ?? err;

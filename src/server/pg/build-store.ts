@@ -318,18 +318,20 @@ export class PgBuildStore implements BuildStore {
       this.pumpAgain = true;
       return;
     }
-    this.pumping = (async () => {
-      try {
-        do {
-          this.pumpAgain = false;
-          while (!this.closing && this.runs.size < this.options.maxConcurrent && (await this.claimOne()));
-        } while (this.pumpAgain && !this.closing);
-      } catch {
-        // The database is unreachable: the next tick claims again.
-      } finally {
+    // `finally` runs in a later microtask, so `pumping` is set before it is cleared even when no claim awaits.
+    const pass = this.claimWhileFree()
+      .catch(() => undefined) // the database is unreachable: the next tick claims again
+      .finally(() => {
         this.pumping = null;
-      }
-    })();
+      });
+    this.pumping = pass;
+  }
+
+  private async claimWhileFree(): Promise<void> {
+    do {
+      this.pumpAgain = false;
+      while (!this.closing && this.runs.size < this.options.maxConcurrent && (await this.claimOne()));
+    } while (this.pumpAgain && !this.closing);
   }
 
   private async claimOne(): Promise<boolean> {
