@@ -2,7 +2,8 @@
  * `rxbuild build --no-cache --pull --target --label --cache-key`: the flags reach the engine as the service
  * received them (through the content-addressed upload, the default), and bad values are one-line errors (exit 2).
  */
-import { startServer, type Engine, type EngineJob, type RunningServer } from '../src/server';
+import type { Engine, EngineJob } from '../src/server';
+import { startTestServer, type TestServer } from './helpers/test-server';
 import { cliEnv, FIXTURE_CONTEXT, runCli, STACK_FRAME } from './cli-helpers';
 
 const TOKEN = 'cli-options-token';
@@ -17,12 +18,12 @@ class RecordingEngine implements Engine {
   }
 }
 
-let server: RunningServer;
+let server: TestServer;
 let engine: RecordingEngine;
 let env: NodeJS.ProcessEnv;
 beforeAll(async () => {
   engine = new RecordingEngine();
-  server = await startServer({ token: TOKEN, engine });
+  server = await startTestServer({ token: TOKEN, engine });
   env = cliEnv({ RXBUILD_URL: server.url, RXBUILD_TOKEN: TOKEN });
 });
 afterAll(() => server.close());
