@@ -10,7 +10,7 @@ import { Agent } from 'undici';
 import { createHttpContext } from '../../src/client/internal/http';
 import { packContext } from '../../src/client/internal/pack';
 import { startSubmit } from '../../src/client/internal/submit';
-import type { StartServerOptions } from '../../src/server';
+import type { RunningServer, StartServerOptions } from '../../src/server';
 import { startTestServer, type TestServer } from '../../spec/helpers/test-server';
 
 /** The bearer token every bench server and client uses. */
@@ -44,7 +44,7 @@ export function scriptArgs(args: Record<string, string | number>): Record<string
 }
 
 /** Create a build (pack + POST, through the client's own modules) and return its id; nothing follows it. */
-export async function createBuild(server: TestServer, contextDir: string, buildArgs: Record<string, string>): Promise<string> {
+export async function createBuild(server: RunningServer, contextDir: string, buildArgs: Record<string, string>): Promise<string> {
   const agent = new Agent();
   const packed = await packContext({ contextDir, dockerfile: 'Dockerfile' });
   try {
@@ -63,7 +63,7 @@ export async function createBuild(server: TestServer, contextDir: string, buildA
 }
 
 /** `DELETE /builds/{id}` straight to the server (setup and release of blocker builds; not measured). */
-export async function deleteBuild(server: TestServer, buildId: string): Promise<void> {
+export async function deleteBuild(server: RunningServer, buildId: string): Promise<void> {
   const res = await fetch(`${server.url}/builds/${encodeURIComponent(buildId)}`, {
     method: 'DELETE',
     headers: { authorization: `Bearer ${BENCH_TOKEN}` },
