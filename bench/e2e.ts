@@ -69,7 +69,7 @@ interface Breakdown {
 }
 
 /** One `rxbuild build` (plain output) against the service: its wall time and where it went. */
-async function rxbuildBuild(ctx: BenchContext, svc: RunningService, hooks: TestHooks, context: string, n: number): Promise<{ ms: number; breakdown: Breakdown }> {
+export async function rxbuildBuild(ctx: BenchContext, svc: RunningService, hooks: TestHooks, context: string, n: number): Promise<{ ms: number; breakdown: Breakdown }> {
   const cli = path.join(ctx.repoRoot, 'dist', 'cli', 'main.js');
   const spawnedAt = Date.now();
   const seen = hooks.requests.length;

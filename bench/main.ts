@@ -27,10 +27,11 @@ import { makeScriptedContext } from './lib/server';
 import { logsBench } from './logs';
 import { multinodeBench } from './multinode';
 import { resumeBench } from './resume';
+import { sandboxBench } from './sandbox';
 import { uploadBench } from './upload';
 import { rebuildBench } from './rebuild';
 
-const BENCHES: Bench[] = [uploadBench, logsBench, resumeBench, cancelBench, concurrencyBench, e2eBench, rebuildBench, multinodeBench];
+const BENCHES: Bench[] = [uploadBench, logsBench, resumeBench, cancelBench, concurrencyBench, e2eBench, rebuildBench, multinodeBench, sandboxBench];
 
 const PREAMBLE = [
   'Produced by `npm run bench` (bench/, issue 6). Each figure is the median of several runs, with a ratio to a baseline measured in the',

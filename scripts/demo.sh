@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick start, end to end, on a fresh Debian machine with Node 20 (run as root):
-#   installs what is missing (buildah, docker-registry, busybox-static; npm ci), starts `rxbuild serve` on a free
+#   installs what is missing (buildah, docker-registry, busybox-static, runc, slirp4netns; npm ci), starts `rxbuild serve` on a free
 #   port with a throw-away data dir, builds examples/hello with live logs, registers a snapshot of the image when
 #   this checkout has snapshots, prints the image ref (and snapshot id), and stops the service again.
 set -euo pipefail
@@ -13,6 +13,11 @@ need=()
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 [ -x /bin/busybox ] || need+=(busybox-static)
+# The build sandbox (docs/engine.md, "Security model"): runc runs RUN steps, slirp4netns gives them outbound
+# network without reaching this host, ip (iproute2) brings up their loopback.
+command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v slirp4netns >/dev/null 2>&1 || need+=(slirp4netns)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   apt-get update

@@ -2,7 +2,7 @@
  * `rxbuild serve`: prints its URL once it accepts requests, serves the API (the CLI builds against it), and
  * stops cleanly on SIGINT and SIGTERM. The scripted engine keeps this independent of buildah.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cliEnv, FIXTURE_CONTEXT, jsonLines, runCli, startCli } from './cli-helpers';
@@ -17,7 +17,7 @@ const URL_LINE = /^rxbuild service listening on (http:\/\/127\.0\.0\.1:(\d+))$/;
 
 it.each(['SIGINT', 'SIGTERM'] as const)('prints its URL, answers the API and a CLI build, stops on %s', async (signal) => {
   const token = `serve-token-${signal}`;
-  const service = startCli(['serve', '--port', '0', '--engine', 'scripted', '--data-dir', dataDir, '--token', token], cliEnv());
+  const service = startCli(['serve', '--port', '0', '--engine', 'scripted', '--data-dir', dataDir], cliEnv({ RXBUILD_TOKEN: token }));
   const line = await service.waitForLine('stdout', (l) => URL_LINE.test(l));
   const url = URL_LINE.exec(line)![1];
   expect(Number(URL_LINE.exec(line)![2])).toBeGreaterThan(0);
@@ -53,6 +53,44 @@ it('--json prints one listening object; without --token it generates one and pri
   await res.arrayBuffer();
   service.signalGroup('SIGTERM');
   expect((await service.exited).code).toBe(0);
+});
+
+/** Start a scripted `serve --json` with `args`, read its listening line, check `token` is accepted, stop it. */
+async function serveOnce(args: string[], env = cliEnv()): Promise<{ token?: string; stderr: string }> {
+  const service = startCli(['serve', '--port', '0', '--engine', 'scripted', '--data-dir', dataDir, '--json', ...args], env);
+  const listening = JSON.parse(await service.waitForLine('stdout', (l) => l.startsWith('{'))) as { url: string; token?: string };
+  service.signalGroup('SIGTERM');
+  const exit = await service.exited;
+  expect(exit.code).toBe(0);
+  return { token: listening.token, stderr: exit.stderr };
+}
+
+it('saves a generated token as <data-dir>/token (mode 0600) and reuses it on the next start', async () => {
+  const first = await serveOnce([]);
+  const file = join(dataDir, 'token');
+  expect((await readFile(file, 'utf8')).trim()).toBe(first.token);
+  expect((await stat(file)).mode & 0o777).toBe(0o600);
+  const second = await serveOnce([]);
+  expect(second.token).toBe(first.token);
+});
+
+it('reads --token-file without printing it, and warns when --token puts it on the command line', async () => {
+  const file = join(dataDir, 'given-token');
+  await writeFile(file, 'from-a-file-0123456789\n');
+  const fromFile = await serveOnce(['--token-file', file]);
+  expect(fromFile.token).toBeUndefined();
+  expect(fromFile.stderr).not.toContain('warning');
+  const fromFlag = await serveOnce(['--token', 'on-the-command-line']);
+  expect(fromFlag.stderr).toContain('warning: --token puts the token on the command line');
+});
+
+it('refuses an unreadable --token-file with a one-line error that names no path', async () => {
+  const missing = join(dataDir, 'no-such-file');
+  const run = await runCli(['serve', '--port', '0', '--engine', 'scripted', '--data-dir', dataDir, '--token-file', missing], cliEnv());
+  expect(run.code).toBe(2);
+  expect(run.stderr.trim().split('\n')).toHaveLength(1);
+  expect(run.stderr).toContain('cannot read the --token-file token file: ENOENT');
+  expect(run.stderr).not.toContain(dataDir);
 });
 
 it('refuses a --database-url that is not PostgreSQL, real builds on a database without a shared --registry, and a bad --node-name', async () => {

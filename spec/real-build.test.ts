@@ -111,8 +111,10 @@ describe('real builds through the client', () => {
 
   it('cancelling mid-RUN sends one DELETE that kills the build\'s processes within a second', async () => {
     const marker = `rxbuild-e2e-sleeper-${randomBytes(4).toString('hex')}`;
+    // The RUN's command line is the sleep (the shell execs it), so a unique duration is what finds it on the host.
+    const sleeper = `sleep ${100_000 + randomBytes(2).readUInt16BE()}`;
     const ctx = busyboxContext(
-      ['FROM scratch', 'COPY busybox /bin/busybox', `RUN ["/bin/busybox", "sh", "-c", "echo ${marker} sleeping; /bin/busybox sleep 60"]`].join('\n'),
+      ['FROM scratch', 'COPY busybox /bin/busybox', `RUN ["/bin/busybox", "sh", "-c", "echo ${marker} sleeping; /bin/busybox ${sleeper}"]`].join('\n'),
     );
     const build$ = client.builds.build({ context: ctx, imageName: 'cancelled:1', nydus: false });
     const events: BuildEvent[] = [];
@@ -133,7 +135,7 @@ describe('real builds through the client', () => {
     const del = await hooks.waitForRequest((r) => r.method === 'DELETE' && r.path === `/builds/${buildId}`);
     const record = await service.server.waitForBuild(buildId);
     expect(record.status).toBe('cancelled');
-    expect(pgrep(marker)).toEqual([]);
+    expect(pgrep(sleeper)).toEqual([]);
     expect(Date.now() - del.at).toBeLessThan(1000);
     await client.close().catch(() => undefined); // waits for the tracked DELETE
     expect(hooks.requests.filter((r) => r.method === 'DELETE' && r.path === `/builds/${buildId}`)).toHaveLength(1);

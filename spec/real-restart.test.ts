@@ -112,8 +112,10 @@ it('survives SIGKILL: same registry, finished builds kept, the running one inter
   const done = await c1.builds.run({ context: join(ROOT, 'examples/hello'), imageName: 'survivor:1', nydus: false });
 
   const marker = `rxbuild-restart-sleeper-${randomBytes(4).toString('hex')}`;
+  // The RUN's command line is the sleep (the shell execs it), so a unique duration is what finds it on the host.
+  const sleeper = `sleep ${100_000 + randomBytes(2).readUInt16BE()}`;
   const ctx = busyboxContext(
-    ['FROM scratch', 'COPY busybox /bin/busybox', `RUN ["/bin/busybox", "sh", "-c", "echo ${marker} sleeping; /bin/busybox sleep 120"]`].join('\n'),
+    ['FROM scratch', 'COPY busybox /bin/busybox', `RUN ["/bin/busybox", "sh", "-c", "echo ${marker} sleeping; /bin/busybox ${sleeper}"]`].join('\n'),
   );
   let runningId = '';
   const attached = new Promise<unknown>((resolveEnd) => {
@@ -133,11 +135,11 @@ it('survives SIGKILL: same registry, finished builds kept, the running one inter
   expect(await attached).toBeInstanceOf(Error);
   expect(runningId).not.toBe('');
   // buildah outlived its service: this is what the restart has to clean up.
-  expect(pgrep(marker).length).toBeGreaterThan(0);
+  expect(pgrep(sleeper).length).toBeGreaterThan(0);
 
   service = await serve({ dataDir, token: TOKEN, port: 0 });
   expect(service.registry).toBe(first.registry);
-  expect(await eventually(() => pgrep(marker).length === 0, 1000)).toBe(true);
+  expect(await eventually(() => pgrep(sleeper).length === 0, 1000)).toBe(true);
 
   const c2 = client(service.url);
   const kept = await c2.builds.get(done.buildId);
@@ -163,5 +165,4 @@ it('survives SIGKILL: same registry, finished builds kept, the running one inter
     );
     expect(JSON.parse(containers) ?? []).toEqual([]);
   }
-  // Three real builds and two service starts; each layer-cache scope also pulls its base image once.
-}, 120_000);
+}, 180_000); // two services started, three real builds (each layer-cache scope pulls its base image once): slow on a loaded machine

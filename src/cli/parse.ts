@@ -73,3 +73,23 @@ export function parseBuildArgs(values: string[], env: NodeJS.ProcessEnv): Record
   }
   return out;
 }
+
+/** Parser for a duration: `90s`, `30m`, `1h`, `500ms`, or seconds (`600`). Resolves milliseconds. */
+export function parseDuration(flag: string): (value: string) => number {
+  return (value) => {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+    const unit = m ? ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as Record<string, number>)[m[2] ?? 's'] : 0;
+    const ms = m ? Math.round(Number(m[1]) * unit) : 0;
+    if (!m || ms < 1) throw new UsageError(`${flag} must be a duration such as 90s, 30m or 1h, not "${value}"`);
+    return ms;
+  };
+}
+
+/** Parser for a positive decimal, e.g. `--build-cpus 1.5`. */
+export function parsePositiveNumber(flag: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\d+(\.\d+)?$/.test(value) || !(n > 0)) throw new UsageError(`${flag} must be a number > 0 such as 1 or 1.5, not "${value}"`);
+    return n;
+  };
+}

@@ -208,6 +208,11 @@ export interface BuildOptions {
   target?: string;
   /** **rxbuild** Image labels (`docker build --label K=V`). */
   labels?: Record<string, string>;
+  /**
+   * Build secrets by id, for `RUN --mount=type=secret,id=<id>` (text). Sent to the service for this build only;
+   * never stored in the build's record, log or image, and masked as `***` in the log.
+   */
+  secrets?: Record<string, string>;
   /** Aborting this signal cancels the build exactly like unsubscribing. */
   signal?: AbortSignal;
   /** Fail (and cancel the remote build) when the whole build takes longer than this. */

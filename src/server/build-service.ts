@@ -16,11 +16,12 @@ import * as path from 'node:path';
 import type { BuildRecordWire, BuildStatus, ProgressMessageWire } from '../shared/wire';
 import { isTerminalBuildStatus } from '../shared/wire';
 import type { BuildFlags } from './build-options';
-import type { Engine } from './engine';
+import type { Engine, EngineJob, EngineSink } from './engine';
 import { ENGINE_STOP_WATCHDOG_MS, INTERRUPTED, createRunSink, engineJobFor, progressOf, runToOutcome, type AbortReason } from './engine-run';
 import { parseStoredBuild } from './build-record-check';
 import { Journal, cutTornTail } from './journal';
 import { quarantine } from './quarantine';
+import { secretMasker } from './secret-mask';
 import { killLeftoverGroupAndWait, type TrackedProcessGroup } from './process-group';
 
 export { INTERRUPTED, ENGINE_STOP_WATCHDOG_MS } from './engine-run';
@@ -57,6 +58,8 @@ export interface NewBuild {
   idempotencyKey: string | null;
   /** Unpacked context; moved into the build's directory. */
   stagedContextDir: string;
+  /** Build secrets: held in memory until the build ends, never persisted; masked in its log. */
+  secrets?: Record<string, string>;
 }
 
 /** The stored form of a new, queued build. */
@@ -164,6 +167,8 @@ export class BuildService {
   private readonly idempotencyInFlight = new Map<string, Promise<string | null>>();
   private readonly queue: string[] = [];
   private readonly runs = new Map<string, Run>();
+  /** Build secrets of builds not yet finished (memory only: a restart fails those builds anyway). */
+  private readonly secrets = new Map<string, Record<string, string>>();
   private readonly persistChains = new Map<string, Promise<void>>();
   private readonly events = new EventEmitter();
   private closing = false;
@@ -338,6 +343,7 @@ export class BuildService {
     }
     this.journals.set(id, journal);
     this.builds.set(id, stored);
+    if (input.secrets && Object.keys(input.secrets).length > 0) this.secrets.set(id, input.secrets);
     if (input.idempotencyKey) this.idempotency.set(input.idempotencyKey, id);
     if (this.closing) {
       // The service began stopping while this build was being stored: it ends like every other queued build.
@@ -456,7 +462,9 @@ export class BuildService {
     this.emitStatus(stored);
 
     let finished = false;
-    const sink = createRunSink({
+    const secrets = this.secrets.get(id);
+    const mask = secretMasker(secrets);
+    const runSink = createRunSink({
       journal,
       record,
       // After a failed write the build is being stopped: its output has nowhere to go.
@@ -465,8 +473,10 @@ export class BuildService {
       groups: stored.process_groups,
       persistGroups: () => void this.persist(stored, false).catch(recordFailed),
     });
+    // A secret printed by a RUN step (or quoted in an error) reaches the journal as ***.
+    const sink: EngineSink = secrets ? { ...runSink, log: (line) => runSink.log(mask(line)) } : runSink;
     const dir = this.buildDir(id);
-    const job = engineJobFor(stored, path.join(dir, 'context'), path.join(dir, 'work'));
+    const job: EngineJob = { ...engineJobFor(stored, path.join(dir, 'context'), path.join(dir, 'work')), ...(secrets ? { secrets } : {}) };
     run.done = (async () => {
       await runToOutcome(
         async (signal) => {
@@ -478,6 +488,7 @@ export class BuildService {
         this.options.engineStopTimeoutMs ?? ENGINE_STOP_WATCHDOG_MS,
         record,
       );
+      if (record.error) record.error = mask(record.error);
       finished = true;
       if (run.storageError && record.status !== 'cancelled') {
         // Even if the image was built: a build whose log or record could not be kept does not count as done.
@@ -491,6 +502,7 @@ export class BuildService {
   /** Journal the terminal state, make it durable, tell waiters, free the slot. */
   private async finish(stored: StoredBuild, journal: Journal): Promise<void> {
     const id = stored.record.build_id;
+    this.secrets.delete(id);
     if (stored.record.status === 'failed') journal.appendLog(`error: ${stored.record.error}`);
     journal.appendProgress(this.progressOf(stored));
     // A journal that could not be written (disk full) drops what it could not keep; the record tells the outcome.

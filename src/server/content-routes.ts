@@ -21,7 +21,7 @@ import type { ContentStore } from './content-store';
 import { ByteCap, checkRelativePath, mapStreamError } from './context-extract';
 import { HttpError, badRequest, sendJson } from './errors';
 import { parseImageName } from './image-name';
-import { checkBuildArgs, drainRequest, type Submission, type UploadLimits } from './upload';
+import { checkBuildArgs, checkSecrets, drainRequest, type Submission, type UploadLimits } from './upload';
 
 /** Largest JSON body (after gunzip) of `/contents/missing` and a build by manifest. */
 const MAX_JSON_BYTES = 256 * 1024 * 1024;
@@ -155,6 +155,7 @@ export async function receiveManifestSubmission(
       target: checkTarget(body.target),
       labels: checkLabels(body.labels),
     },
+    secrets: checkSecrets(body.secrets),
   };
   const entries = checkManifest(body.manifest, limits);
   await assembleContext(contextDir, entries, store, namespace);

@@ -41,6 +41,8 @@ export interface EngineJob {
   labels?: Record<string, string>;
   /** A scratch directory for this build only (removed by the service afterwards). */
   workDir: string;
+  /** Build secrets by id, for `RUN --mount=type=secret,id=…`; never to be written to the data dir. */
+  secrets?: Record<string, string>;
 }
 
 /** Where an engine reports as it runs. Calls are cheap and synchronous; the service persists and fans out. */

@@ -242,6 +242,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           buildArgs: sub.buildArgs,
           nydus: sub.nydus,
           flags: sub.flags,
+          secrets: sub.secrets,
           idempotencyKey: idemKey,
           stagedContextDir: contextDir,
         });

@@ -39,6 +39,8 @@ export interface SpawnInGroupOptions {
   tracker?: ProcessGroupTracker;
   /** Stdin handling (default `ignore`). */
   stdin?: 'ignore' | 'pipe';
+  /** Also open a pipe as the child's fd 3 (`child.stdio[3]`), e.g. for a "ready" notification. */
+  fd3?: 'pipe';
 }
 
 /** A running process group started by {@link spawnInGroup}. */
@@ -187,7 +189,7 @@ export function spawnInGroup(command: string, args: readonly string[], options: 
     cwd: options.cwd,
     env: options.env,
     detached: true, // setsid(): its own session and process group, so -pid reaches the whole tree
-    stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
+    stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe', ...(options.fd3 ? ['pipe' as const] : [])],
   };
   const child = spawn(command, args as string[], spawnOptions);
   const pid = child.pid ?? -1;

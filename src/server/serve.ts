@@ -15,6 +15,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ensureBaseImage } from './base-image';
 import { checkBuildah, createBuildahEngine } from './engines/buildah';
+import { checkSandboxTools, type SandboxOptions } from './engines/buildah-sandbox';
 import { ScriptedEngine } from './engines/scripted';
 import { startServer, type RunningServer, type ServerHooks } from './index';
 import { startRegistry, type RunningRegistry } from './registry';
@@ -38,6 +39,10 @@ export interface ServeOptions {
   contextCacheBytes?: number;
   /** `buildah` (real builds, the default) or `scripted` (deterministic fake builds; no registry is started). */
   engine?: 'buildah' | 'scripted';
+  /** The build sandbox's network mode and limits (docs/engine.md, "Security model"). */
+  sandbox?: SandboxOptions;
+  /** `chroot` turns the sandbox off (RUN steps as host root); only for measuring its cost. Default `oci`. */
+  isolation?: 'oci' | 'chroot';
   /** Start-up progress lines (e.g. "building the base image"). */
   log?: (line: string) => void;
   /** Keep state in this PostgreSQL database, shared with other nodes (`startServer({ database })`). */
@@ -88,6 +93,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
 
   // Fail fast, with an install hint, before starting anything.
   await checkBuildah();
+  if ((options.isolation ?? 'oci') === 'oci') await checkSandboxTools(options.sandbox?.network ?? 'outbound');
 
   let ownRegistry: RunningRegistry | null = null;
   try {
@@ -104,7 +110,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
     // Its build output is not start-up news; a failure carries buildah's error in its message.
     const base = await ensureBaseImage({ registry, storageDir });
     log(base.built ? `built base image ${base.imageRef}@${base.digest}` : `base image ${base.imageRef} present`);
-    const engine = createBuildahEngine({ storageDir, registry });
+    const engine = createBuildahEngine({ storageDir, registry, sandbox: options.sandbox, isolation: options.isolation });
     let server: RunningServer;
     try {
       server = await startServer({

@@ -7,7 +7,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import busboy from 'busboy';
-import { BUILD_FORM_FIELDS } from '../shared/wire';
+import { BUILD_FORM_FIELDS, SECRET_ID_RE } from '../shared/wire';
 import { extractContext, checkRelativePath, type ExtractLimits } from './context-extract';
 import { HttpError, badRequest } from './errors';
 import { parseImageName, type ImageName } from './image-name';
@@ -29,6 +29,8 @@ export interface Submission {
   nydus: boolean;
   /** `cache_key`, `no_cache`, `pull`, `target`, `labels`. */
   flags: BuildFlags;
+  /** Build secrets by id (`secret.<id>` fields): kept in memory only, never written anywhere. */
+  secrets?: Record<string, string>;
 }
 
 /** Build-arg names: what a Dockerfile `ARG` can reasonably use. */
@@ -62,6 +64,19 @@ export function checkBuildArgs(value: unknown): Record<string, string> {
     if (typeof v !== 'string') throw badRequest(`build_args value of ${JSON.stringify(k)} must be a string.`, 'invalid_build_args');
     if (v.includes('\0')) throw badRequest(`build_args value of ${JSON.stringify(k)} contains a NUL byte.`, 'invalid_build_args');
     out[k] = v;
+  }
+  return out;
+}
+
+/** Check a manifest submission's `secrets`: an object of strings keyed by secret id. */
+export function checkSecrets(value: unknown): Record<string, string> {
+  if (value === undefined) return {};
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw badRequest('secrets must be a JSON object of strings.', 'invalid_form');
+  const out: Record<string, string> = {};
+  for (const [id, secret] of Object.entries(value as Record<string, unknown>)) {
+    if (!SECRET_ID_RE.test(id)) throw badRequest(`Secret id ${JSON.stringify(id)} must be 1–64 of A-Z a-z 0-9 _ . -.`, 'invalid_form');
+    if (typeof secret !== 'string') throw badRequest(`Secret ${JSON.stringify(id)} must be a string.`, 'invalid_form');
+    out[id] = secret;
   }
   return out;
 }
@@ -127,6 +142,7 @@ export function receiveSubmission(
     let buildArgs: Record<string, string> = {};
     let nydus = false;
     const flags = defaultBuildFlags();
+    const secrets: Record<string, string> = {};
     let extraction: Promise<unknown> | null = null;
 
     bb.on('field', (name, value, info) => {
@@ -170,7 +186,12 @@ export function receiveSubmission(
             flags.labels = parseLabels(value);
             break;
           default:
-            // Unknown fields are ignored, so newer clients can talk to this server.
+            if (name.startsWith(BUILD_FORM_FIELDS.secretPrefix)) {
+              const id = name.slice(BUILD_FORM_FIELDS.secretPrefix.length);
+              if (!SECRET_ID_RE.test(id)) throw badRequest(`Secret id ${JSON.stringify(id)} must be 1–64 of A-Z a-z 0-9 _ . -.`, 'invalid_form');
+              secrets[id] = value;
+            }
+            // Other unknown fields are ignored, so newer clients can talk to this server.
             break;
         }
       } catch (err) {
@@ -210,7 +231,7 @@ export function receiveSubmission(
       void extraction.then(() => {
         if (failed) return;
         if (!image || !imageNameRaw) return fail(badRequest('The form has no image_name field.', 'invalid_image_name'));
-        resolve({ image, imageNameRaw, dockerfile, buildArgs, nydus, flags });
+        resolve({ image, imageNameRaw, dockerfile, buildArgs, nydus, flags, secrets });
       });
     });
 

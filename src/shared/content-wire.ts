@@ -53,5 +53,7 @@ export interface ManifestBuildRequestWire {
   pull?: boolean;
   target?: string;
   labels?: Record<string, string>;
+  /** Build secrets by id (as the `secret.<id>` form fields of a multipart submit). */
+  secrets?: Record<string, string>;
   manifest: ManifestEntryWire[];
 }

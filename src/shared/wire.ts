@@ -90,6 +90,9 @@ export interface ErrorBodyWire {
 }
 
 /** Names of the multipart form fields of `POST /builds`. The `context` part is a tar.gz file. */
+/** A build secret's id: what `RUN --mount=type=secret,id=…` names. */
+export const SECRET_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
 export const BUILD_FORM_FIELDS = {
   imageName: 'image_name',
   dockerfile: 'dockerfile',
@@ -105,6 +108,8 @@ export const BUILD_FORM_FIELDS = {
   /** **rxbuild**: JSON object of image labels. */
   labels: 'labels',
   context: 'context',
+  /** **rxbuild**: a build secret is a field `secret.<id>` whose value is the secret (`RUN --mount=type=secret,id=<id>`). */
+  secretPrefix: 'secret.',
 } as const;
 
 /** Header carrying the client's idempotency key on `POST /builds`; a repeated key answers the same build. */

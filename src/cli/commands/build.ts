@@ -7,7 +7,7 @@
  *
  * @packageDocumentation
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, isAbsolute, relative, resolve, sep } from 'node:path';
 import type { Command } from 'commander';
 import type { BuildOptions } from '../../client/types';
@@ -25,6 +25,7 @@ interface BuildFlags {
   file?: string;
   tag?: string;
   buildArg: string[];
+  secret: string[];
   cacheKey?: string;
   /** `--no-cache` sets it false. */
   cache: boolean;
@@ -44,6 +45,7 @@ export function registerBuild(program: Command, run: (action: Action) => Promise
     .option('-f, --file <path>', 'Dockerfile, relative to the current directory or the context (default: <context>/Dockerfile)')
     .option('-t, --tag <name:tag>', 'image name and tag (default: the context directory name, tag latest)')
     .option('--build-arg <KEY=VALUE>', 'build argument (repeatable; a bare KEY takes its value from the environment)', collect, [])
+    .option('--secret <id=ID,src=FILE>', 'build secret for RUN --mount=type=secret,id=ID, read from FILE (repeatable; never stored, masked in logs)', collect, [])
     .option('--cache-key <key>', 'layer cache shared by builds with the same key (default: one cache per token)')
     .option('--no-cache', 'run every step without the layer cache')
     .option('--pull', 'pull the base images again even when they are cached')
@@ -83,6 +85,23 @@ export function defaultImageName(contextDir: string): string {
   return name || 'image';
 }
 
+/** `--secret id=npmrc,src=./.npmrc` values, read into `{ npmrc: <file content> }` (like `docker build --secret`). */
+export function readSecrets(values: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of values) {
+    const fields = Object.fromEntries(item.split(',').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    const id = fields.id;
+    const src = fields.src ?? fields.source;
+    if (!id || !src || !/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new UsageError(`--secret "${item}": expected id=ID,src=FILE with ID made of A-Z a-z 0-9 _ . -`);
+    try {
+      out[id] = readFileSync(src, 'utf8');
+    } catch (err) {
+      throw new UsageError(`--secret ${id}: cannot read ${src} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  }
+  return out;
+}
+
 async function buildCommand(ctx: CliContext, contextArg: string, flags: BuildFlags): Promise<number> {
   const connection = ctx.connection();
   const contextDir = resolve(contextArg);
@@ -94,6 +113,7 @@ async function buildCommand(ctx: CliContext, contextArg: string, flags: BuildFla
     dockerfile: resolveDockerfile(contextDir, flags.file),
     imageName: flags.tag ?? defaultImageName(contextDir),
     buildArgs: parseBuildArgs(flags.buildArg, ctx.io.env),
+    secrets: readSecrets(flags.secret),
     nydus: flags.nydus,
     ...(flags.cacheKey !== undefined ? { cacheKey: flags.cacheKey } : {}),
     ...(flags.cache === false ? { noCache: true } : {}),

@@ -3,14 +3,14 @@
  *
  * @packageDocumentation
  */
-import { randomBytes } from 'node:crypto';
 import { homedir, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { DEFAULT_PORT } from '../config';
 import type { CliContext } from '../context';
 import { CliError, ExitCode, UsageError } from '../errors';
-import { parseByteSize, parseNonNegativeInt, parsePositiveInt } from '../parse';
+import { parseByteSize, parseDuration, parseNonNegativeInt, parsePositiveInt, parsePositiveNumber } from '../parse';
+import { resolveServeToken } from '../serve-token';
 
 /** Options of `rxbuild serve` (besides the global `--token`). */
 interface ServeFlags {
@@ -24,6 +24,12 @@ interface ServeFlags {
   nodeName: string;
   leaseMs: number;
   contextCache?: number;
+  tokenFile?: string;
+  buildNetwork: 'outbound' | 'none';
+  buildMemory?: number;
+  buildPids?: number;
+  buildCpus?: number;
+  buildTimeout?: number;
 }
 
 /** Where the service keeps its state when `--data-dir` is not given: `$XDG_DATA_HOME/rxbuild`. */
@@ -46,8 +52,23 @@ export function registerServe(program: Command, run: (action: (ctx: CliContext) 
     .option('--node-name <name>', 'this node\'s name on the builds it runs', hostname())
     .option('--lease-ms <ms>', 'with --database-url: a node silent this long is lost and its running builds fail', parsePositiveInt('--lease-ms'), 10_000)
     .option('--context-cache <size>', 'cap of the store of uploaded file contents, e.g. 10GiB, 512MiB (default 10GiB)', parseByteSize('--context-cache'))
-    .addHelpText('after', '\nThe token clients must send is --token, else $RXBUILD_TOKEN, else a random one that is printed.')
+    .option('--token-file <file>', 'read the token clients must send from this file')
+    .option('--build-network <mode>', 'what RUN steps may reach: outbound (the internet, never this host) or none', parseBuildNetwork, 'outbound')
+    .option('--build-memory <size>', 'memory per build, e.g. 512m or 4g (default 4g)', parseByteSize('--build-memory'))
+    .option('--build-pids <n>', 'processes per build (default 2048)', parsePositiveInt('--build-pids'))
+    .option('--build-cpus <n>', 'CPUs per build, e.g. 1.5 (default: no limit)', parsePositiveNumber('--build-cpus'))
+    .option('--build-timeout <duration>', 'time per build, e.g. 30m or 1h (default 1h)', parseDuration('--build-timeout'))
+    .addHelpText(
+      'after',
+      '\nThe token clients must send: --token-file, else $RXBUILD_TOKEN, else <data-dir>/token (generated on first start,\n' +
+        'mode 0600, printed). --token also works but puts it on the command line, where other processes can read it.',
+    )
     .action((flags: ServeFlags) => run((ctx) => serveCommand(ctx, flags)));
+}
+
+function parseBuildNetwork(value: string): 'outbound' | 'none' {
+  if (value !== 'outbound' && value !== 'none') throw new UsageError(`--build-network must be outbound or none, not "${value}"`);
+  return value;
 }
 
 /** The URL without its password, for printing. */
@@ -80,9 +101,17 @@ async function serveCommand(ctx: CliContext, flags: ServeFlags): Promise<number>
   if (!/^[A-Za-z0-9._-]{1,63}$/.test(flags.nodeName)) {
     throw new UsageError(`--node-name must be 1–63 letters, digits, dots, dashes or underscores, not "${flags.nodeName}"`);
   }
-  const generated = !(ctx.flags.token ?? ctx.io.env.RXBUILD_TOKEN);
-  const token = ctx.flags.token ?? (ctx.io.env.RXBUILD_TOKEN || randomBytes(18).toString('base64url'));
   const dataDir = resolve(flags.dataDir ?? defaultDataDir(ctx.io.env));
+  const { token, source } = resolveServeToken({
+    flagToken: ctx.flags.token,
+    tokenFile: flags.tokenFile,
+    env: ctx.io.env,
+    dataDir,
+    warn: (line) => ctx.io.stderr.write(`rxbuild: ${line}\n`),
+  });
+  // Children (buildah, the registry) need not know it: keep it out of their /proc/<pid>/environ.
+  if (ctx.io.env === process.env) delete process.env.RXBUILD_TOKEN;
+  const generated = source === 'saved';
 
   // Loaded here, not at the top: every other command starts without the server's code.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -115,6 +144,13 @@ async function serveCommand(ctx: CliContext, flags: ServeFlags): Promise<number>
       maxConcurrent: flags.maxConcurrent,
       contextCacheBytes: flags.contextCache,
       engine: flags.engine,
+      sandbox: {
+        network: flags.buildNetwork,
+        memoryBytes: flags.buildMemory,
+        pids: flags.buildPids,
+        cpus: flags.buildCpus,
+        timeoutMs: flags.buildTimeout,
+      },
       database: databaseUrl === undefined ? undefined : { url: databaseUrl, leaseMs: flags.leaseMs },
       nodeName: flags.nodeName,
       // Start-up progress (e.g. building the base image on first run) goes to stderr.

@@ -130,7 +130,10 @@ export async function uploadContents(
 }
 
 /** The gzipped JSON body of a build by manifest. */
-export function manifestBuildBody(build: Pick<ValidatedBuild, 'imageName' | 'dockerfile' | 'buildArgs' | 'nydus' | 'cacheKey'> & BuildFlagsInput, manifest: ManifestEntryWire[]): Buffer {
+export function manifestBuildBody(
+  build: Pick<ValidatedBuild, 'imageName' | 'dockerfile' | 'buildArgs' | 'nydus' | 'cacheKey'> & BuildFlagsInput & Partial<Pick<ValidatedBuild, 'secrets'>>,
+  manifest: ManifestEntryWire[],
+): Buffer {
   const body: ManifestBuildRequestWire = {
     image_name: build.imageName,
     dockerfile: build.dockerfile,
@@ -141,6 +144,7 @@ export function manifestBuildBody(build: Pick<ValidatedBuild, 'imageName' | 'doc
     ...(build.pull ? { pull: true } : {}),
     ...(build.target !== undefined ? { target: build.target } : {}),
     ...(build.labels && Object.keys(build.labels).length > 0 ? { labels: build.labels } : {}),
+    ...(build.secrets && Object.keys(build.secrets).length > 0 ? { secrets: build.secrets } : {}),
     manifest,
   };
   return gzipSync(JSON.stringify(body));

@@ -24,7 +24,7 @@ export interface SubmitOptions {
   http: HttpContext;
   /** The packed context: temp file path and its size. */
   file: { path: string; size: number };
-  build: Pick<ValidatedBuild, 'imageName' | 'dockerfile' | 'buildArgs' | 'nydus' | 'cacheKey'> & BuildFlagsInput;
+  build: Pick<ValidatedBuild, 'imageName' | 'dockerfile' | 'buildArgs' | 'nydus' | 'cacheKey'> & BuildFlagsInput & Partial<Pick<ValidatedBuild, 'secrets'>>;
   /** **rxbuild** Submit by manifest instead: this gzipped JSON body (see `content-upload.ts`); `file` is unused. */
   manifestBody?: Buffer;
   /** Sent on every attempt of this one submit. */
@@ -75,6 +75,7 @@ export function multipartParts(build: SubmitOptions['build'], fileSize: number):
   if (build.pull) head += formPart(boundary, BUILD_FORM_FIELDS.pull, 'true');
   if (build.target !== undefined) head += formPart(boundary, BUILD_FORM_FIELDS.target, build.target);
   if (build.labels && Object.keys(build.labels).length > 0) head += formPart(boundary, BUILD_FORM_FIELDS.labels, JSON.stringify(build.labels));
+  for (const [id, value] of Object.entries(build.secrets ?? {})) head += formPart(boundary, `${BUILD_FORM_FIELDS.secretPrefix}${id}`, value);
   head +=
     `--${boundary}\r\nContent-Disposition: form-data; name="${BUILD_FORM_FIELDS.context}"; filename="context.tar.gz"\r\n` +
     `Content-Type: application/gzip\r\n\r\n`;

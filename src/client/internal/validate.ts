@@ -9,6 +9,7 @@ import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { InvalidInputError } from '../errors';
 import type { BuildOptions } from '../types';
+import { SECRET_ID_RE } from '../../shared/wire';
 
 /** A validated, normalised build request. */
 export interface ValidatedBuild {
@@ -20,6 +21,7 @@ export interface ValidatedBuild {
   buildArgs: Record<string, string>;
   nydus: boolean;
   cacheKey: string | undefined;
+  secrets: Record<string, string>;
   noCache: boolean;
   pull: boolean;
   target: string | undefined;
@@ -106,7 +108,13 @@ export async function validateBuild(options: BuildOptions): Promise<ValidatedBui
   if (options.cacheKey !== undefined && typeof options.cacheKey !== 'string') {
     throw new InvalidInputError('cacheKey', 'cacheKey must be a string');
   }
+  const secrets = options.secrets ?? {};
+  for (const [id, value] of Object.entries(secrets)) {
+    if (!SECRET_ID_RE.test(id)) throw new InvalidInputError('secrets', `secret id ${JSON.stringify(id)} must be 1–64 of A-Z a-z 0-9 _ . -`);
+    if (typeof value !== 'string') throw new InvalidInputError('secrets', `secret ${id} must be a string`);
+  }
   return {
+    secrets: { ...secrets },
     contextDir,
     dockerfile: rel.split(path.sep).join('/'),
     imageName: options.imageName,

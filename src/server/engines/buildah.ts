@@ -19,15 +19,21 @@
  * @packageDocumentation
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Engine, EngineJob, EngineResult, EngineSink } from '../engine';
 import { spawnInGroup } from '../process-group';
 import { registryGetManifest, splitImageRef } from '../registry';
 import { writeRegistriesConf, writeSignaturePolicy } from './buildah-config';
-import { LastLines, parseStepLine } from './buildah-lines';
+import { LastLines } from './buildah-lines';
+import { StepMarkers } from './buildah-steps';
 import { budOptionArgs, keepFinalImage, scopeDir, storageArgs } from './buildah-cache';
+import { sweepBuildCgroups } from './build-cgroup';
+import { DEFAULT_BUILD_TIMEOUT_MS, formatDuration, openSandbox, type Sandbox, type SandboxOptions } from './buildah-sandbox';
+import { writeRuntimeShim } from './oci-runtime-shim';
 
 const execFileAsync = promisify(execFile);
 
@@ -73,6 +79,13 @@ export interface BuildahEngineOptions {
    * engine that shares storage with another one (the sweep would remove the other's working containers).
    */
   sweepStorage?: boolean;
+  /**
+   * How RUN steps are isolated: `oci` (the default: the sandbox of docs/engine.md, "Security model") or
+   * `chroot` (the old, unsandboxed way: RUN steps run as host root; only for measuring the sandbox's cost).
+   */
+  isolation?: 'oci' | 'chroot';
+  /** Network mode and limits of the sandbox. */
+  sandbox?: SandboxOptions;
 }
 
 /** The buildah engine, with the paths it uses (handy for tests and for `base-image.ts`). */
@@ -104,6 +117,28 @@ export async function checkBuildah(buildahPath = 'buildah'): Promise<string> {
   }
 }
 
+/**
+ * Write build secrets where `bud --secret` reads them: a private directory in memory (/dev/shm), never the data
+ * dir or a disk; `remove()` deletes it (buildah copies a secret into the RUN's private run dir for the step).
+ */
+function writeSecrets(secrets: Record<string, string> | undefined): { args: string[]; remove(): void } {
+  const entries = Object.entries(secrets ?? {});
+  if (entries.length === 0) return { args: [], remove: () => undefined };
+  const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'rxbuild-secrets-'));
+  const args = entries.flatMap(([id, value]) => {
+    const file = join(dir, id);
+    writeFileSync(file, value, { mode: 0o600 });
+    return ['--secret', `id=${id},src=${file}`];
+  });
+  return { args, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Replace each absolute path (and anything below it) in a line by its placeholder, longest path first. */
+function pathRedactor(paths: Array<[string, string]>): (line: string) => string {
+  const ordered = [...paths].sort((a, b) => b[0].length - a[0].length);
+  return (line) => ordered.reduce((out, [path, placeholder]) => out.split(path).join(placeholder), line);
+}
+
 /** A local image name for one build, unique per build id, so concurrent builds never share a tag. */
 function localTagFor(buildId: string): string {
   const safe = buildId.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 100) || 'build';
@@ -113,7 +148,8 @@ function localTagFor(buildId: string): string {
 /** The message of a failed buildah run: its `Error: …` line when it printed one, else the exit and last lines. */
 function failureMessage(what: string, outcome: ProcessOutcome): string {
   const errorLine = [...outcome.lastLines].reverse().find((l) => l.startsWith('Error: '));
-  if (errorLine) return `${what}: ${errorLine.slice('Error: '.length)}`;
+  // With OCI isolation buildah says "…: while running runtime: exit status 3"; the runtime is no news.
+  if (errorLine) return `${what}: ${errorLine.slice('Error: '.length).replace(': while running runtime: exit status', ': exit status')}`;
   const how = outcome.code !== null ? `exit status ${outcome.code}` : `killed by ${outcome.signal}`;
   const lastLines = outcome.lastLines.slice(-5).join(' | ');
   return `${what}: buildah ended with ${how}${lastLines ? ` (last output: ${lastLines})` : ''}`;
@@ -143,9 +179,16 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
   const buildahPath = options.buildahPath ?? 'buildah';
   const root = join(storageDir, 'root');
   const runroot = join(storageDir, 'runroot');
-  const tmpDir = join(storageDir, 'tmp');
+  const isolation = options.isolation ?? 'oci';
+  // Names this storage's build cgroups and temp dir, so a restarted service sweeps its own leftovers only.
+  const cgroupScope = createHash('sha256').update(storageDir).digest('hex').slice(0, 12);
+  // RUN containers reach their root file system through buildah's temp dir (the OCI bundle): with user
+  // namespaces its whole path must be traversable by the unprivileged container root, which a data dir
+  // under /root or a mkdtemp (0700) is not. So it lives under /var/tmp, in a traverse-only directory.
+  const tmpDir = isolation === 'oci' ? join('/var/tmp', `rxbuild-${cgroupScope}`) : join(storageDir, 'tmp');
   const policy = join(storageDir, 'policy.json');
   for (const dir of [root, runroot, tmpDir]) mkdirSync(dir, { recursive: true });
+  if (isolation === 'oci') chmodSync(tmpDir, 0o711);
   writeSignaturePolicy(policy);
   let registriesConf = options.registriesConf;
   if (!registriesConf) {
@@ -153,12 +196,15 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
     writeRegistriesConf(registriesConf, registry);
   }
   const globalArgs = ['--root', root, '--runroot', runroot, '--storage-driver', 'vfs'];
-  // Our own config and temp dir, never the system's; chroot isolation even if the caller's env says otherwise.
+  const runtimeShim = join(storageDir, 'oci-runtime');
+  writeRuntimeShim(runtimeShim);
+  const timeoutMs = options.sandbox?.timeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS;
+  // Our own config and temp dir, never the system's; our isolation even if the caller's env says otherwise.
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     CONTAINERS_REGISTRIES_CONF: registriesConf,
     TMPDIR: tmpDir,
-    BUILDAH_ISOLATION: 'chroot',
+    BUILDAH_ISOLATION: isolation,
   };
 
   // Storage housekeeping runs only while no build does: `buildah rm --all` would pull a working container
@@ -167,7 +213,9 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
   let running = 0;
   const sweep = options.sweepStorage ?? true;
   let dirty = sweep;
+  // RUN containers of a killed predecessor live in its build cgroups, outside any process group: kill them now.
   let housekeeping: Promise<void> | null = null;
+  if (sweep) housekeeping = sweepBuildCgroups(cgroupScope).then(() => void (housekeeping = null), () => void (housekeeping = null));
   const closing = new AbortController();
   const inFlight = new Set<Promise<unknown>>();
 
@@ -227,26 +275,59 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
     }
   };
 
-  const runBuild = async (job: EngineJob, sink: EngineSink, signal: AbortSignal): Promise<EngineResult> => {
+  const runBuild = async (job: EngineJob, sink: EngineSink, cancel: AbortSignal): Promise<EngineResult> => {
     mkdirSync(job.workDir, { recursive: true });
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = AbortSignal.any([cancel, timeout]);
+    const stopped = (): Error =>
+      cancel.aborted || !timeout.aborted
+        ? new EngineAbortError('build cancelled', { cause: cancel.reason })
+        : new Error(`the build exceeded its ${formatDuration(timeoutMs)} time limit`);
+    const sandbox =
+      isolation === 'oci'
+        ? await openSandbox({ settings: options.sandbox ?? {}, scope: cgroupScope, buildId: job.buildId, runtimeShim, tracker: sink, signal })
+        : null;
+    try {
+      return await buildAndPush(job, sink, signal, stopped, sandbox);
+    } finally {
+      await sandbox?.close();
+    }
+  };
+
+  const buildAndPush = async (
+    job: EngineJob,
+    sink: EngineSink,
+    signal: AbortSignal,
+    stopped: () => Error,
+    sandbox: Sandbox | null,
+  ): Promise<EngineResult> => {
     const localTag = localTagFor(job.buildId);
+    const buildEnv = { ...env, ...sandbox?.env };
+    // Logs and errors never show the service's absolute paths (buildah quotes them, e.g. for a failing COPY).
+    const redact = pathRedactor([
+      [job.contextDir, '<context>'],
+      [job.workDir, '<work>'],
+      [storageDir, '<storage>'],
+      [tmpDir, '<tmp>'],
+    ]);
     // A cached build runs in its scope's own storage: no other scope's layers are visible there.
     const jobGlobalArgs = globalArgsFor(job.cacheScope);
     // One buildah invocation in its own process group, recorded with the sink (durable state) while it runs,
     // output streamed line by line; on abort the whole group is killed before this rejects.
-    const run = async (args: string[]): Promise<ProcessOutcome> => {
-      if (signal.aborted) throw new EngineAbortError('build cancelled', { cause: signal.reason });
+    const run = async (args: string[], markers?: StepMarkers): Promise<ProcessOutcome> => {
+      if (signal.aborted) throw stopped();
       const last = new LastLines(20);
       const proc = spawnInGroup(buildahPath, [...jobGlobalArgs, ...args], {
         cwd: job.workDir,
-        env,
+        env: buildEnv,
         signal,
         killGraceMs: options.killGraceMs ?? 300,
         tracker: sink,
         onLine: (line) => {
-          last.push(line);
-          sink.log(line);
-          const step = parseStepLine(line);
+          const shown = redact(line);
+          last.push(shown);
+          sink.log(shown);
+          const step = markers?.accept(line);
           if (step) sink.step(step);
         },
       });
@@ -254,7 +335,7 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
       if (signal.aborted) {
         // A killed buildah may leave its working container behind: sweep when idle.
         dirty = sweep;
-        throw new EngineAbortError('build cancelled', { cause: signal.reason });
+        throw stopped();
       }
       if (outcome.error) throw new Error(`cannot run ${buildahPath}: ${outcome.error.message}`, { cause: outcome.error });
       return { code: outcome.code, signal: outcome.signal, lastLines: last.get() };
@@ -263,19 +344,19 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
     // `--build-arg K=V` splits at the first '=': a key containing one would silently become another arg.
     const badKey = Object.keys(job.buildArgs).find((k) => k === '' || k.includes('='));
     if (badKey !== undefined) throw new Error(`invalid build arg name ${JSON.stringify(badKey)}`);
-    const buildArgs = Object.entries(job.buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]);
-    const bud = await run([
-      'bud',
-      '--isolation', 'chroot',
-      '--signature-policy', policy,
-      '--format', 'oci',
-      ...budOptionArgs(job),
-      '-f', join(job.contextDir, job.dockerfile),
-      ...buildArgs,
-      '-t', localTag,
-      job.contextDir,
-    ]);
-    if (bud.code !== 0) throw new Error(failureMessage('build failed', bud));
+    const markers = new StepMarkers(readFileSync(join(job.contextDir, job.dockerfile), 'utf8'));
+    const secrets = writeSecrets(job.secrets);
+    let bud: ProcessOutcome;
+    try {
+      bud = await run(budArgs(job, localTag, [...(sandbox?.budArgs ?? ['--isolation', 'chroot']), ...secrets.args]), markers);
+    } finally {
+      secrets.remove();
+    }
+    if (bud.code !== 0) {
+      const limit = sandbox?.limitHit(bud.lastLines);
+      const message = failureMessage('build failed', bud);
+      throw new Error(limit ? `build failed: ${limit} (${message.slice('build failed: '.length)})` : message);
+    }
 
     try {
       const digestFile = join(job.workDir, 'digest');
@@ -332,6 +413,19 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
       }
     }
   };
+
+  /** The `buildah bud` arguments of one build: isolation first, then what the job asks for. */
+  const budArgs = (job: EngineJob, localTag: string, isolationArgs: string[]): string[] => [
+    'bud',
+    ...isolationArgs,
+    '--signature-policy', policy,
+    '--format', 'oci',
+    ...budOptionArgs(job),
+    '-f', join(job.contextDir, job.dockerfile),
+    ...Object.entries(job.buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]),
+    '-t', localTag,
+    job.contextDir,
+  ];
 
   return {
     name: 'buildah',
