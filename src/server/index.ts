@@ -32,6 +32,17 @@ import { parseLastEventId, streamLogs, wantsTypedEvents } from './sse';
 import { buildsPage } from './builds-page';
 import type { RouteInfo, RouteKind, ServerHooks } from './hooks';
 import { drainRequest, receiveSubmission, type Submission } from './upload';
+import {
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_MAX_UPLOADS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_UPLOAD_IDLE_MS,
+  armRequestTimeout,
+  closeAfterAnswer,
+  closesConnection,
+  tooManyUploads,
+  watchUploadIdle,
+} from './peer-limits';
 import { DEFAULT_CONTEXT_CACHE_BYTES, FileContentStore, type ContentStore } from './content-store';
 import { handleContentsUpload, handleMissing, receiveManifestSubmission } from './content-routes';
 import { CONTENTS_MISSING_PATH, CONTENTS_UPLOAD_PATH, MANIFEST_CONTENT_TYPE } from '../shared/content-wire';
@@ -98,6 +109,13 @@ export interface StartServerOptions {
   /** SSE heartbeat period (default {@link HEARTBEAT_INTERVAL_MS}). */
   heartbeatMs?: number;
   limits?: { maxUploadBytes?: number; maxUnpackedBytes?: number; maxEntries?: number };
+  /** Uploads (`POST /builds`) received at once (default 8); beyond it `503` with `Retry-After`. */
+  maxUploads?: number;
+  /**
+   * Slow peers: time to send the request headers (default 10 s), a whole non-upload request (default 30 s), and
+   * the longest pause in an upload before it is aborted and its staging removed (default 60 s).
+   */
+  timeouts?: { headersMs?: number; requestMs?: number; uploadIdleMs?: number };
   /** The `/snapshots` endpoints: image-existence resolver (default: this server's successful builds), faults. */
   snapshots?: SnapshotServerOptions;
   /**
@@ -176,6 +194,11 @@ async function openStores(
   return { builds, snapshots };
 }
 
+/** Uploads: `POST /builds` and the content store's uploads (`POST /contents/...`), timed by their idle timeout. */
+function isUpload(req: IncomingMessage): boolean {
+  return req.method === 'POST' && /^\/(builds|contents)(\/|\?|$)/.test(req.url ?? '');
+}
+
 /** Start the builder service. Resolves once it accepts connections. */
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
@@ -187,6 +210,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const namespace = namespaceForToken(options.token);
   const heartbeatMs = options.heartbeatMs ?? HEARTBEAT_INTERVAL_MS;
   const webDir = options.web === false ? null : path.resolve(options.web ?? defaultWebDir());
+  const maxUploads = options.maxUploads ?? DEFAULT_MAX_UPLOADS;
+  const headersMs = options.timeouts?.headersMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  const requestMs = options.timeouts?.requestMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const uploadIdleMs = options.timeouts?.uploadIdleMs ?? DEFAULT_UPLOAD_IDLE_MS;
   const limits = {
     maxUploadBytes: options.limits?.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES,
     maxUnpackedBytes: options.limits?.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES,
@@ -220,7 +247,24 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   };
   const notFound = (id: string): HttpError => new HttpError(404, 'not_found', `No build ${JSON.stringify(id)}.`);
 
+  let activeUploads = 0;
   async function handleSubmit(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (activeUploads >= maxUploads) throw tooManyUploads(maxUploads);
+    activeUploads++;
+    // A stalled upload gets its 408 and its connection closed; the unpacking then fails and its staging goes.
+    const stopIdle = watchUploadIdle(req, uploadIdleMs, (err) => {
+      closeAfterAnswer(req, res);
+      sendError(res, err);
+    });
+    try {
+      await receiveBuild(req, res);
+    } finally {
+      stopIdle();
+      activeUploads--;
+    }
+  }
+
+  async function receiveBuild(req: IncomingMessage, res: ServerResponse): Promise<void> {
     await beforeRoute('submit', req);
     const idemKey = idempotencyKeyHash(namespace, req);
     let staging: string | null = null;
@@ -359,20 +403,24 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on a build.`, { allow: 'GET, DELETE' });
   }
 
-  const server: Server = createServer((req, res) => {
+  const server: Server = createServer({ headersTimeout: headersMs, connectionsCheckingInterval: Math.min(1000, headersMs) }, (req, res) => {
+    if (!isUpload(req)) armRequestTimeout(req, res, requestMs, (err) => sendError(res, err));
     hooks.onRequest?.(req, res);
     route(req, res).catch((err: unknown) => {
       if (isDiskFull(err)) console.error(`rxbuild server: ${req.method} ${(req.url ?? '/').slice(0, 200)}: disk full (${(err as Error).message})`);
       else if (!(err instanceof HttpError)) console.error('rxbuild server: unexpected error', err);
+      // 401, 408, 503: answered before the body was read; the connection closes instead of reading it.
+      if (closesConnection(err)) closeAfterAnswer(req, res);
       // A body the handler never read would otherwise sit unread on a keep-alive connection.
-      if (!req.readableEnded && !req.readableFlowing) drainRequest(req);
+      else if (!req.readableEnded && !req.readableFlowing) drainRequest(req);
       // A response already under way (an SSE stream) cannot turn into an error answer: break it instead, so the
       // client sees a transport error rather than a stream that never ends.
       if (res.headersSent) res.destroy();
       else sendError(res, err);
     });
   });
-  // Uploads of large contexts may take long; the heartbeat keeps log streams alive.
+  // Uploads of large contexts may take long (they have their idle timeout instead); other requests have theirs
+  // (armRequestTimeout); log streams are responses, kept alive by the heartbeat.
   server.requestTimeout = 0;
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);

@@ -37,6 +37,8 @@ export interface ServeOptions {
   maxConcurrent?: number;
   /** Cap of the content store of contexts by content (default 10 GiB). */
   contextCacheBytes?: number;
+  /** Uploads received at once (default 8); beyond it `503` with `Retry-After`. */
+  maxUploads?: number;
   /** `buildah` (real builds, the default) or `scripted` (deterministic fake builds; no registry is started). */
   engine?: 'buildah' | 'scripted';
   /** The build sandbox's network mode and limits (docs/engine.md, "Security model"). */
@@ -86,6 +88,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
       database: options.database,
       nodeName: options.nodeName,
       contextCacheBytes: options.contextCacheBytes,
+      maxUploads: options.maxUploads,
       hooks: options.hooks,
     });
     return { url: server.url, registry, dataDir, server, close: onceOnly(() => server.close()) };
@@ -124,6 +127,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
         database: options.database,
         nodeName: options.nodeName,
         contextCacheBytes: options.contextCacheBytes,
+        maxUploads: options.maxUploads,
         // Snapshots are checked against the real registry (HEAD of the manifest), not just our own builds.
         snapshots: { images: registryImageResolver(registry) },
         hooks: options.hooks,

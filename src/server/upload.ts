@@ -81,9 +81,17 @@ export function checkSecrets(value: unknown): Record<string, string> {
   return out;
 }
 
-/** Drain (and discard) the rest of a request body, up to a cap, then drop the connection. */
+
+/** After an error, keep reading (and discarding) the body for at most this long, then drop the connection. */
+const MAX_DRAIN_MS = 30_000;
+
+/** Drain (and discard) the rest of a request body, up to a cap in bytes and in time, then drop the connection. */
 export function drainRequest(req: IncomingMessage): void {
   let drained = 0;
+  const timer = setTimeout(() => req.socket.destroy(), MAX_DRAIN_MS);
+  timer.unref();
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
   req.on('data', (chunk: Buffer) => {
     drained += chunk.length;
     if (drained > MAX_DRAIN_BYTES) req.socket.destroy();

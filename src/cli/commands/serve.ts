@@ -24,6 +24,7 @@ interface ServeFlags {
   nodeName: string;
   leaseMs: number;
   contextCache?: number;
+  maxUploads: number;
   tokenFile?: string;
   buildNetwork: 'outbound' | 'none';
   buildMemory?: number;
@@ -51,6 +52,7 @@ export function registerServe(program: Command, run: (action: (ctx: CliContext) 
     .option('--database-url <url>', 'keep builds, logs and snapshots in this PostgreSQL database, shared by every node on it (default: $RXBUILD_DATABASE_URL, else files in --data-dir)')
     .option('--node-name <name>', 'this node\'s name on the builds it runs', hostname())
     .option('--lease-ms <ms>', 'with --database-url: a node silent this long is lost and its running builds fail', parsePositiveInt('--lease-ms'), 10_000)
+    .option('--max-uploads <n>', 'uploads received at once; more are answered 503 with Retry-After', parsePositiveInt('--max-uploads'), 8)
     .option('--context-cache <size>', 'cap of the store of uploaded file contents, e.g. 10GiB, 512MiB (default 10GiB)', parseByteSize('--context-cache'))
     .option('--token-file <file>', 'read the token clients must send from this file')
     .option('--build-network <mode>', 'what RUN steps may reach: outbound (the internet, never this host) or none', parseBuildNetwork, 'outbound')
@@ -143,6 +145,7 @@ async function serveCommand(ctx: CliContext, flags: ServeFlags): Promise<number>
       registry: flags.registry,
       maxConcurrent: flags.maxConcurrent,
       contextCacheBytes: flags.contextCache,
+      maxUploads: flags.maxUploads,
       engine: flags.engine,
       sandbox: {
         network: flags.buildNetwork,
