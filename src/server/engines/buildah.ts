@@ -277,6 +277,8 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
 
   const runBuild = async (job: EngineJob, sink: EngineSink, cancel: AbortSignal): Promise<EngineResult> => {
     mkdirSync(job.workDir, { recursive: true });
+    // Again per build: /var/tmp may be cleaned while the engine lives.
+    mkdirSync(tmpDir, { recursive: true, mode: 0o711 });
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = AbortSignal.any([cancel, timeout]);
     const stopped = (): Error =>
@@ -456,6 +458,8 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
       closing.abort(new Error('the buildah engine is closing'));
       await Promise.allSettled([...inFlight]);
       while (housekeeping) await housekeeping;
+      // The temp dir outside the data dir goes with the engine that owns the storage (not a short-lived one).
+      if (sweep && isolation === 'oci') rmSync(tmpDir, { recursive: true, force: true });
     },
   };
 }
