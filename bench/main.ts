@@ -30,8 +30,9 @@ import { resumeBench } from './resume';
 import { sandboxBench } from './sandbox';
 import { uploadBench } from './upload';
 import { rebuildBench } from './rebuild';
+import { webBench } from './web';
 
-const BENCHES: Bench[] = [uploadBench, logsBench, resumeBench, cancelBench, concurrencyBench, e2eBench, rebuildBench, multinodeBench, sandboxBench];
+const BENCHES: Bench[] = [uploadBench, logsBench, resumeBench, cancelBench, concurrencyBench, e2eBench, rebuildBench, multinodeBench, sandboxBench, webBench];
 
 const PREAMBLE = [
   'Produced by `npm run bench` (bench/, issue 6). Each figure is the median of several runs, with a ratio to a baseline measured in the',

@@ -91,9 +91,50 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   return file;
 }
 
-/** Log lines the page shows: SSE id and text of every `#log li.line`, in order. */
-export function pageLines(page: Page): Promise<Array<{ id: string; line: string }>> {
-  return page.$$eval('#log li.line', (els) => els.map((el) => ({ id: el.getAttribute('data-id') ?? '', line: el.textContent ?? '' })));
+/** One row of the page's log as a reader sees it. */
+export interface PageRow {
+  kind: 'line' | 'notice' | 'step';
+  /** Line number (lines). */
+  n: number;
+  id: string;
+  /** The text as shown (lines: without line number and timestamp). */
+  line: string;
+}
+
+/**
+ * Every row of the log, read the way a reader would: the log is virtualised (only the rows in view exist), so
+ * this scrolls it from top to bottom, a screen at a time, and collects what each screen shows.
+ */
+export function pageRows(page: Page): Promise<PageRow[]> {
+  return page.evaluate(async () => {
+    const log = document.getElementById('log')!;
+    const seen = new Map<number, PageRow>();
+    const frame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+    log.scrollTop = 0;
+    for (;;) {
+      await frame();
+      const rows = Array.from(log.querySelectorAll<HTMLElement>('.log-rows > li'));
+      const top = Number(/translateY\((\d+)px\)/.exec((log.querySelector('.log-rows') as HTMLElement).style.transform)?.[1] ?? 0) / 20;
+      rows.forEach((el, i) => {
+        const kind = el.classList.contains('line') ? 'line' : el.classList.contains('step') ? 'step' : 'notice';
+        const text = kind === 'line' ? el.querySelector('.text')?.textContent : el.textContent;
+        seen.set(top + i, { kind, n: Number(el.dataset.n ?? 0), id: el.dataset.id ?? '', line: text ?? '' });
+      });
+      if (log.scrollTop + log.clientHeight >= log.scrollHeight - 1) break;
+      log.scrollTop += log.clientHeight;
+    }
+    return [...seen.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]);
+  });
+}
+
+/** Log lines the page shows (all of them, see {@link pageRows}): SSE id and text, in order. */
+export async function pageLines(page: Page): Promise<Array<{ id: string; line: string }>> {
+  return (await pageRows(page)).filter((r) => r.kind === 'line').map(({ id, line }) => ({ id, line }));
+}
+
+/** Wait until the page says it has at least `n` log lines (its "N lines" count). */
+export function linesAtLeast(page: Page, n: number, timeout = 30_000): Promise<unknown> {
+  return page.waitForFunction((k) => Number.parseInt(document.getElementById('log-info')?.textContent ?? '0', 10) >= k, n, { timeout });
 }
 
 /** Enter `token` in the page's token form and wait until the builds list answered. */

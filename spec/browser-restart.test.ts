@@ -15,10 +15,12 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Page } from 'playwright-core';
-import { buildPageForSpec, launchChromium, pageLines, screenshot, signIn, type Chromium } from './browser-helpers';
+import { buildPageForSpec, launchChromium, linesAtLeast, pageLines, pageRows, screenshot, signIn, type Chromium } from './browser-helpers';
 import { TOKEN, api, readSse, submitOk } from './server-helpers';
 
 const CHILD = path.join(__dirname, 'fixtures', 'browser-server-child.ts');
+// Each test starts ts-node children twice; on a loaded 2-core machine that alone can take most of a minute.
+jest.setTimeout(150_000);
 /** The line the restarted service appends to a build that was running when it died. */
 const INTERRUPTED_LINE = 'build interrupted: the service stopped while the build was running';
 
@@ -96,9 +98,10 @@ it('a SIGKILLed and restarted service: the page resumes and shows the whole log 
   const page: Page = await chrome.newPage();
   await page.goto(`${first.url}/`);
   await signIn(page, TOKEN);
-  const id = await submitOk(first.url, { imageName: 'web/restart:1', buildArgs: { SCRIPT_LINES: '400', SCRIPT_INTERVAL_MS: '20' } });
+  // Long enough (60 s) that the kill below lands mid-build even when starting the spare service is slow.
+  const id = await submitOk(first.url, { imageName: 'web/restart:1', buildArgs: { SCRIPT_LINES: '3000', SCRIPT_INTERVAL_MS: '20' } });
   await page.evaluate((bid) => (location.hash = `#/builds/${bid}`), id);
-  await page.waitForFunction(() => document.querySelectorAll('#log li.line').length >= 20);
+  await linesAtLeast(page, 20);
 
   // The replacement is loaded before the kill, so the service is back within the client's retry budget.
   const spare = await spawnChild(first.port);
@@ -122,7 +125,7 @@ it('a SIGKILLed and restarted service: the page resumes and shows the whole log 
   expect(shown).toEqual(expected);
   expect(expected.at(-1)?.line).toBe(INTERRUPTED_LINE);
   expect(expected.slice(0, 20).map((e) => e.line)).toEqual(Array.from({ length: 20 }, (_, i) => `line ${i + 1}`));
-  expect(await page.locator('#log li.notice', { hasText: 'reconnecting' }).count()).toBeGreaterThanOrEqual(1);
+  expect((await pageRows(page)).filter((r) => r.kind === 'notice' && r.line.includes('reconnecting')).length).toBeGreaterThanOrEqual(1);
   await page.close();
 });
 
@@ -131,9 +134,9 @@ it('a service down for longer than the retry budget: the page gives up, then re-
   const page: Page = await chrome.newPage();
   await page.goto(`${first.url}/`);
   await signIn(page, TOKEN);
-  const id = await submitOk(first.url, { imageName: 'web/long-restart:1', buildArgs: { SCRIPT_LINES: '400', SCRIPT_INTERVAL_MS: '20' } });
+  const id = await submitOk(first.url, { imageName: 'web/long-restart:1', buildArgs: { SCRIPT_LINES: '3000', SCRIPT_INTERVAL_MS: '20' } });
   await page.evaluate((bid) => (location.hash = `#/builds/${bid}`), id);
-  await page.waitForFunction(() => document.querySelectorAll('#log li.line').length >= 10);
+  await linesAtLeast(page, 10);
 
   const spare = await spawnChild(first.port);
   await killHard(first);

@@ -47,6 +47,8 @@ export interface ServeOptions {
   isolation?: 'oci' | 'chroot';
   /** Start-up progress lines (e.g. "building the base image"). */
   log?: (line: string) => void;
+  /** The web page's directory (default: the package's `dist/web`), or `false` for none. */
+  web?: string | false;
   /** Keep state in this PostgreSQL database, shared with other nodes (`startServer({ database })`). */
   database?: { url: string; leaseMs?: number };
   /** This node's name on the builds it runs (default: the host name). */
@@ -85,6 +87,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
       engine: new ScriptedEngine(),
       registry,
       maxConcurrent: options.maxConcurrent,
+      web: options.web,
       database: options.database,
       nodeName: options.nodeName,
       contextCacheBytes: options.contextCacheBytes,
@@ -124,6 +127,7 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
         engine,
         registry,
         maxConcurrent: options.maxConcurrent,
+        web: options.web,
         database: options.database,
         nodeName: options.nodeName,
         contextCacheBytes: options.contextCacheBytes,

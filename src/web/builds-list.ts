@@ -10,7 +10,8 @@
 import type { BrowserClient, BuildInfo, SnapshotInfo } from '../client/browser';
 import { AuthError } from '../client/browser';
 import { byId, h } from './dom';
-import { buildDurationMs, formatDuration, formatTime, isTerminal, registryImageUrl, shortId, statusText, stepText } from './format';
+import { plainText } from './ansi';
+import { buildDurationMs, formatDuration, formatFullDate, formatTime, formatWhen, isTerminal, registryImageUrl, shortId, statusText, stepText } from './format';
 
 /** What the list tells the rest of the page. */
 export interface BuildsListEvents {
@@ -27,15 +28,52 @@ export function statusBadge(b: Pick<BuildInfo, 'status' | 'queuePosition'>): HTM
   return h('span', { class: `badge ${b.status}` }, statusText(b));
 }
 
+/** A date as `<time>`: short (time alone today), in full on hover. */
+export function dateCell(iso: string): HTMLElement {
+  return h('time', { datetime: iso, title: formatFullDate(iso) }, formatWhen(iso));
+}
+
+/**
+ * A button that copies `value` to the clipboard (the async Clipboard API; a hidden textarea and `execCommand`
+ * where the page is not a secure context) and says "Copied" for a moment.
+ */
+export function copyButton(value: string, what: string): HTMLButtonElement {
+  const button = h('button', { type: 'button', class: 'copy', 'aria-label': `Copy ${what}`, title: `Copy ${what}` }, 'Copy');
+  button.addEventListener('click', () => {
+    void copyText(value).then(
+      (ok) => {
+        button.textContent = ok ? 'Copied' : 'Copy failed';
+        setTimeout(() => (button.textContent = 'Copy'), 1500);
+      },
+    );
+  });
+  return button;
+}
+
+async function copyText(value: string): Promise<boolean> {
+  try {
+    await navigator.clipboard.writeText(value);
+    return true;
+  } catch {
+    const area = h('textarea', { readonly: true, class: 'visually-hidden' });
+    area.value = value;
+    document.body.append(area);
+    area.select();
+    const ok = document.execCommand('copy');
+    area.remove();
+    return ok;
+  }
+}
+
 /** Links to a build's image in its registry, and to its snapshot when one is registered. */
 export function resultCell(b: BuildInfo, snapshot: SnapshotInfo | undefined): HTMLElement {
   const cell = h('td');
   if (b.imageRef) {
     const url = registryImageUrl(b.imageRef);
     const ref = h('code', {}, b.imageRef);
-    cell.append(url ? h('a', { href: url, rel: 'noreferrer', target: '_blank', title: 'This image in its registry' }, ref) : ref);
+    cell.append(url ? h('a', { href: url, rel: 'noreferrer', target: '_blank', title: `${b.imageRef} in its registry` }, ref) : h('span', { title: b.imageRef }, ref));
   } else if (b.status === 'failed' && b.error) {
-    cell.append(h('span', { class: 'muted' }, b.error));
+    cell.append(h('span', { class: 'muted error-text', title: b.error }, b.error));
   }
   if (snapshot) {
     cell.append(' ', h('a', { href: `#/snapshots/${encodeURIComponent(snapshot.snapshotId)}`, class: 'snapshot-link' }, `snapshot ${snapshot.aliases[0] ?? shortId(snapshot.snapshotId)}`));
@@ -54,15 +92,37 @@ export class BuildsList {
   private readonly succeeded = new Set<string>();
   private abort = new AbortController();
   private stopped = false;
+  private filter = '';
+  private readonly cancelling = new Set<string>();
   private readonly listeners = new Set<() => void>();
   private readonly body = byId<HTMLTableSectionElement>('builds-body');
   private readonly empty = byId('builds-empty');
   private readonly updated = byId('builds-updated');
+  private readonly emptyText = this.empty.textContent ?? '';
+  private readonly filterSelect = byId<HTMLSelectElement>('status-filter');
 
   constructor(
     private readonly client: BrowserClient,
     private readonly events: BuildsListEvents,
-  ) {}
+  ) {
+    this.filterSelect.addEventListener('change', this.onFilter);
+  }
+
+  private readonly onFilter = () => {
+    this.filter = this.filterSelect.value;
+    this.render();
+  };
+
+  /** The open build's Cancel was pressed: its row says "cancelling" until the service reports the end. */
+  markCancelling(buildId: string): void {
+    this.cancelling.add(buildId);
+    const row = Array.from(this.body.rows).find((r) => r.dataset.buildId === buildId);
+    const b = this.get(buildId);
+    if (row && b) {
+      delete row.dataset.key;
+      this.fill(row, b, Date.now());
+    }
+  }
 
   /** Start polling (and the duration ticker). */
   start(): void {
@@ -77,6 +137,7 @@ export class BuildsList {
     clearTimeout(this.timer);
     clearInterval(this.ticker);
     this.abort.abort();
+    this.filterSelect.removeEventListener('change', this.onFilter);
     document.removeEventListener('visibilitychange', this.onVisibility);
   }
 
@@ -153,10 +214,11 @@ export class BuildsList {
     const now = Date.now();
     const existing = new Map<string, HTMLTableRowElement>();
     for (const row of Array.from(this.body.rows)) existing.set(row.dataset.buildId ?? '', row);
-    const wanted = new Set(this.builds.map((b) => b.buildId));
+    const shown = this.filter ? this.builds.filter((b) => b.status === this.filter) : this.builds;
+    const wanted = new Set(shown.map((b) => b.buildId));
     for (const [id, row] of existing) if (!wanted.has(id)) row.remove();
     let cursor: Element | null = this.body.firstElementChild;
-    for (const b of this.builds) {
+    for (const b of shown) {
       let row = existing.get(b.buildId);
       if (!row) {
         row = h(
@@ -173,13 +235,16 @@ export class BuildsList {
       }
       this.fill(row, b, now);
     }
-    this.empty.hidden = this.builds.length > 0;
+    this.empty.hidden = shown.length > 0;
+    this.empty.textContent = this.builds.length > 0 ? `No ${this.filter} builds.` : this.emptyText;
     this.updated.textContent = `Updated ${formatTime(new Date(now).toISOString())}`;
   }
 
   /** (Re)write the cells after the link when what they show changed. */
   private fill(row: HTMLTableRowElement, b: BuildInfo, now: number): void {
     row.setAttribute('aria-current', String(b.buildId === this.selected));
+    if (isTerminal(b.status)) this.cancelling.delete(b.buildId);
+    else if (this.cancelling.has(b.buildId)) b = { ...b, status: 'cancelling' as BuildInfo['status'] };
     const snapshot = this.snapshotFor(b.digest);
     const key = JSON.stringify([b.status, b.queuePosition, b.step, b.imageRef, b.digest, b.error, b.finishedAt, b.startedAt, snapshot?.snapshotId, snapshot?.aliases]);
     if (row.dataset.key === key) return;
@@ -187,9 +252,9 @@ export class BuildsList {
     row.dataset.status = b.status;
     while (row.cells.length > 1) row.deleteCell(1);
     row.append(
-      h('td', {}, b.imageName, h('div', { class: 'muted' }, formatTime(b.createdAt))),
+      h('td', { class: 'image-cell' }, h('span', { class: 'image-name', title: b.imageName }, b.imageName), h('div', { class: 'muted' }, dateCell(b.createdAt))),
       h('td', {}, statusBadge(b)),
-      h('td', { class: 'num', title: b.step?.text ?? '' }, stepText(b.step)),
+      h('td', { class: 'num', title: b.step ? plainText(b.step.text) : '' }, stepText(b.step)),
       h('td', { class: 'num duration' }, formatDuration(buildDurationMs(b, now))),
       resultCell(b, snapshot),
     );

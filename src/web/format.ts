@@ -80,6 +80,40 @@ export function formatTime(iso: string | null, locale?: string): string {
   return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString(locale, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
+/** A date and time in full, for hover titles: `Tuesday, 1 December 2026 at 03:47:21.286 (2026-12-01T03:47:21.286Z)`. */
+export function formatFullDate(iso: string | null, locale?: string): string {
+  if (!iso) return '';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '';
+  const local = d.toLocaleString(locale, { dateStyle: 'full', timeStyle: 'medium' });
+  return `${local} (${d.toISOString()})`;
+}
+
+/** A time with milliseconds, for log lines: `03:47:21.286` (the reader's time zone, 24 h). */
+export function formatClock(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '';
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
+/** A date and time, short: the time alone today, with the date otherwise (`1 Dec, 03:47`). */
+export function formatWhen(iso: string | null, now = new Date(), locale?: string): string {
+  if (!iso) return '';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '';
+  if (d.toDateString() === now.toDateString()) return formatTime(iso, locale);
+  return d.toLocaleString(locale, { day: 'numeric', month: 'short', year: d.getFullYear() === now.getFullYear() ? undefined : 'numeric', hour: '2-digit', minute: '2-digit' });
+}
+
+/** A step's duration: `0.4 s`, `12 s`, `1:05`. */
+export function formatStepDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '';
+  if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 60_000) return `${Math.round(ms / 1000)} s`;
+  return formatDuration(ms);
+}
+
 /** Why the log stream reconnects, in words: an HTTP status, or the client's transport reason. */
 export function reconnectReason(e: { status?: number; reason?: string }): string {
   if (e.status) return `HTTP ${e.status}`;

@@ -1,7 +1,7 @@
 /**
  * The rxbuild page, served by `rxbuild serve` at `/`: token entry, the live builds list, one build's live log,
- * and snapshot details. Routes live in the URL fragment (`#/builds/<id>`, `#/snapshots/<id>`), so links and
- * the back button work and the server serves one static page.
+ * and snapshot details. Routes live in the URL fragment (`#/builds/<id>`, `#/builds/<id>/L<n>` for a line,
+ * `#/snapshots/<id>`), so links and the back button work and the server serves one static page.
  *
  * The token is kept in `sessionStorage` (this tab only, gone when it closes) and sent as a bearer token on API
  * calls; the page itself is served without one.
@@ -58,6 +58,7 @@ async function disconnect(): Promise<void> {
 }
 
 function onAuthError(_err: AuthError): void {
+  document.body.classList.remove('connected');
   setConnection('The service refused this token (401). Enter the right one.', true);
   writeToken(null);
   void disconnect();
@@ -90,6 +91,7 @@ async function connect(token: string): Promise<void> {
   const view = new BuildView(client, list, onAuthError);
   session = { client, list, view };
   forgetButton.hidden = false;
+  document.body.classList.add('connected');
   tokenInput.value = '';
   tokenInput.placeholder = 'saved for this tab';
   tokenInput.required = false;
@@ -100,13 +102,13 @@ async function connect(token: string): Promise<void> {
 /** Show what the fragment names. `focus`: the reader navigated, so move focus to what opened. */
 function route(focus: boolean): void {
   const s = session;
-  const m = /^#\/(builds|snapshots)\/([^/]+)$/.exec(location.hash);
+  const m = /^#\/(builds|snapshots)\/([^/]+)(?:\/L(\d+))?$/.exec(location.hash);
   const kind = m?.[1];
   const id = m ? decodeURIComponent(m[2]) : undefined;
   if (!s) return;
   if (kind === 'builds' && id) {
     snapshotView.hidden = true;
-    s.view.open(id, focus);
+    s.view.open(id, focus, m?.[3] ? Number(m[3]) : 0);
   } else if (kind === 'snapshots' && id) {
     s.view.close();
     void showSnapshot(s.client, id, focus);
@@ -146,6 +148,7 @@ form.addEventListener('submit', (ev) => {
 });
 
 forgetButton.addEventListener('click', () => {
+  document.body.classList.remove('connected');
   writeToken(null);
   void disconnect();
   forgetButton.hidden = true;
