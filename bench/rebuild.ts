@@ -110,7 +110,7 @@ async function layerRounds(ctx: BenchContext, rounds: number): Promise<Array<{ f
 
 export const rebuildBench: Bench = {
   id: 'rebuild',
-  title: '7. Rebuilds: contexts by content and the layer cache',
+  title: '8. Rebuilds: contexts by content and the layer cache',
   async run(ctx): Promise<Section> {
     const size = ctx.quick ? 96 * MiB : 384 * MiB;
     const rounds = ctx.runs(3, 1);
@@ -135,7 +135,7 @@ function report(size: number, uploads: Array<Record<'first' | 'unchanged' | 'one
   const row = (label: string, k: 'first' | 'unchanged' | 'oneFile' | 'tar'): string[] => [label, f.ms(med(k, 'ms')), f.mib(med(k, 'bytes')), f.int(med(k, 'bytes'))];
   return {
     id: 'rebuild',
-    title: '7. Rebuilds: contexts by content and the layer cache',
+    title: '8. Rebuilds: contexts by content and the layer cache',
     method: [
       `Upload: a generated ${f.mib(size)} context (bench/lib/context.ts: 45 % random, 45 % text in 16 MiB files — the text files share ` +
         'one content, so the content store keeps it once —, 10 % small files), a scripted service with its content store, and a client in ' +

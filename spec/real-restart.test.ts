@@ -7,7 +7,7 @@
  * The first service runs in a child process (so it can be SIGKILLed); the second runs in this process.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -154,10 +154,15 @@ it('survives SIGKILL: same registry, finished builds kept, the running one inter
   // The storage was swept of the killed build's working container, and builds work again.
   const again = await c2.builds.run({ context: join(ROOT, 'examples/hello'), imageName: 'after-restart:1', nydus: false });
   expect(again.digest).toMatch(/^sha256:/);
-  const containers = execFileSync(
-    'buildah',
-    ['--root', join(dataDir, 'buildah', 'root'), '--runroot', join(dataDir, 'buildah', 'runroot'), '--storage-driver', 'vfs', 'containers', '--json'],
-    { encoding: 'utf8' },
-  );
-  expect(JSON.parse(containers) ?? []).toEqual([]);
-}, 180_000); // two services started, three real builds: slow on a loaded machine
+  // Every storage: the engine's own and each layer-cache scope's (where the killed build ran).
+  const storages = [join(dataDir, 'buildah'), ...readdirSync(join(dataDir, 'buildah', 'scopes')).map((d) => join(dataDir, 'buildah', 'scopes', d))];
+  expect(storages.length).toBeGreaterThan(1);
+  for (const storage of storages) {
+    const containers = execFileSync(
+      'buildah',
+      ['--root', join(storage, 'root'), '--runroot', join(storage, 'runroot'), '--storage-driver', 'vfs', 'containers', '--json'],
+      { encoding: 'utf8' },
+    );
+    expect(JSON.parse(containers) ?? []).toEqual([]);
+  }
+}, 180_000); // two services started, three real builds (each layer-cache scope pulls its base image once): slow on a loaded machine

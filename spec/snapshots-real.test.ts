@@ -67,9 +67,8 @@ describe('image snapshot with real buildah and registry', () => {
     const res = await fetch(`${service.url}/snapshots/%40busybox-e2e`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(await res.json()).toMatchObject({ snapshot_id: result.snapshotId, image_ref: result.imageRef, digest: result.digest });
     const requests = hooks.requests;
-    // The generated context goes by content (issue 14): the service is asked what it lacks, gets the Dockerfile,
-    // then the build is submitted by manifest.
     expect(requests.filter((r) => r.method === 'POST').map((r) => `${r.path} ${r.status}`)).toEqual([
+      // The context goes by content (docs/api.md, "Contexts by content"): what is missing, the contents, the build.
       '/contents/missing 200',
       '/contents 200',
       '/builds 201',
