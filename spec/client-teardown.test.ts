@@ -245,7 +245,8 @@ test('a failed teardown DELETE is reported (onTeardownError, or close() rejects)
 });
 
 test('50 concurrent builds share one SIGINT listener, installed with the first and removed with the last', async () => {
-  h = await setup({ server: { maxConcurrent: 50 } });
+  // 50 uploads at once: more than the default --max-uploads (8), whose 503s would exhaust some retries.
+  h = await setup({ server: { maxConcurrent: 50, maxUploads: 50 } });
   const before = process.listenerCount('SIGINT');
   const subs: Subscription[] = [];
   const firstLines: Array<Promise<unknown>> = [];
