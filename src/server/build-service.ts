@@ -505,12 +505,13 @@ export class BuildService {
     this.secrets.delete(id);
     if (stored.record.status === 'failed') journal.appendLog(`error: ${stored.record.error}`);
     journal.appendProgress(this.progressOf(stored));
+    // Scratch goes before the end is announced: a reader that saw the terminal event finds its space freed.
+    await this.removeScratch(id);
     // A journal that could not be written (disk full) drops what it could not keep; the record tells the outcome.
     await journal.seal();
     await this.persist(stored, true).catch((err: unknown) => {
       console.error(`rxbuild server: build ${id} ended ${stored.record.status}, but ${storageFailure(err, 'build record')}`);
     });
-    await this.removeScratch(id);
     this.runs.delete(id);
     this.emitStatus(stored);
     this.pump();
