@@ -15,7 +15,7 @@ import { serve } from '../src/server/serve';
 import type { Bench, BenchContext } from './lib/bench';
 import { makeLargeContext } from './lib/context';
 import * as f from './lib/format';
-import { startCountingProxy } from './lib/proxy';
+import { startCountingProxy } from '../spec/helpers/counting-proxy';
 import type { Section } from './lib/report';
 import { BENCH_TOKEN, startScriptedServer } from './lib/server';
 import { median, ratio } from './lib/stats';
@@ -140,7 +140,7 @@ function report(size: number, uploads: Array<Record<'first' | 'unchanged' | 'one
       `Upload: a generated ${f.mib(size)} context (bench/lib/context.ts: 45 % random, 45 % text in 16 MiB files — the text files share ` +
         'one content, so the content store keeps it once —, 10 % small files), a scripted service with its content store, and a client in ' +
         'the bench process with a fresh hash cache. Wall time: subscribe → `queued` (the service has assembled the context). Request bytes: ' +
-        'everything the client sent, counted by a TCP proxy in front of the service (bench/lib/proxy.ts). Per round, in order: first upload ' +
+        'everything the client sent, counted by a TCP proxy in front of the service (spec/helpers/counting-proxy.ts). Per round, in order: first upload ' +
         '(empty store, empty hash cache), unchanged, one new 2 KiB random file, and the tar.gz upload of the same context (`contentUpload: false`).',
       'Layer cache: `serve()` with buildah and its registry; a Dockerfile `FROM scratch`, `COPY busybox`, `RUN sleep 8`, `COPY app.txt`, ' +
         '`RUN cat`; `client.builds.run` timed end to end (subscribe → succeeded, push included). The first build of a round uses a new ' +

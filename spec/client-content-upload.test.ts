@@ -7,7 +7,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fsp, utimesSync } from 'node:fs';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import * as path from 'node:path';
 import { lastValueFrom, toArray } from 'rxjs';
 import { createClient, type BuildEvent, type RxbuildClient } from '../src/client';
@@ -15,36 +14,9 @@ import { buildManifest } from '../src/client/internal/manifest';
 import { FileContentStore, type ContentStore } from '../src/server';
 import { startTestServer, type TestServer } from './helpers/test-server';
 import { removeTempDirs, tempDir, writeContext } from './helpers/client-harness';
+import { startCountingProxy, type CountingProxy } from './helpers/counting-proxy';
 
 const TOKEN = 'content-token';
-
-/** A TCP proxy to `port` that counts the bytes clients send through it. */
-async function countingProxy(port: number): Promise<{ url: string; sent(): number; reset(): void; close(): Promise<void> }> {
-  let bytes = 0;
-  const sockets = new Set<Socket>();
-  const proxy: Server = createServer((client) => {
-    const upstream = connect(port, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => undefined);
-    }
-    client.on('data', (d: Buffer) => (bytes += d.length));
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  const address = proxy.address() as { port: number };
-  return {
-    url: `http://127.0.0.1:${address.port}`,
-    sent: () => bytes,
-    reset: () => (bytes = 0),
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => proxy.close(() => resolve()));
-    },
-  };
-}
 
 /** A content store that records every content it was given (what the service received). */
 function recordingStore(inner: ContentStore, overrides: Partial<ContentStore> = {}): ContentStore & { puts: string[] } {
@@ -61,7 +33,7 @@ function recordingStore(inner: ContentStore, overrides: Partial<ContentStore> = 
 
 let server: TestServer | undefined;
 let client: RxbuildClient | undefined;
-let proxy: Awaited<ReturnType<typeof countingProxy>> | undefined;
+let proxy: CountingProxy | undefined;
 afterEach(async () => {
   await client?.close();
   await proxy?.close();
@@ -72,7 +44,7 @@ afterEach(async () => {
 
 async function serviceWith(store: ContentStore | false): Promise<void> {
   server = await startTestServer({ token: TOKEN, contentStore: store });
-  proxy = await countingProxy(server.port);
+  proxy = await startCountingProxy(server.port);
   client = createClient({ baseUrl: proxy.url, token: TOKEN, handleSigint: false, hashCacheDir: await tempDir('rxbuild-hashes-') });
 }
 
