@@ -15,6 +15,7 @@ import { request } from 'node:http';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import type { RunningServer, StartServerOptions } from '../src/server';
+import { CONTROL_EVENTS_HEADER, CONTROL_EVENTS_TYPED } from '../src/shared/wire';
 import { MIGRATIONS_DIR } from '../src/server/pg/db';
 import { startPostgres, type ThrowawayPostgres } from '../spec/helpers/postgres';
 import type { Bench, BenchContext } from './lib/bench';
@@ -75,7 +76,9 @@ async function journalRate(ctx: BenchContext, url: string | null, lines: number)
 function visibilityDelays(node: RunningServer, id: string): Promise<number[]> {
   return new Promise((resolve, reject) => {
     const delays: number[] = [];
-    const req = request(`${node.url}/builds/${id}/logs`, { headers: { authorization: `Bearer ${BENCH_TOKEN}` } }, (res) => {
+    // Time marks come only with typed events.
+    const headers = { authorization: `Bearer ${BENCH_TOKEN}`, [CONTROL_EVENTS_HEADER]: CONTROL_EVENTS_TYPED };
+    const req = request(`${node.url}/builds/${id}/logs`, { headers }, (res) => {
       let buffer = '';
       let markTime: number | null = null;
       res.setEncoding('utf8');
