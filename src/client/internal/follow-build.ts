@@ -14,7 +14,7 @@
  */
 import { Observable, Subscription, catchError, concat, defer, from, mergeMap, of, throwError, type OperatorFunction } from 'rxjs';
 import { isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire } from '../../shared/wire';
-import { BuildFailedError, CancelledError, ProtocolError, RetriesExhaustedError, TransportError } from '../errors';
+import { BuildFailedError, CancelledError, HttpError, NotFoundError, ProtocolError, RetriesExhaustedError, TransportError } from '../errors';
 import { requestJson, requestText, type HttpContext } from './transport';
 import { logStream$, type StreamItem } from './log-stream';
 import { isRetryableLogError, retryPolicy, type RetryTuning } from './retry-policy';
@@ -30,6 +30,12 @@ export interface FollowOptions {
   retry: RetryTuning;
   /** Consecutive reconnects with no new event after which `GET /builds/{id}` is asked (default 3). */
   maxEmptyReconnects?: number;
+  /**
+   * The id came from the caller (`watch`), not from this client's own submit: a 404 of the log stream is checked
+   * with `GET /builds/{id}`, and a 404 there too ends at once with {@link NotFoundError} instead of retrying
+   * (only a build this client just submitted may still be materialising).
+   */
+  mayNotExist?: boolean;
 }
 
 /** 1–30 ASCII digits. A loop, not a regex: this runs once per event (bench/, issue 6). */
@@ -98,6 +104,23 @@ export async function getBuild(http: HttpContext, buildId: string, signal?: Abor
     throw new ProtocolError(`GET /builds/${buildId}: malformed build record`);
   }
   return toBuildInfo(res.data);
+}
+
+/**
+ * A 404 of the log stream for an id this client did not create: ask `GET /builds/{id}`. A 404 there too means
+ * the service does not know the build ({@link NotFoundError}, final); otherwise the stream's 404 stays retryable.
+ */
+function checkExists(http: HttpContext, buildId: string, streamError: unknown, final: WeakSet<object>, signal: AbortSignal): Observable<never> {
+  return from(getBuild(http, buildId, signal)).pipe(
+    catchError((err: unknown) => {
+      if (!(err instanceof HttpError && err.status === 404)) return throwError(() => streamError);
+      // No server body: its sentence ("No build …") would replace ours in the CLI; the answer stays in `cause`.
+      const notFound = new NotFoundError(`no such build ${buildId}`, { cause: err });
+      final.add(notFound);
+      return throwError(() => notFound);
+    }),
+    mergeMap(() => throwError(() => streamError)),
+  );
 }
 
 /** `GET /builds/{id}/log`: the log lines written so far, as plain text (escapes stripped). */
@@ -200,6 +223,8 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
     let terminalStatus: string | undefined;
     let emptyStreak = 0;
     const abort = new AbortController();
+    /** Errors that end the follow whatever the retry rules say (an unknown build id). */
+    const final = new WeakSet<object>();
 
     /** After `done`: the status must be terminal; give a slow server a few short tries to record it. */
     const finishAfterDone = async (): Promise<Observable<BuildEvent>> => {
@@ -271,6 +296,7 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
           }
         }),
         catchError((err: unknown) => {
+          if (options.mayNotExist && err instanceof HttpError && err.status === 404) return checkExists(http, buildId, err, final, abort.signal);
           if (err instanceof TransportError && err.reason === 'eof') {
             if (fresh === 0) emptyStreak++;
             if (emptyStreak >= maxEmpty) {
@@ -289,7 +315,7 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
       .pipe(
         retryPolicy<BuildEvent>({
           ...options.retry,
-          isRetryable: isRetryableLogError,
+          isRetryable: (err) => !final.has(err as object) && isRetryableLogError(err),
           onRetry: ({ attempt, error, delayMs }) => {
             subscriber.next({
               type: 'reconnecting',
