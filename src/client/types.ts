@@ -22,12 +22,19 @@ export type BuildPhase =
   | 'failed'
   | 'cancelled';
 
-/** `packing`: the context is being packed (no build exists yet). */
+/**
+ * `packing`: the context is being packed (no build exists yet). The first one comes once the service check passed
+ * (token and service); later ones, at most every 100 ms and once at the end, say how far packing got.
+ */
 export interface PackingStatusEvent {
   type: 'status';
   phase: 'packing';
   /** Not known yet (so `e.buildId` reads on any status event). */
   buildId?: undefined;
+  /** Files packed so far (regular files; for contexts by content: files hashed or found in the hash cache). */
+  filesPacked?: number;
+  /** Bytes of file content packed so far. */
+  bytesPacked?: number;
 }
 
 /** `uploading`: bytes of the packed context sent so far and in all. */
