@@ -321,7 +321,7 @@ export function createSnapshot$(deps: PipelineDeps, params: CreateSnapshotParams
       if (v.source.kind === 'image') {
         const { image, slug } = v.source;
         contextDir = await temp.create(slug, image, (tempDir, dir) =>
-          emit({ type: 'step', step: 'prepare', tempDir, contextDir: dir, dockerfile: 'Dockerfile' }),
+          emit({ type: 'stage', stage: 'prepare', tempDir, contextDir: dir, dockerfile: 'Dockerfile' }),
         );
         dockerfile = 'Dockerfile';
       } else {
@@ -329,12 +329,12 @@ export function createSnapshot$(deps: PipelineDeps, params: CreateSnapshotParams
         alive();
         contextDir = checked.contextDir;
         dockerfile = checked.dockerfile;
-        emit({ type: 'step', step: 'prepare', tempDir: null, contextDir, dockerfile });
+        emit({ type: 'stage', stage: 'prepare', tempDir: null, contextDir, dockerfile });
       }
       alive();
 
       // build
-      emit({ type: 'step', step: 'build', imageName: v.imageName });
+      emit({ type: 'stage', stage: 'build', imageName: v.imageName });
       alive();
       const built = await runBuild(contextDir, dockerfile);
       alive();
@@ -345,14 +345,14 @@ export function createSnapshot$(deps: PipelineDeps, params: CreateSnapshotParams
       // register (+ alias)
       const imageRef = built.imageRef!;
       const digest = built.digest!;
-      emit({ type: 'step', step: 'register', buildId: built.buildId!, imageRef, digest });
+      emit({ type: 'stage', stage: 'register', buildId: built.buildId!, imageRef, digest });
       alive();
       const body: CreateSnapshotRequestWire = { image: `${imageRef}@${digest}`, architecture: v.architecture };
       if (v.ttl !== undefined) body.ttl = v.ttl;
       if (v.tags !== undefined) body.tags = v.tags;
       const snapshot = await registerImage(deps, body, v.alias, abort.signal, (snapshotId) => {
         alive();
-        emit({ type: 'step', step: 'alias', snapshotId, alias: v.alias! });
+        emit({ type: 'stage', stage: 'alias', snapshotId, alias: v.alias! });
         alive();
       });
       alive();
