@@ -42,7 +42,7 @@ function declaredFunctions(file: string): Array<{ name: string; siblings: Set<st
   };
   const walk = (n: ts.Node): void => {
     if (ts.isSourceFile(n) || ts.isBlock(n)) {
-      const members = n.statements.flatMap((s) => (ts.isVariableStatement(s) ? [...s.declarationList.declarations] : [s]));
+      const members = n.statements.flatMap((s): ts.Node[] => (ts.isVariableStatement(s) ? [...s.declarationList.declarations] : [s]));
       visitScope(members);
     } else if (ts.isObjectLiteralExpression(n)) {
       visitScope(n.properties);
