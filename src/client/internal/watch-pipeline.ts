@@ -124,6 +124,7 @@ export function watchPipeline(deps: WatchDeps, buildId: string, options: WatchOp
         idleTimeoutMs: deps.idleTimeoutMs,
         retry: deps.logRetry,
         maxEmptyReconnects: deps.maxEmptyReconnects,
+        mayNotExist: true,
       });
     },
     (state) => (!state.terminal && shouldCancel() ? deps.teardowns.cancelBuild(buildId) : Promise.resolve()),
