@@ -13,7 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Observable, concat, defer, from, mergeMap, of } from 'rxjs';
-import { followBuild$ } from './follow-build';
+import { followBuild } from './follow-build';
 import { packContext, type PackedContext } from './pack';
 import { checkService } from './preflight';
 import type { RetryTuning } from './retry-policy';
@@ -131,7 +131,7 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
           mergeMap((buildId) =>
             concat(
               of<BuildEvent>({ type: 'status', phase: 'queued', buildId }),
-              followBuild$({
+              followBuild({
                 http: deps.http,
                 buildId,
                 idleTimeoutMs: deps.idleTimeoutMs,

@@ -41,7 +41,7 @@ export type StreamItem =
   | { kind: 'progress'; id: string; progress: ProgressMessageWire; time?: string }
   | { kind: 'control'; control: ControlMessageWire };
 
-/** Options of {@link logStream$}. */
+/** Options of {@link openLogStream}. */
 export interface LogStreamOptions {
   http: HttpContext;
   buildId: string;
@@ -92,7 +92,7 @@ function parseControl(data: string): ControlMessageWire | null {
 }
 
 /** One log connection. Cold; unsubscribing closes it. Completes after the control event. */
-export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
+export function openLogStream(options: LogStreamOptions): Observable<StreamItem> {
   return new Observable<StreamItem>((subscriber) => {
     const what = `GET /builds/${options.buildId}/logs`;
     let closed = false;
