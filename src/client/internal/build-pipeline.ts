@@ -113,6 +113,12 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
           idempotencyKey,
           retry: deps.submitRetry,
           cancelDeadlineMs: deps.submitCancelDeadlineMs,
+          onSent: () =>
+            emit({
+              type: 'notice',
+              code: 'awaiting_answer',
+              message: `waiting for the service to accept the build (up to ${Math.round(deps.http.limits.responseTimeoutMs / 1000)} s)…`,
+            }),
         });
         /** The service took the build: from here on the pipeline follows it (and teardown DELETEs it). */
         const accepted = (id: string): string => {
