@@ -35,6 +35,8 @@ export interface FaultOptions {
   referenceControl?: boolean;
   /** Wait this long before handling each DELETE /builds/{id} (a DELETE in flight). */
   deleteDelayMs?: number;
+  /** Act as a reference server without the `GET /builds` listing: answer it 404. */
+  noBuildsList?: boolean;
 }
 
 /** A request as the server received it. */
@@ -102,6 +104,7 @@ export class TestHooks implements ServerHooks {
       this.submits++;
       throw injected(f.submitStatus.status, f.submitStatus.retryAfter);
     }
+    if (route.kind === 'list' && f.noBuildsList) throw new HttpError(404, 'not_found', 'No such route.');
     const hideFor = f.materialiseAfterMs;
     if ((route.kind === 'status' || route.kind === 'logs') && hideFor && route.createdAt && Date.now() - Date.parse(route.createdAt) < hideFor) {
       throw new HttpError(404, 'not_found', `No build ${JSON.stringify(route.buildId)}.`);
