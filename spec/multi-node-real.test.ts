@@ -18,7 +18,8 @@ import { registryManifestDigest, splitImageRef, startRegistry, type RunningRegis
 import { cliEnv, startCli, type CliRun } from './cli-helpers';
 import { startPostgres, type ThrowawayPostgres } from './helpers/postgres';
 import { startRoundRobinProxy, type RoundRobinProxy } from './helpers/round-robin-proxy';
-import { api, controlOf, makeTarGz, readSse, submitOk, TOKEN, type SseEvent } from './server-helpers';
+import { follow, listedAs, stopNodes } from './helpers/cluster';
+import { api, makeTarGz, submitOk, TOKEN } from './server-helpers';
 
 /** Short, so a lost node is noticed in seconds (the default is 10 s). */
 const LEASE_MS = 3000;
@@ -95,10 +96,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await proxy?.close();
-  for (const n of everyNode) {
-    if (n.cli.child.exitCode === null && n.cli.child.signalCode === null) n.cli.signalGroup('SIGTERM');
-    await n.cli.exited;
-  }
+  await stopNodes(everyNode);
   killAll(pgrep(MARK));
   await registry?.stop();
   await pg?.stop();
@@ -115,31 +113,6 @@ function context(tag: string): Promise<Buffer> {
   ]);
 }
 
-interface Followed {
-  events: SseEvent[];
-  control: unknown;
-  endedAt: number;
-}
-
-/** Follow a build through the proxy, reconnecting with Last-Event-ID when its node dies under the stream. */
-async function follow(id: string, onEvent: (e: SseEvent) => void): Promise<Followed> {
-  const events: SseEvent[] = [];
-  for (;;) {
-    const last = [...events].reverse().find((e) => e.id !== null)?.id ?? undefined;
-    const r = await readSse(`${proxy!.url}/builds/${id}/logs`, {
-      lastEventId: last,
-      onEvent: (e) => {
-        if (e.event === 'control') return;
-        events.push(e);
-        onEvent(e);
-      },
-    });
-    const control = controlOf(r);
-    if (control !== null) return { events, control, endedAt: Date.now() };
-    expect(r.status === 200 || r.status === 502).toBe(true);
-  }
-}
-
 it('runs six real builds across three nodes; a SIGKILLed node fails only its own builds', async () => {
   const tags = Array.from({ length: 6 }, (_, i) => `b${i + 1}`);
   // All uploaded to n1: the builds that run on n2 and n3 build a context that node never received.
@@ -152,7 +125,7 @@ it('runs six real builds across three nodes; a SIGKILLed node fails only its own
   const started = new Map<string, () => void>();
   const allStarted = Promise.all(ids.map((id) => new Promise<void>((resolve) => started.set(id, resolve))));
   const followers = ids.map((id, i) =>
-    follow(id, (e) => {
+    follow(proxy!.url, id, (e) => {
       if (e.data !== `${tags[i]} line 1`) return;
       startOrder.push(id);
       started.get(id)!();
@@ -208,13 +181,7 @@ it('runs six real builds across three nodes; a SIGKILLed node fails only its own
   expect(builtElsewhere).toBeGreaterThanOrEqual(1);
 
   // The survivors list the same builds with the same statuses.
-  const views = await Promise.all(
-    nodes.map(async (n) =>
-      ((await api(n.url, 'GET', '/builds')).body.builds as Array<{ build_id: string; status: string; node: string }>)
-        .filter((b) => ids.includes(b.build_id))
-        .map((b) => `${b.build_id} ${b.status} ${b.node}`),
-    ),
-  );
+  const views = await Promise.all(nodes.map((n) => listedAs(n.url, ids)));
   expect(views[0]).toHaveLength(6);
   expect(views[1]).toEqual(views[0]);
 }, 240_000);
