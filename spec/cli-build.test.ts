@@ -25,7 +25,7 @@ describe('rxbuild build --json', () => {
       digest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
     });
     const body = events.slice(0, -1);
-    expect(body.every((e) => ['status', 'log', 'step', 'reconnecting'].includes(e.type))).toBe(true);
+    expect(body.every((e) => ['status', 'log', 'step', 'reconnecting', 'notice'].includes(e.type))).toBe(true);
     // The phases in order, as the library emits them.
     const phases = body.filter((e) => e.type === 'status').map((e) => e.phase);
     expect(phases[0]).toBe('packing');
@@ -121,7 +121,8 @@ describe('connection errors: one clear message, no stack trace', () => {
     const r = await runCli(['build', FIXTURE_CONTEXT, '--token', 'wrong-token'], service.env);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`error: the service at ${service.server.url} rejected the token (401): check --token or RXBUILD_TOKEN`);
-    expect(service.server.requests.some((q) => q.method === 'POST' && q.status === 401)).toBe(true);
+    // Refused by the service check, before packing (issue 12).
+    expect(service.server.requests.some((q) => q.method === 'GET' && q.path === '/builds?limit=1' && q.status === 401)).toBe(true);
   });
 
   it('a service that is not running is named by its URL (build and builds get)', async () => {

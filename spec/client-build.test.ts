@@ -168,7 +168,8 @@ test('submit: a 4xx other than 408/429 fails at once; a wrong token is an AuthEr
   const err = await h.client.builds.run({ context: h.context, imageName: 'app' }).catch((e: unknown) => e);
   expect(err).toBeInstanceOf(AuthError);
   expect((err as AuthError).status).toBe(401);
-  expect(h.requestsFor('POST')).toHaveLength(1);
+  // Refused by the service check before packing (issue 12): nothing is packed or POSTed.
+  expect(h.server.requests.map((q) => `${q.method} ${q.path} ${q.status}`)).toEqual(['GET /builds?limit=1 401']);
   await h.client.close();
   expect(await readdir(h.tmpDir)).toEqual([]);
 });

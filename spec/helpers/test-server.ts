@@ -37,6 +37,8 @@ export interface FaultOptions {
   deleteDelayMs?: number;
   /** Answer 404 to GET /builds/{id}/events, as a service older than that route does. */
   noEventsRoute?: boolean;
+  /** Act as a reference server without the `GET /builds` listing: answer it 404. */
+  noBuildsList?: boolean;
 }
 
 /** A request as the server received it. */
@@ -104,6 +106,7 @@ export class TestHooks implements ServerHooks {
       this.submits++;
       throw injected(f.submitStatus.status, f.submitStatus.retryAfter);
     }
+    if (route.kind === 'list' && f.noBuildsList) throw new HttpError(404, 'not_found', 'No such route.');
     const hideFor = f.materialiseAfterMs;
     if (route.kind === 'events' && f.noEventsRoute) throw new HttpError(404, 'not_found', 'No route GET /builds/{id}/events.');
     if ((route.kind === 'status' || route.kind === 'logs' || route.kind === 'events') && hideFor && route.createdAt && Date.now() - Date.parse(route.createdAt) < hideFor) {

@@ -40,7 +40,7 @@ export interface ClientOptions extends CommonClientOptions {
   handleSigint?: boolean;
   /**
    * Retry of `POST /builds` and of snapshot requests: transport errors, 408, 429 and 5xx, exponential backoff
-   * with jitter from `delayMs` (defaults: 4 retries, 500 ms base, 30 s cap).
+   * with jitter from `baseDelayMs` (defaults: 4 retries, 500 ms base, 30 s cap).
    */
   submitRetry?: RetryOptions;
   /** Directory for packed contexts and snapshot temp dirs (default: the OS temp dir). */
@@ -77,7 +77,7 @@ export function createClient(options: ClientOptions): RxbuildClient {
   // no body timeout (liveness is the log stream's own idle timeout); headers keep undici's default (300 s),
   // which also covers the service unpacking a large upload.
   const ownAgent = options.dispatcher ? undefined : new Agent({ bodyTimeout: 0 });
-  const http = createHttpContext(r.baseUrl, r.token, options.dispatcher ?? ownAgent!);
+  const http = createHttpContext(r.baseUrl, r.token, options.dispatcher ?? ownAgent!, r.limits);
   const core = createCore(r, http, {
     options,
     interrupts: options.handleSigint === false ? undefined : interruptRegistry,

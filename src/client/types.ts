@@ -22,12 +22,19 @@ export type BuildPhase =
   | 'failed'
   | 'cancelled';
 
-/** `packing`: the context is being packed (no build exists yet). */
+/**
+ * `packing`: the context is being packed (no build exists yet). The first one comes once the service check passed
+ * (token and service); later ones, at most every 100 ms and once at the end, say how far packing got.
+ */
 export interface PackingStatusEvent {
   type: 'status';
   phase: 'packing';
   /** Not known yet (so `e.buildId` reads on any status event). */
   buildId?: undefined;
+  /** Files packed so far (regular files; for contexts by content: files hashed or found in the hash cache). */
+  filesPacked?: number;
+  /** Bytes of file content packed so far. */
+  bytesPacked?: number;
 }
 
 /** `uploading`: bytes of the packed context sent so far and in all. */
@@ -110,7 +117,7 @@ export interface BuildStepEvent {
   time?: string;
 }
 
-/** The log stream dropped; the client will reconnect after `delayMs` (attempt is 1-based). */
+/** The log stream dropped; the client will reconnect after `delayMs`, at `nextTryAt` (attempt is 1-based). */
 export interface BuildReconnectingEvent {
   type: 'reconnecting';
   buildId: string;
@@ -119,11 +126,30 @@ export interface BuildReconnectingEvent {
   status?: number;
   /** Short description of the transport error / reason, when there was no status. */
   reason?: string;
+  /** How long until the next try. */
   delayMs: number;
+  /** When the next try starts (ISO 8601). */
+  nextTryAt: string;
+}
+
+/**
+ * Something to tell the user that is neither progress nor an error:
+ * - `awaiting_answer`: the request (the build's upload) was sent completely; the service has not answered yet
+ *   (it gives up after `responseTimeoutMs`);
+ * - `lines_may_repeat`: the log stream was resumed from a server without SSE ids that did not replay the log from
+ *   its start, so lines delivered before the drop may come again (or be missed).
+ */
+export interface BuildNoticeEvent {
+  type: 'notice';
+  code: 'awaiting_answer' | 'lines_may_repeat';
+  /** One sentence for people. */
+  message: string;
+  /** Known once the build exists. */
+  buildId?: string;
 }
 
 /** Everything a build Observable emits. */
-export type BuildEvent = BuildStatusEvent | BuildLogEvent | BuildStepEvent | BuildReconnectingEvent;
+export type BuildEvent = BuildStatusEvent | BuildLogEvent | BuildStepEvent | BuildReconnectingEvent | BuildNoticeEvent;
 
 /** The outcome of a successful build (what `client.builds.run` resolves with). */
 export interface BuildResult {
@@ -132,13 +158,20 @@ export interface BuildResult {
   digest: string;
 }
 
-/** Retry tuning of one retrying call: how many retries after the first attempt, and how long between them. */
+/**
+ * Retry tuning of one retrying call, the same names everywhere (`retry`, `submitRetry`, `teardown`): how many
+ * retries after the first attempt, and the exponential backoff between them (`baseDelayMs`, doubling, plus up to
+ * 20 % jitter, capped at `maxDelayMs`; a longer `Retry-After` is honoured up to the cap).
+ */
 export interface RetryOptions {
+  /** Retries after the first attempt. */
   count?: number;
-  /** Base delay in ms. */
-  delayMs?: number;
+  /** The first delay in ms; each later one doubles it. */
+  baseDelayMs?: number;
   /** Cap of any one delay, including one asked for by `Retry-After`. */
   maxDelayMs?: number;
+  /** @deprecated Old name of `baseDelayMs`. */
+  delayMs?: number;
 }
 
 /** The `fetch` a browser client calls: `globalThis.fetch` by default. */
@@ -148,15 +181,19 @@ export type FetchFunction = (input: string | URL, init?: RequestInit) => Promise
 export interface CommonClientOptions {
   /** Bearer token (printable ASCII, no spaces). */
   token: string;
-  /** Log-stream retry tuning (defaults follow the reference: 5 retries, 1 s base delay, 30 s cap). */
+  /**
+   * Log-stream retry tuning (defaults: 5 retries after 1, 2, 4, 8, 16 s plus jitter, 30 s cap — a 30 s outage is
+   * ridden out; every event received restores the whole budget).
+   */
   retry?: RetryOptions;
   /** A log stream silent for this long (no event, no heartbeat) counts as dropped. Default 45 000. */
   idleTimeoutMs?: number;
-  /** Teardown `DELETE` tuning (defaults: 3 retries, 200 ms base backoff, 10 s deadline in all). */
-  teardown?: {
-    retries?: number;
-    delayMs?: number;
+  /** Teardown `DELETE` tuning (defaults: 3 retries, 200 ms base backoff, 10 s cap, 10 s deadline in all). */
+  teardown?: RetryOptions & {
+    /** Give up (and report) after this long in all. */
     deadlineMs?: number;
+    /** @deprecated Old name of `count`. */
+    retries?: number;
   };
   /**
    * Called when a teardown `DELETE` failed (after its own retries and deadline). Without it, failures are
@@ -170,6 +207,18 @@ export interface CommonClientOptions {
    * client asks `GET /builds/{id}` and finishes from a terminal status (default 3).
    */
   maxEmptyReconnects?: number;
+  /**
+   * Largest JSON answer read (default 16 MiB): a bigger one ends the call with a `ProtocolError` naming the limit;
+   * the rest is never read.
+   */
+  maxResponseBytes?: number;
+  /** Largest log-stream line or event (default 8 MiB): a longer one ends the build's follow with a `ProtocolError`. */
+  maxEventBytes?: number;
+  /**
+   * How long a request sent completely (e.g. the `POST /builds` of a build, once its last byte left) may wait for
+   * the service's answer (default 120 000): then it fails with `ResponseTimeoutError`, not retried.
+   */
+  responseTimeoutMs?: number;
 }
 
 /**

@@ -17,6 +17,11 @@ import type { JournalSource } from './storage';
 export const EVENTS_PAGE_DEFAULT = 10_000;
 /** The largest `limit` accepted (a few MB of JSON). */
 export const EVENTS_PAGE_MAX = 50_000;
+/**
+ * An answer stops after the event that takes it past this many characters (at least one event is always sent),
+ * so it stays well under the clients' cap on a JSON answer (16 MiB) however long the lines.
+ */
+export const EVENTS_PAGE_MAX_CHARS = 4 * 1024 * 1024;
 
 /** `after` and `limit` of the query; 400 on anything but integers in range. */
 export function parseEventsQuery(params: URLSearchParams): { after: number; limit: number } {
@@ -64,13 +69,19 @@ export async function eventsPageJson(journal: JournalSource, after: number, limi
   try {
     const { events, complete } = await readEvents(journal, after, limit);
     const parts: string[] = [];
+    let chars = 0;
     let time: string | undefined;
+    let lastId = after;
     for (const e of events) {
-      parts.push(eventJson(e, e.time !== time ? e.time : undefined));
+      if (chars > EVENTS_PAGE_MAX_CHARS) break;
+      const json = eventJson(e, e.time !== time ? e.time : undefined);
+      parts.push(json);
+      chars += json.length;
       time = e.time;
+      lastId = e.seq;
     }
-    const lastId = events.length > 0 ? events[events.length - 1].seq : after;
-    return `{"events":[${parts.join(',')}],"last_id":"${lastId}","complete":${complete}}`;
+    const whole = complete && parts.length === events.length;
+    return `{"events":[${parts.join(',')}],"last_id":"${lastId}","complete":${whole}}`;
   } finally {
     await journal.close().catch(() => undefined);
   }

@@ -7,8 +7,11 @@
  */
 import { createColors } from 'picocolors';
 import type { BuildEvent } from '../../client/types';
-import { formatDuration } from '../format';
+import { formatBytes, formatDuration } from '../format';
 import { sanitizeLine, type BuildOutcome, type Renderer, type RenderIo } from './renderer';
+
+/** Minimum time between two "packing: …" lines. */
+const PACKING_LINE_MS = 2000;
 
 /** Renderer for non-TTY output. */
 export class PlainRenderer implements Renderer {
@@ -16,6 +19,8 @@ export class PlainRenderer implements Renderer {
   private readonly started: number;
   private readonly c: ReturnType<typeof createColors>;
   private announcedBuildId: string | undefined;
+  private packed: { files: number; bytes: number } | undefined;
+  private packedShownAt = 0;
 
   constructor(private readonly io: RenderIo) {
     this.now = io.now ?? Date.now;
@@ -29,6 +34,8 @@ export class PlainRenderer implements Renderer {
         this.io.stdout.write(`${sanitizeLine(event.line, this.io.color)}\n`);
         break;
       case 'status':
+        if (event.phase === 'packing' && event.filesPacked !== undefined) this.packingProgress(event.filesPacked, event.bytesPacked ?? 0);
+        else if (event.phase !== 'packing' && this.packed) this.packingDone();
         // Say the build id once, as soon as it exists: it is what `rxbuild builds logs|cancel` need.
         if (event.buildId && event.buildId !== this.announcedBuildId) {
           this.announcedBuildId = event.buildId;
@@ -41,7 +48,27 @@ export class PlainRenderer implements Renderer {
       case 'step':
         // The engine's own output already carries its STEP lines; nothing to add in plain mode.
         break;
+      case 'notice':
+        this.io.stderr.write(`rxbuild: ${event.message}\n`);
+        break;
     }
+  }
+
+  /** A line every few seconds while a large context packs (CI logs show it is moving), none for small ones. */
+  private packingProgress(files: number, bytes: number): void {
+    const first = this.packed === undefined;
+    this.packed = { files, bytes };
+    const now = this.now();
+    if (first) this.packedShownAt = now;
+    else if (now - this.packedShownAt >= PACKING_LINE_MS) {
+      this.packedShownAt = now;
+      this.io.stderr.write(this.c.dim(`rxbuild: packing: ${packedText(this.packed)}\n`));
+    }
+  }
+
+  private packingDone(): void {
+    this.io.stderr.write(this.c.dim(`rxbuild: packed ${packedText(this.packed!)}\n`));
+    this.packed = undefined;
   }
 
   notice(text: string): void {
@@ -75,6 +102,11 @@ export class PlainRenderer implements Renderer {
         break;
     }
   }
+}
+
+/** "1,204 files, 83.2 MiB": how far packing got. */
+export function packedText(p: { files: number; bytes: number }): string {
+  return `${p.files.toLocaleString('en-US')} file${p.files === 1 ? '' : 's'}, ${formatBytes(p.bytes)}`;
 }
 
 /** "log stream dropped (HTTP 503); reconnecting in 1.0s (attempt 2)". */

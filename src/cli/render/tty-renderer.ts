@@ -13,6 +13,7 @@ import { createColors } from 'picocolors';
 import type { BuildEvent, BuildPhase } from '../../client/types';
 import { formatBytes, formatDuration, progressBar, truncate } from '../format';
 import { reconnectText } from './plain-renderer';
+import { packedText } from './plain-renderer';
 import { sanitizeLine, type BuildOutcome, type Renderer, type RenderIo } from './renderer';
 
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
@@ -28,6 +29,7 @@ export class TtyRenderer implements Renderer {
   private buildId: string | undefined;
   private bytesSent = 0;
   private bytesTotal = 0;
+  private packed: { files: number; bytes: number } | undefined;
   private uploadStarted: number | undefined;
   private queuePosition: number | null | undefined;
   private step: { index: number; total: number; text: string } | undefined;
@@ -59,6 +61,9 @@ export class TtyRenderer implements Renderer {
         break;
       case 'status':
         if (event.buildId) this.buildId = event.buildId;
+        if (event.phase === 'packing' && event.filesPacked !== undefined) {
+          this.packed = { files: event.filesPacked, bytes: event.bytesPacked ?? 0 };
+        }
         if (event.phase === 'uploading') {
           this.uploadStarted ??= this.now();
           this.bytesSent = event.bytesSent ?? this.bytesSent;
@@ -78,6 +83,9 @@ export class TtyRenderer implements Renderer {
         break;
       case 'reconnecting':
         this.enqueue(this.c.dim(`↻ ${reconnectText(event)}`));
+        break;
+      case 'notice':
+        this.enqueue(this.c.yellow(event.message));
         break;
     }
   }
@@ -169,6 +177,9 @@ export class TtyRenderer implements Renderer {
     let detail = '';
     let bar = '';
     switch (phase) {
+      case 'packing':
+        detail = this.packed ? truncate(packedText(this.packed), room) : '';
+        break;
       case 'uploading': {
         const secs = this.uploadStarted !== undefined ? (this.now() - this.uploadStarted) / 1000 : 0;
         const rate = secs > 0.05 ? `${formatBytes(this.bytesSent / secs)}/s` : '';

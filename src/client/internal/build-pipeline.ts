@@ -13,8 +13,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Observable, concat, defer, from, mergeMap, of } from 'rxjs';
-import { followBuild$ } from './follow-build';
+import { followBuild } from './follow-build';
 import { packContext, type PackedContext } from './pack';
+import { checkService } from './preflight';
 import type { RetryTuning } from './retry-policy';
 import { startSubmit, type Submission } from './submit';
 import { isMissingContent, prepareByContent, type ContentUploadState } from './content-submit';
@@ -33,8 +34,19 @@ export interface PipelineDeps extends WatchDeps {
   contentUpload: ContentUploadState;
 }
 
-/** Minimum time between two `uploading` progress events (the last one is always emitted). */
+/** Minimum time between two `packing`/`uploading` progress events (the last one is always emitted). */
 const PROGRESS_INTERVAL_MS = 100;
+
+/** `fn` at most every {@link PROGRESS_INTERVAL_MS}, unless `force`d (the first and last values of a phase). */
+function throttled(fn: (a: number, b: number) => void): (a: number, b: number, force?: boolean) => void {
+  let lastAt = 0;
+  return (a, b, force = false) => {
+    const now = Date.now();
+    if (!force && now - lastAt < PROGRESS_INTERVAL_MS) return;
+    lastAt = now;
+    fn(a, b);
+  };
+}
 
 export { watchPipeline, type WatchDeps } from './watch-pipeline';
 
@@ -55,18 +67,20 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
       (emit, state, signal) => {
         const prepare = async (): Promise<string> => {
           const v = await validateBuild(options);
+          // A wrong token or a missing service is reported now, not after packing a large context.
+          await checkService(deps.http, signal);
           emit({ type: 'status', phase: 'packing' });
           // A subscriber may unsubscribe synchronously inside any emit: stop before starting the next stage,
           // or that stage would run after the teardown already looked (and, for a POST, orphan a build).
           signal.throwIfAborted();
-          let lastProgressAt = 0;
-          const progress = (sent: number, total: number): void => {
-            const now = Date.now();
-            if (sent !== total && sent !== 0 && now - lastProgressAt < PROGRESS_INTERVAL_MS) return;
-            lastProgressAt = now;
-            emit({ type: 'status', phase: 'uploading', bytesSent: sent, bytesTotal: total });
-          };
-          const manifestBody = await prepareByContent(deps, v, signal, progress);
+          const progress = throttled((sent: number, total: number) =>
+            emit({ type: 'status', phase: 'uploading', bytesSent: sent, bytesTotal: total }),
+          );
+          const packProgress = throttled((files: number, bytes: number) =>
+            emit({ type: 'status', phase: 'packing', filesPacked: files, bytesPacked: bytes }),
+          );
+          const onPack = (p: { files: number; bytes: number }): void => packProgress(p.files, p.bytes);
+          const manifestBody = await prepareByContent(deps, v, signal, (sent, total) => progress(sent, total, sent === 0 || sent === total), onPack);
           if (manifestBody) {
             signal.throwIfAborted();
             sub = startSubmit({ ...submitBase(v), file: { path: '', size: 0 }, manifestBody });
@@ -78,11 +92,13 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
               sub = undefined;
             }
           }
-          packed = packContext({ contextDir: v.contextDir, dockerfile: v.dockerfile, tmpDir: deps.tmpDir, signal });
+          packed = packContext({ contextDir: v.contextDir, dockerfile: v.dockerfile, tmpDir: deps.tmpDir, signal, onProgress: onPack });
           const file = await packed;
+          packProgress(file.files, file.bytes, true);
+          signal.throwIfAborted();
           emit({ type: 'status', phase: 'uploading', bytesSent: 0, bytesTotal: file.size });
           signal.throwIfAborted();
-          sub = startSubmit({ ...submitBase(v), file, onProgress: progress });
+          sub = startSubmit({ ...submitBase(v), file, onProgress: (sent, total) => progress(sent, total, sent === total) });
           const id = await sub.result;
           // Unsubscribed meanwhile: the teardown owns the id (it DELETEs it) and the temp file.
           if (signal.aborted) return id;
@@ -97,6 +113,12 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
           idempotencyKey,
           retry: deps.submitRetry,
           cancelDeadlineMs: deps.submitCancelDeadlineMs,
+          onSent: () =>
+            emit({
+              type: 'notice',
+              code: 'awaiting_answer',
+              message: `waiting for the service to accept the build (up to ${Math.round(deps.http.limits.responseTimeoutMs / 1000)} s)…`,
+            }),
         });
         /** The service took the build: from here on the pipeline follows it (and teardown DELETEs it). */
         const accepted = (id: string): string => {
@@ -109,7 +131,7 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
           mergeMap((buildId) =>
             concat(
               of<BuildEvent>({ type: 'status', phase: 'queued', buildId }),
-              followBuild$({
+              followBuild({
                 http: deps.http,
                 buildId,
                 idleTimeoutMs: deps.idleTimeoutMs,

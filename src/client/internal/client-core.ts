@@ -11,14 +11,14 @@
 import { throwError, type Observable } from 'rxjs';
 import { ClientClosedError, InvalidInputError } from '../errors';
 import { DEFAULTS } from '../defaults';
-import type { BuildEvent, CommonClientOptions, WatchBuildsApi, WatchOptions } from '../types';
+import type { BuildEvent, CommonClientOptions, RetryOptions, WatchBuildsApi, WatchOptions } from '../types';
 import { getBuild, getBuildLog } from './follow-build';
 import { getBuildHistory } from './build-history';
 import { listBuilds, listBuildsPage } from './list-builds';
 import type { RetryTuning } from './retry-policy';
 import type { InterruptRegistry } from './sigint';
 import { Teardowns, type TeardownTuning } from './teardown';
-import type { HttpContext } from './transport';
+import type { ClientLimits, HttpContext } from './transport';
 import { watchPipeline, type WatchDeps } from './watch-pipeline';
 
 // Checked here, where the internal shapes are known; the public module stays free of internal imports.
@@ -33,6 +33,7 @@ export interface ResolvedOptions {
   teardown: TeardownTuning;
   idleTimeoutMs: number;
   maxEmptyReconnects: number;
+  limits: ClientLimits;
 }
 
 function numberOption(name: string, v: number | undefined, fallback: number, allowZero: boolean): number {
@@ -43,12 +44,12 @@ function numberOption(name: string, v: number | undefined, fallback: number, all
   return v;
 }
 
-function retryOption(name: string, r: { count?: number; delayMs?: number; maxDelayMs?: number } | undefined, d: RetryTuning): RetryTuning {
+/** One retry option (`retry`, `submitRetry`, `teardown`), with the old names (`delayMs`, `retries`) as aliases. */
+function retryOption(name: string, r: (RetryOptions & { retries?: number }) | undefined, d: RetryTuning): RetryTuning {
   return {
-    count: numberOption(`${name}.count`, r?.count, d.count, true),
-    delayMs: numberOption(`${name}.delayMs`, r?.delayMs, d.delayMs, true),
+    count: numberOption(`${name}.count`, r?.count ?? r?.retries, d.count, true),
+    baseDelayMs: numberOption(`${name}.baseDelayMs`, r?.baseDelayMs ?? r?.delayMs, d.baseDelayMs, true),
     maxDelayMs: numberOption(`${name}.maxDelayMs`, r?.maxDelayMs, d.maxDelayMs, true),
-    backoff: d.backoff,
   };
 }
 
@@ -79,12 +80,16 @@ export function resolveOptions(
     logRetry: retryOption('retry', options.retry, DEFAULTS.logRetry),
     submitRetry: retryOption('submitRetry', options.submitRetry, DEFAULTS.submitRetry),
     teardown: {
-      retries: numberOption('teardown.retries', t?.retries, DEFAULTS.teardown.retries, true),
-      delayMs: numberOption('teardown.delayMs', t?.delayMs, DEFAULTS.teardown.delayMs, true),
+      ...retryOption('teardown', t, DEFAULTS.teardown),
       deadlineMs: numberOption('teardown.deadlineMs', t?.deadlineMs, DEFAULTS.teardown.deadlineMs, false),
     },
     idleTimeoutMs: numberOption('idleTimeoutMs', options.idleTimeoutMs, DEFAULTS.idleTimeoutMs, false),
     maxEmptyReconnects: numberOption('maxEmptyReconnects', options.maxEmptyReconnects, DEFAULTS.maxEmptyReconnects, false),
+    limits: {
+      maxResponseBytes: numberOption('maxResponseBytes', options.maxResponseBytes, DEFAULTS.maxResponseBytes, false),
+      maxEventBytes: numberOption('maxEventBytes', options.maxEventBytes, DEFAULTS.maxEventBytes, false),
+      responseTimeoutMs: numberOption('responseTimeoutMs', options.responseTimeoutMs, DEFAULTS.responseTimeoutMs, false),
+    },
   };
 }
 

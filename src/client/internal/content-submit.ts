@@ -33,17 +33,25 @@ export interface ContentSubmitDeps {
 
 /**
  * Upload what the service lacks of `v`'s context and return the build-by-manifest body, or `null` to fall
- * back to the tar.gz upload. `onUpload(sent, total)` reports file bytes of the missing contents.
+ * back to the tar.gz upload. `onUpload(sent, total)` reports file bytes of the missing contents, `onPack` the
+ * manifest's progress (files and bytes walked).
  */
 export async function prepareByContent(
   deps: ContentSubmitDeps,
   v: ValidatedBuild,
   signal: AbortSignal,
   onUpload: (sent: number, total: number) => void,
+  onPack?: (p: { files: number; bytes: number }) => void,
 ): Promise<Buffer | null> {
   const state = deps.contentUpload;
   if (!state.enabled || state.absent) return null;
-  const manifest = await buildManifest({ contextDir: v.contextDir, dockerfile: v.dockerfile, hashCacheDir: state.hashCacheDir, signal });
+  const manifest = await buildManifest({
+    contextDir: v.contextDir,
+    dockerfile: v.dockerfile,
+    hashCacheDir: state.hashCacheDir,
+    signal,
+    onProgress: onPack,
+  });
   const missing = await askMissing(deps.http, [...manifest.contents.keys()], deps.submitRetry, signal);
   if (missing === null) {
     state.absent = true;

@@ -1,9 +1,9 @@
 /**
  * Following a build that exists: its log stream, reconnected and deduplicated, until a terminal status.
  *
- * - Each connection is {@link logStream$}; the whole is wrapped in {@link retryPolicy} (reference rules:
- *   404/408/429/5xx-gateway and transport errors, 5 retries, 1 s base delay, `resetOnSuccess`), and every retry
- *   is announced as a visible `reconnecting` event.
+ * - Each connection is {@link openLogStream}; the whole is wrapped in {@link retryPolicy} (404/408/429/5xx-gateway and
+ *   transport errors; by default 5 retries after 1, 2, 4, 8, 16 s plus jitter, so a 30 s outage is ridden out;
+ *   `resetOnSuccess`), and every retry is announced as a visible `reconnecting` event saying when the next try is.
  * - Reconnects send `Last-Event-ID`; events are also deduplicated by SSE id here, so a server that replays
  *   from the start still delivers every line exactly once and in order.
  * - A stream that ends without a control event reconnects; when that happens repeatedly with nothing new,
@@ -14,13 +14,13 @@
  */
 import { Observable, Subscription, catchError, concat, defer, from, mergeMap, of, throwError, type OperatorFunction } from 'rxjs';
 import { isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire } from '../../shared/wire';
-import { BuildFailedError, CancelledError, ProtocolError, RetriesExhaustedError, TransportError } from '../errors';
+import { BuildFailedError, CancelledError, HttpError, NotFoundError, ProtocolError, RetriesExhaustedError, TransportError } from '../errors';
 import { requestJson, requestText, type HttpContext } from './transport';
-import { logStream$, type StreamItem } from './log-stream';
-import { isRetryableLogError, retryPolicy, type RetryTuning } from './retry-policy';
+import { openLogStream, type StreamItem } from './log-stream';
+import { isRetryableLogError, retryAsync, retryPolicy, type RetryTuning } from './retry-policy';
 import type { BuildEvent, BuildInfo } from '../types';
 
-/** Options of {@link followBuild$}. */
+/** Options of {@link followBuild}. */
 export interface FollowOptions {
   http: HttpContext;
   buildId: string;
@@ -30,6 +30,12 @@ export interface FollowOptions {
   retry: RetryTuning;
   /** Consecutive reconnects with no new event after which `GET /builds/{id}` is asked (default 3). */
   maxEmptyReconnects?: number;
+  /**
+   * The id came from the caller (`watch`), not from this client's own submit: a 404 of the log stream is checked
+   * with `GET /builds/{id}`, and a 404 there too ends at once with {@link NotFoundError} instead of retrying
+   * (only a build this client just submitted may still be materialising).
+   */
+  mayNotExist?: boolean;
 }
 
 /** 1–30 ASCII digits. A loop, not a regex: this runs once per event (bench/, issue 6). */
@@ -73,6 +79,11 @@ export class EventDeduper {
   }
 }
 
+/** The polls of `GET /builds/{id}` after `done`, until the service has recorded the terminal status. */
+const STATUS_POLL: RetryTuning = { count: 10, baseDelayMs: 50, maxDelayMs: 400 };
+/** Thrown (and only retried) while the polled status is not terminal yet. */
+const NOT_TERMINAL_YET = new Error('build status not terminal yet');
+
 /** camelCase view of a wire build record. */
 export function toBuildInfo(r: BuildRecordWire): BuildInfo {
   return {
@@ -98,6 +109,23 @@ export async function getBuild(http: HttpContext, buildId: string, signal?: Abor
     throw new ProtocolError(`GET /builds/${buildId}: malformed build record`);
   }
   return toBuildInfo(res.data);
+}
+
+/**
+ * A 404 of the log stream for an id this client did not create: ask `GET /builds/{id}`. A 404 there too means
+ * the service does not know the build ({@link NotFoundError}, final); otherwise the stream's 404 stays retryable.
+ */
+function checkExists(http: HttpContext, buildId: string, streamError: unknown, final: WeakSet<object>, signal: AbortSignal): Observable<never> {
+  return from(getBuild(http, buildId, signal)).pipe(
+    catchError((err: unknown) => {
+      if (!(err instanceof HttpError && err.status === 404)) return throwError(() => streamError);
+      // No server body: its sentence ("No build …") would replace ours in the CLI; the answer stays in `cause`.
+      const notFound = new NotFoundError(`no such build ${buildId}`, { cause: err });
+      final.add(notFound);
+      return throwError(() => notFound);
+    }),
+    mergeMap(() => throwError(() => streamError)),
+  );
 }
 
 /** `GET /builds/{id}/log`: the log lines written so far, as plain text (escapes stripped). */
@@ -187,7 +215,7 @@ function expandItems<T, R>(project: (value: T) => readonly R[] | Observable<R>):
 }
 
 /** Follow `buildId` until a terminal status. Cold; unsubscribing closes the stream (it does not DELETE). */
-export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
+export function followBuild(options: FollowOptions): Observable<BuildEvent> {
   const { http, buildId } = options;
   const maxEmpty = options.maxEmptyReconnects ?? 3;
 
@@ -200,14 +228,23 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
     let terminalStatus: string | undefined;
     let emptyStreak = 0;
     const abort = new AbortController();
+    /** Errors that end the follow whatever the retry rules say (an unknown build id). */
+    const final = new WeakSet<object>();
 
     /** After `done`: the status must be terminal; give a slow server a few short tries to record it. */
     const finishAfterDone = async (): Promise<Observable<BuildEvent>> => {
-      for (let i = 0; ; i++) {
-        const info = await getBuild(http, buildId, abort.signal);
-        if (isTerminalBuildStatus(info.status) || i >= 10) return finishFrom(info);
-        await new Promise((r) => setTimeout(r, 50 * (i + 1)));
-      }
+      let info: BuildInfo | undefined;
+      await retryAsync(
+        async () => {
+          info = await getBuild(http, buildId, abort.signal);
+          if (!isTerminalBuildStatus(info.status)) throw NOT_TERMINAL_YET;
+        },
+        { ...STATUS_POLL, signal: abort.signal, shouldRetry: (err) => err === NOT_TERMINAL_YET },
+      ).catch((err: unknown) => {
+        // Still not terminal after the polls: finishFrom reports it.
+        if (err !== NOT_TERMINAL_YET) throw err;
+      });
+      return finishFrom(info!);
     };
 
     const progressEvents = (p: ProgressMessageWire, time: string | undefined): BuildEvent[] => {
@@ -237,7 +274,7 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
 
     const attempt$ = defer(() => {
       let fresh = 0;
-      return logStream$({ http, buildId, lastEventId: dedupe.lastId, idleTimeoutMs: options.idleTimeoutMs }).pipe(
+      return openLogStream({ http, buildId, lastEventId: dedupe.lastId, idleTimeoutMs: options.idleTimeoutMs }).pipe(
         expandItems((item: StreamItem): readonly BuildEvent[] | Observable<BuildEvent> => {
           switch (item.kind) {
             case 'log': {
@@ -271,6 +308,7 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
           }
         }),
         catchError((err: unknown) => {
+          if (options.mayNotExist && err instanceof HttpError && err.status === 404) return checkExists(http, buildId, err, final, abort.signal);
           if (err instanceof TransportError && err.reason === 'eof') {
             if (fresh === 0) emptyStreak++;
             if (emptyStreak >= maxEmpty) {
@@ -289,13 +327,14 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
       .pipe(
         retryPolicy<BuildEvent>({
           ...options.retry,
-          isRetryable: isRetryableLogError,
-          onRetry: ({ attempt, error, delayMs }) => {
+          shouldRetry: (err) => !final.has(err as object) && isRetryableLogError(err),
+          onRetry: ({ attempt, error, delayMs, nextTryAt }) => {
             subscriber.next({
               type: 'reconnecting',
               buildId,
               attempt,
               delayMs,
+              nextTryAt: new Date(nextTryAt).toISOString(),
               ...(error instanceof TransportError
                 ? { reason: error.reason }
                 : typeof (error as { status?: unknown }).status === 'number'

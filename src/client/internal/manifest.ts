@@ -29,6 +29,8 @@ export interface ManifestOptions {
   /** Where the hash cache lives; `null` for none. */
   hashCacheDir: string | null;
   signal?: AbortSignal;
+  /** Called after each file with the files and file bytes done so far. */
+  onProgress?(p: { files: number; bytes: number }): void;
 }
 
 async function sha256File(abs: string, signal?: AbortSignal): Promise<string> {
@@ -45,6 +47,7 @@ export async function buildManifest(options: ManifestOptions): Promise<ContextMa
   const entries: ManifestEntryWire[] = [];
   const contents = new Map<string, { abs: string; size: number }>();
   let filesHashed = 0;
+  const progress = { files: 0, bytes: 0 };
   for await (const e of walkContext({ contextDir, rules })) {
     signal?.throwIfAborted();
     const mode = e.st.mode & 0o7777;
@@ -64,6 +67,9 @@ export async function buildManifest(options: ManifestOptions): Promise<ContextMa
       const size = Number(st.size);
       entries.push({ path: e.rel, type: 'file', mode, size, digest });
       if (!contents.has(digest)) contents.set(digest, { abs: e.abs, size });
+      progress.files++;
+      progress.bytes += size;
+      options.onProgress?.(progress);
     }
   }
   await cache.save();

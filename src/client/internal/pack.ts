@@ -9,8 +9,8 @@
  *
  * @packageDocumentation
  */
-import { createReadStream, createWriteStream, type Stats } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { createReadStream, type Stats } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -19,6 +19,7 @@ import * as tar from 'tar-stream';
 import { file as tmpFile } from 'tmp-promise';
 import { InvalidInputError } from '../errors';
 import { walkContext } from './context-walk';
+import { GrowingFile } from './growing-file';
 
 /** gzip level of packed contexts unless {@link PackOptions.gzipLevel} says otherwise (zlib's and gzip's default). */
 export const DEFAULT_GZIP_LEVEL = 6;
@@ -34,6 +35,9 @@ export interface PackedContext {
   size: number;
   /** Entries written (files, directories, symlinks). */
   entries: number;
+  /** Regular files among them, and their bytes. */
+  files: number;
+  bytes: number;
   cleanup(): Promise<void>;
 }
 
@@ -113,10 +117,21 @@ function abortReason(signal: AbortSignal | undefined): unknown {
   return signal?.reason ?? new DOMException('packing aborted', 'AbortError');
 }
 
-/** Write one entry's header and, for files, its content; resolves when tar-stream has taken it all. */
-async function writeEntry(pack: tar.Pack, header: TarHeader, absPath: string | null, signal?: AbortSignal): Promise<void> {
+/**
+ * Write one entry's header and, for files, its content; resolves when tar-stream has taken it all. `onBytes` is
+ * told about each chunk read. Every stream involved has an `'error'` listener: an abort destroys them mid-file,
+ * and an entry stream without one would throw tar-stream's `AbortError` out of the process (issue 12).
+ */
+async function writeEntry(
+  pack: tar.Pack,
+  header: TarHeader,
+  absPath: string | null,
+  signal: AbortSignal | undefined,
+  onBytes: (n: number) => void,
+): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+    entry.on('error', reject);
     if (!absPath) {
       entry.end(null);
       return;
@@ -133,73 +148,110 @@ async function writeEntry(pack: tar.Pack, header: TarHeader, absPath: string | n
         input.pause();
         entry.once('drain', () => input.resume());
       }
+      // Last: a progress listener may abort (unsubscribe) synchronously, which destroys `input`.
+      onBytes(chunk.length);
     });
     input.on('end', () => entry.end(null));
   });
 }
 
+/** How far packing got: entries written (files, directories, links), regular files among them, file bytes read. */
+export interface PackProgress {
+  entries: number;
+  files: number;
+  bytes: number;
+}
+
+/** Options of {@link packContext} beyond {@link PackOptions}: the streaming upload's view of the temp file. */
+export interface PackHooks {
+  /** Called with the temp file as soon as it exists: readers may follow it while it grows. */
+  onFile?(file: GrowingFile): void;
+  /** Called after each entry and each chunk of file content read (not throttled). */
+  onProgress?(p: PackProgress): void;
+}
+
 /**
  * Pack `contextDir` (honouring its `.dockerignore`) into a gzip'd tar in a new temp file. On failure or abort the
- * temp file is removed before the promise rejects.
+ * temp file is removed before the promise rejects, and readers following it (see {@link PackHooks.onFile}) fail.
  */
-export async function packContext(options: PackOptions): Promise<PackedContext> {
+export async function packContext(options: PackOptions & PackHooks): Promise<PackedContext> {
   const { contextDir, dockerfile, signal } = options;
   if (signal?.aborted) throw abortReason(signal);
   const rules = await loadDockerignore(contextDir, dockerfile);
   const tmp = await tmpFile({ tmpdir: options.tmpDir, prefix: 'rxbuild-context-', postfix: '.tar.gz', discardDescriptor: true });
-  let entries = 0;
+  const file = new GrowingFile(tmp.path);
+  const progress: PackProgress = { entries: 0, files: 0, bytes: 0 };
   try {
-    const pack = tar.pack();
-    const out = createWriteStream(tmp.path);
-    const gzip = createGzip({ level: options.gzipLevel ?? DEFAULT_GZIP_LEVEL, chunkSize: GZIP_CHUNK });
-    const written = pipeline(pack as unknown as NodeJS.ReadableStream, gzip, out, { signal });
-    // If the sink fails (disk full, abort) stop feeding entries.
-    let sinkError: unknown;
-    written.catch((err) => {
-      sinkError = err;
-      pack.destroy(err);
-    });
-
-    const add = async (header: TarHeader, abs: string | null) => {
-      if (signal?.aborted) throw abortReason(signal);
-      if (sinkError) throw sinkError;
-      await writeEntry(pack, header, abs, signal);
-      entries++;
-    };
-    const headerFor = (rel: string, st: Stats, type: TarHeader['type'], extra: Partial<TarHeader> = {}): TarHeader => ({
-      name: rel,
-      mode: st.mode & 0o7777,
-      mtime: st.mtime,
-      type,
-      ...extra,
-    });
-
-    try {
-      for await (const e of walkContext({ contextDir, rules, onWalk: options.onWalk })) {
-        if (e.type === 'file') await add(headerFor(e.rel, e.st, 'file', { size: e.st.size }), e.abs);
-        else if (e.type === 'symlink') await add(headerFor(e.rel, e.st, 'symlink', { linkname: e.target }), null);
-        else await add(headerFor(e.rel, e.st, 'directory'), null);
-      }
-      pack.finalize();
-    } catch (err) {
-      pack.destroy(err as Error);
-      await written.catch(() => undefined);
-      throw err;
-    }
-    await written;
-    const { size } = await stat(tmp.path);
+    if (signal?.aborted) throw abortReason(signal);
+    options.onFile?.(file);
+    const out = file.sink(await open(tmp.path, 'w'));
+    await writeTarGz(options, rules, out, progress);
+    file.end();
+    const size = file.written;
     // tmp's cleanup never settles when called twice: make it idempotent (teardown and success may both call it).
     let cleaning: Promise<void> | undefined;
     const cleanup = () => (cleaning ??= tmp.cleanup());
-    return { path: tmp.path, size, entries, cleanup };
+    return { path: tmp.path, size, ...progress, cleanup };
   } catch (err) {
+    const reason = signal?.aborted ? abortReason(signal) : packError(err);
+    file.end(reason);
     await tmp.cleanup().catch(() => undefined);
+    throw reason;
+  }
+}
+
+/** The walk → tar → gzip → `out` pipeline; resolves once every byte is in the file. */
+async function writeTarGz(options: PackOptions & PackHooks, rules: IgnoreRules, out: NodeJS.WritableStream, progress: PackProgress): Promise<void> {
+  const { contextDir, signal } = options;
+  const pack = tar.pack();
+  const gzip = createGzip({ level: options.gzipLevel ?? DEFAULT_GZIP_LEVEL, chunkSize: GZIP_CHUNK });
+  const written = pipeline(pack as unknown as NodeJS.ReadableStream, gzip, out, { signal });
+  // If the sink fails (disk full, abort) stop feeding entries.
+  let sinkError: unknown;
+  written.catch((err) => {
+    sinkError = err;
+    pack.destroy(err);
+  });
+  const onBytes = (n: number): void => {
+    progress.bytes += n;
+    options.onProgress?.(progress);
+  };
+  const add = async (header: TarHeader, abs: string | null) => {
     if (signal?.aborted) throw abortReason(signal);
-    if (err instanceof InvalidInputError) throw err;
-    const code = (err as NodeJS.ErrnoException)?.code;
-    if (code === 'EACCES' || code === 'ENOENT' || code === 'ELOOP' || code === 'EPERM') {
-      throw new InvalidInputError('context', `cannot pack build context: ${(err as Error).message}`, { cause: err });
+    if (sinkError) throw sinkError;
+    await writeEntry(pack, header, abs, signal, onBytes);
+    progress.entries++;
+    if (abs) progress.files++;
+    options.onProgress?.(progress);
+  };
+  const headerFor = (rel: string, st: Stats, type: TarHeader['type'], extra: Partial<TarHeader> = {}): TarHeader => ({
+    name: rel,
+    mode: st.mode & 0o7777,
+    mtime: st.mtime,
+    type,
+    ...extra,
+  });
+  try {
+    for await (const e of walkContext({ contextDir, rules, onWalk: options.onWalk })) {
+      if (e.type === 'file') await add(headerFor(e.rel, e.st, 'file', { size: e.st.size }), e.abs);
+      else if (e.type === 'symlink') await add(headerFor(e.rel, e.st, 'symlink', { linkname: e.target }), null);
+      else await add(headerFor(e.rel, e.st, 'directory'), null);
     }
+    pack.finalize();
+  } catch (err) {
+    pack.destroy(err as Error);
+    await written.catch(() => undefined);
     throw err;
   }
+  await written;
+}
+
+/** Unreadable context entries are the user's input problem; anything else stays as it is. */
+function packError(err: unknown): unknown {
+  if (err instanceof InvalidInputError) return err;
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === 'EACCES' || code === 'ENOENT' || code === 'ELOOP' || code === 'EPERM') {
+    return new InvalidInputError('context', `cannot pack build context: ${(err as Error).message}`, { cause: err });
+  }
+  return err;
 }

@@ -14,7 +14,7 @@ import { Readable } from 'node:stream';
 import { BUILD_FORM_FIELDS, IDEMPOTENCY_KEY_HEADER, type CreateBuildResponseWire } from '../../shared/wire';
 import { ProtocolError, TransportError } from '../errors';
 import { requestJson, type HttpContext } from './http';
-import { computeRetryDelay, isRetryableSubmitError, type RetryNotice, type RetryTuning } from './retry-policy';
+import { isRetryableRequestError, retryAsync, type RetryNotice, type RetryTuning } from './retry-policy';
 import type { ValidatedBuild } from './validate';
 import type { BuildFlagsInput } from './content-upload';
 import { MANIFEST_CONTENT_TYPE } from '../../shared/content-wire';
@@ -33,6 +33,8 @@ export interface SubmitOptions {
   /** Bytes of the context file handed to the connection so far, of `total`. */
   onProgress?(sent: number, total: number): void;
   onRetry?(notice: RetryNotice): void;
+  /** The current attempt's body was handed over completely: from now on only the service's answer is awaited. */
+  onSent?(): void;
   /** How long {@link Submission.cancel} may wait for a fully sent POST to answer (default 10 s). */
   cancelDeadlineMs?: number;
 }
@@ -92,7 +94,6 @@ export function startSubmit(options: SubmitOptions): Submission {
   let bodyComplete = false;
   /** An attempt failed after its body was complete: the server may hold a build we do not know the id of. */
   let ambiguous = false;
-  let wakeBackoff: (() => void) | undefined;
   const total = options.file.size;
 
   /** A build by manifest: one small body, handed over at once. */
@@ -117,6 +118,7 @@ export function startSubmit(options: SubmitOptions): Submission {
       signal: abort.signal,
       headers: { ...request.headers, [IDEMPOTENCY_KEY_HEADER]: options.idempotencyKey },
       body: Readable.from(request.body, { objectMode: false }),
+      onSent: options.onSent,
     });
     const id = res.data?.build_id;
     if (typeof id !== 'string' || id === '') throw new ProtocolError('POST /builds: answer has no build_id');
@@ -154,28 +156,30 @@ export function startSubmit(options: SubmitOptions): Submission {
     };
   };
 
-  const run = async (): Promise<string> => {
-    for (let n = 0; ; n++) {
-      try {
-        return await attempt();
-      } catch (err) {
-        if (stopped || abort.signal.aborted) throw err;
-        if (bodyComplete && err instanceof TransportError) ambiguous = true;
-        if (!isRetryableSubmitError(err) || n >= options.retry.count) throw err;
-        const delayMs = computeRetryDelay(err, n + 1, options.retry);
-        options.onRetry?.({ attempt: n + 1, error: err, delayMs });
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, delayMs);
-          wakeBackoff = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
-        wakeBackoff = undefined;
-        if (stopped) throw abort.signal.reason ?? new DOMException('submit cancelled', 'AbortError');
-      }
-    }
-  };
+  /** Aborted by `cancel()` while waiting between attempts: no further attempt starts. */
+  const stopWaiting = new AbortController();
+  /** Between two attempts (the retry helper is waiting). */
+  let waiting = false;
+  const run = (): Promise<string> =>
+    retryAsync(
+      () => {
+        waiting = false;
+        return attempt();
+      },
+      {
+        ...options.retry,
+        signal: stopWaiting.signal,
+        shouldRetry: (err) => {
+          if (stopped || abort.signal.aborted) return false;
+          if (bodyComplete && err instanceof TransportError) ambiguous = true;
+          return isRetryableRequestError(err);
+        },
+        onRetry: (notice) => {
+          waiting = true;
+          options.onRetry?.(notice);
+        },
+      },
+    );
 
   const current = run();
   // Nobody may be listening when cancel() wins a race; never leave an unhandled rejection behind.
@@ -199,10 +203,10 @@ export function startSubmit(options: SubmitOptions): Submission {
         clearTimeout(timer);
       }
     };
-    if (wakeBackoff) {
+    if (waiting) {
       // Between attempts. If the last attempt may have created a build, one more attempt with the same
       // Idempotency-Key makes the server tell us its id (it answers a repeated key with the same build).
-      wakeBackoff();
+      stopWaiting.abort(new DOMException('submit cancelled', 'AbortError'));
       if (!ambiguous) return current.then((id) => id, () => undefined);
       current.catch(() => undefined);
       const recovery = attempt();
