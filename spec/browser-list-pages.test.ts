@@ -23,7 +23,7 @@ beforeAll(async () => {
   chrome = await launchChromium();
   server = await startTestServer({ token: TOKEN, web: web.dir });
   for (let i = 0; i < BUILDS; i++) {
-    const args = succeeds(i) ? { SCRIPT_LINES: '0' } : { SCRIPT_LINES: '0', SCRIPT_OUTCOME: 'fail', SCRIPT_ERROR: `failure ${i}` };
+    const args: Record<string, string> = succeeds(i) ? { SCRIPT_LINES: '0' } : { SCRIPT_LINES: '0', SCRIPT_OUTCOME: 'fail', SCRIPT_ERROR: `failure ${i}` };
     const id = await submitOk(server.url, { imageName: `web/page:${i}`, buildArgs: args });
     await server.waitForBuild(id);
     ids.unshift(id);

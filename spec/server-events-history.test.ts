@@ -99,6 +99,21 @@ it('the wire answer: ids, last_id, complete, times left out when unchanged', asy
   expect(end.body).toEqual({ events: [], last_id: rest.body.last_id, complete: true });
 });
 
+it('long lines: an answer stops near 4 MiB (under the client\'s 16 MiB cap) and the next slice goes on from there', async () => {
+  const text = 'x'.repeat(50_000);
+  const id = await submitOk(server.url, { buildArgs: { SCRIPT_LINES: '120', SCRIPT_LINE_TEXT: text } });
+  await readSse(`${server.url}/builds/${id}/logs`);
+  const res = await fetch(`${server.url}/builds/${id}/events?limit=50000`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const body = await res.text();
+  expect(body.length).toBeLessThan(5 * 1024 * 1024);
+  const first = JSON.parse(body);
+  expect(first.complete).toBe(false);
+  expect(first.events.length).toBeLessThan(120);
+  const history = await loadHistory(id, 50_000);
+  expect(history.complete).toBe(true);
+  expect(lines(history.events)).toEqual(Array.from({ length: 120 }, () => text));
+});
+
 it('bad input: 400 invalid_after / invalid_limit, 401 without the token, 404 unknown build, 405 not GET', async () => {
   const id = await submitOk(server.url, { buildArgs: { SCRIPT_LINES: '1' } });
   for (const q of ['after=-1', 'after=x', 'after=1.5']) {
