@@ -35,7 +35,7 @@ const events: BuildEvent[] = [
   { type: 'status', phase: 'running', buildId: 'b1' },
   { type: 'step', buildId: 'b1', index: 1, total: 2, text: 'FROM scratch' },
   { type: 'log', buildId: 'b1', id: '1', line: 'STEP 1/2: FROM scratch' },
-  { type: 'reconnecting', buildId: 'b1', attempt: 1, status: 503, delayMs: 1000 },
+  { type: 'reconnecting', buildId: 'b1', attempt: 1, status: 503, delayMs: 1000, nextTryAt: '2030-01-01T00:00:01.000Z' },
   { type: 'log', buildId: 'b1', id: '2', line: '{"error":"just a log line"}' },
   { type: 'status', phase: 'succeeded', buildId: 'b1', imageRef: 'reg/ns/hello:latest', digest: 'sha256:abc' },
 ];

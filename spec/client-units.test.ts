@@ -21,13 +21,11 @@ import {
   TransportError,
   createClient,
 } from '../src/client';
-import { computeRetryDelay, isRetryableLogError, isRetryableSubmitError } from '../src/client/internal/retry-policy';
 import { imageNameProblem, validateBuild } from '../src/client/internal/validate';
 import { packContext } from '../src/client/internal/pack';
 import { InterruptRegistry } from '../src/client/internal/sigint';
 import { toTransportError } from '../src/client/errors';
 import { httpErrorFrom, parseRetryAfter } from '../src/client/internal/http';
-import { retryPolicy } from '../src/client/internal/retry-policy';
 import { EventDeduper } from '../src/client/internal/follow-build';
 import { removeTempDirs, tempDir, writeContext } from './helpers/client-harness';
 
@@ -93,90 +91,6 @@ describe('errors', () => {
     expect(parseRetryAfter('Tue, 01 Jan 2030 00:00:05 GMT', now)).toBe(5000);
     expect(parseRetryAfter('soon')).toBeUndefined();
     expect(parseRetryAfter(undefined)).toBeUndefined();
-  });
-});
-
-describe('retry policy', () => {
-  test('log stream retries 404/408/429/500/502/503/504 and transport errors only', () => {
-    for (const s of [404, 408, 429, 500, 502, 503, 504]) expect(isRetryableLogError(new HttpError(s, 'x'))).toBe(true);
-    for (const s of [400, 401, 403, 409, 410, 413, 501, 505]) expect(isRetryableLogError(new HttpError(s, 'x'))).toBe(false);
-    expect(isRetryableLogError(new TransportError('eof', 'x'))).toBe(true);
-    expect(isRetryableLogError(new TypeError('bad url'))).toBe(false);
-    expect(isRetryableSubmitError(new HttpError(501, 'x'))).toBe(true);
-    expect(isRetryableSubmitError(new HttpError(404, 'x'))).toBe(false);
-  });
-
-  test('default delay: base plus up to 20 % jitter; Retry-After wins up to the cap; exponential doubles', () => {
-    const fixed = { count: 5, delayMs: 1000, maxDelayMs: 30_000, backoff: 'fixed' as const };
-    expect(computeRetryDelay(new TransportError('eof', 'x'), 1, fixed, () => 0)).toBe(1000);
-    expect(computeRetryDelay(new TransportError('eof', 'x'), 1, fixed, () => 1)).toBe(1200);
-    const ra = new HttpError(503, 'x', { retryAfterMs: 7000 });
-    expect(computeRetryDelay(ra, 1, fixed, () => 0)).toBe(7000);
-    const huge = new HttpError(503, 'x', { retryAfterMs: 3_600_000 });
-    expect(computeRetryDelay(huge, 1, fixed, () => 0)).toBe(30_000);
-    const exp = { count: 5, delayMs: 100, maxDelayMs: 1000, backoff: 'exponential' as const };
-    expect(computeRetryDelay(new TransportError('eof', 'x'), 1, exp, () => 1)).toBe(100);
-    expect(computeRetryDelay(new TransportError('eof', 'x'), 3, exp, () => 1)).toBe(400);
-    expect(computeRetryDelay(new TransportError('eof', 'x'), 3, exp, () => 0)).toBe(200);
-    expect(computeRetryDelay(new TransportError('eof', 'x'), 10, exp, () => 1)).toBe(1000);
-  });
-
-  const tuning = { count: 5, delayMs: 0, maxDelayMs: 0, backoff: 'fixed' as const };
-
-  test('retryable errors are retried and announced; success ends it', async () => {
-    let subscriptions = 0;
-    const notices: number[] = [];
-    const source$ = defer(() => (++subscriptions <= 3 ? throwError(() => new HttpError(404, 'not yet')) : of('ok')));
-    const result = await lastValueFrom(
-      source$.pipe(retryPolicy({ ...tuning, isRetryable: isRetryableLogError, onRetry: (n) => notices.push(n.attempt) })),
-    );
-    expect(result).toBe('ok');
-    expect(subscriptions).toBe(4);
-    expect(notices).toEqual([1, 2, 3]);
-  });
-
-  test('a non-retryable status or a programmer error fails at once without burning the budget', async () => {
-    for (const err of [new HttpError(400, 'bad'), new AuthError(401, 'who'), new TypeError('Invalid URL')]) {
-      let subscriptions = 0;
-      let retries = 0;
-      const source$ = defer(() => {
-        subscriptions++;
-        return throwError(() => err);
-      });
-      await expect(
-        lastValueFrom(source$.pipe(retryPolicy({ ...tuning, isRetryable: isRetryableLogError, onRetry: () => retries++ }))),
-      ).rejects.toBe(err);
-      expect(subscriptions).toBe(1);
-      expect(retries).toBe(0);
-    }
-  });
-
-  test('exhausting the budget gives the onExhausted error after count+1 attempts', async () => {
-    let subscriptions = 0;
-    const source$ = defer(() => {
-      subscriptions++;
-      return throwError(() => new HttpError(503, 'down'));
-    });
-    const err = await lastValueFrom(
-      source$.pipe(
-        retryPolicy({ ...tuning, isRetryable: isRetryableLogError, onExhausted: (e, n) => new RetriesExhaustedError('b1', n, e) }),
-      ),
-    ).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(RetriesExhaustedError);
-    expect((err as RetriesExhaustedError).attempts).toBe(6);
-    expect((err as RetriesExhaustedError).cause).toBeInstanceOf(HttpError);
-    expect(subscriptions).toBe(6);
-  });
-
-  test('resetOnSuccess: progress between drops restores the budget (12 drops > count 5)', async () => {
-    let subscriptions = 0;
-    const source$ = defer(() => {
-      subscriptions++;
-      return subscriptions <= 12 ? concat(of(subscriptions), throwError(() => new TransportError('eof', 'eof'))) : of(99);
-    });
-    const all = await lastValueFrom(source$.pipe(retryPolicy({ ...tuning, isRetryable: isRetryableLogError }), toArray()));
-    expect(all).toHaveLength(13);
-    expect(subscriptions).toBe(13);
   });
 });
 

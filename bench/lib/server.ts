@@ -53,7 +53,7 @@ export async function createBuild(server: RunningServer, contextDir: string, bui
       file: packed,
       build: { imageName: 'bench', dockerfile: 'Dockerfile', buildArgs, nydus: false, cacheKey: undefined },
       idempotencyKey: `bench-${Date.now()}-${Math.random()}`,
-      retry: { count: 0, delayMs: 0, maxDelayMs: 0, backoff: 'fixed' },
+      retry: { count: 0, baseDelayMs: 0, maxDelayMs: 0 },
     });
     return await submission.result;
   } finally {

@@ -101,7 +101,7 @@ async function viaModules(input: UploadInput, clock: PhaseClock): Promise<{ pack
       file: packed,
       build: { imageName: 'bench-upload', dockerfile: 'Dockerfile', buildArgs: BUILD_ARGS, nydus: false, cacheKey: undefined },
       idempotencyKey: randomUUID(),
-      retry: { count: 0, delayMs: 0, maxDelayMs: 0, backoff: 'fixed' },
+      retry: { count: 0, baseDelayMs: 0, maxDelayMs: 0 },
     });
     const buildId = await submission.result;
     clock.enter('done');

@@ -64,9 +64,9 @@ export async function setup(
   const client = createClient({
     baseUrl: server.url,
     token: TOKEN,
-    retry: { delayMs: 5, maxDelayMs: 50 },
-    submitRetry: { delayMs: 5, maxDelayMs: 50 },
-    teardown: { delayMs: 5 },
+    retry: { baseDelayMs: 5, maxDelayMs: 50 },
+    submitRetry: { baseDelayMs: 5, maxDelayMs: 50 },
+    teardown: { baseDelayMs: 5 },
     tmpDir: tmp,
     // The specs on this harness are about the tar.gz upload (the reference protocol); contexts by content
     // (the default) have their own spec, spec/client-content-upload.test.ts.

@@ -15,11 +15,19 @@ export interface RoundRobinProxy {
   url: string;
   /** `host:port` of each target, by how many requests it was sent. */
   readonly sent: Map<string, number>;
+  /** Destroy every connection the proxy holds (client side; their upstream requests go with them). */
+  dropConnections(): void;
   close(): Promise<void>;
 }
 
+/** Options of {@link startRoundRobinProxy}. */
+export interface ProxyOptions {
+  /** Sees each request first; returning `true` means it answered (or destroyed) it and nothing is forwarded. */
+  intercept?(req: IncomingMessage, res: ServerResponse): boolean;
+}
+
 /** Proxy to `targets` (`http://host:port` each), in turn. */
-export async function startRoundRobinProxy(targets: string[]): Promise<RoundRobinProxy> {
+export async function startRoundRobinProxy(targets: string[], options: ProxyOptions = {}): Promise<RoundRobinProxy> {
   let next = 0;
   const sent = new Map<string, number>();
   const forward = (req: IncomingMessage, res: ServerResponse, attemptsLeft: number): void => {
@@ -44,12 +52,15 @@ export async function startRoundRobinProxy(targets: string[]): Promise<RoundRobi
     if (BODYLESS.has(req.method ?? '')) upstream.end();
     else req.pipe(upstream);
   };
-  const server: Server = createServer((req, res) => forward(req, res, targets.length));
+  const server: Server = createServer((req, res) => {
+    if (!options.intercept?.(req, res)) forward(req, res, targets.length);
+  });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     sent,
+    dropConnections: () => server.closeAllConnections(),
     async close() {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));

@@ -6,12 +6,15 @@
 
 /** Defaults of `ClientOptions` / `BrowserClientOptions`. */
 export const DEFAULTS = {
-  /** Log-stream retry: the reference's 5 retries and 1 s delay (plus jitter), 30 s cap. */
-  logRetry: { count: 5, delayMs: 1000, maxDelayMs: 30_000, backoff: 'fixed' },
-  /** Submit (and snapshot request) retry: 4 retries, exponential from 500 ms, 30 s cap. */
-  submitRetry: { count: 4, delayMs: 500, maxDelayMs: 30_000, backoff: 'exponential' },
-  /** Teardown DELETE: 3 retries, 200 ms doubling, 10 s in all. */
-  teardown: { retries: 3, delayMs: 200, deadlineMs: 10_000 },
+  /**
+   * Log-stream retry: the reference's 5 retries, but growing — 1, 2, 4, 8, 16 s (plus up to 20 % jitter, 30 s
+   * cap), 31 s or more in all, so a 30 s outage of the network or the service is ridden out.
+   */
+  logRetry: { count: 5, baseDelayMs: 1000, maxDelayMs: 30_000 },
+  /** Submit (and snapshot and content request) retry: 4 retries, exponential from 500 ms, 30 s cap. */
+  submitRetry: { count: 4, baseDelayMs: 500, maxDelayMs: 30_000 },
+  /** Teardown DELETE: 3 retries, 200 ms doubling, 10 s cap, 10 s in all. */
+  teardown: { count: 3, baseDelayMs: 200, maxDelayMs: 10_000, deadlineMs: 10_000 },
   /** The server heartbeats every 15 s. */
   idleTimeoutMs: 45_000,
   maxEmptyReconnects: 3,

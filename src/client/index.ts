@@ -40,7 +40,7 @@ export interface ClientOptions extends CommonClientOptions {
   handleSigint?: boolean;
   /**
    * Retry of `POST /builds` and of snapshot requests: transport errors, 408, 429 and 5xx, exponential backoff
-   * with jitter from `delayMs` (defaults: 4 retries, 500 ms base, 30 s cap).
+   * with jitter from `baseDelayMs` (defaults: 4 retries, 500 ms base, 30 s cap).
    */
   submitRetry?: RetryOptions;
   /** Directory for packed contexts and snapshot temp dirs (default: the OS temp dir). */

@@ -117,7 +117,7 @@ export interface BuildStepEvent {
   time?: string;
 }
 
-/** The log stream dropped; the client will reconnect after `delayMs` (attempt is 1-based). */
+/** The log stream dropped; the client will reconnect after `delayMs`, at `nextTryAt` (attempt is 1-based). */
 export interface BuildReconnectingEvent {
   type: 'reconnecting';
   buildId: string;
@@ -126,7 +126,10 @@ export interface BuildReconnectingEvent {
   status?: number;
   /** Short description of the transport error / reason, when there was no status. */
   reason?: string;
+  /** How long until the next try. */
   delayMs: number;
+  /** When the next try starts (ISO 8601). */
+  nextTryAt: string;
 }
 
 /** Everything a build Observable emits. */
@@ -139,13 +142,20 @@ export interface BuildResult {
   digest: string;
 }
 
-/** Retry tuning of one retrying call: how many retries after the first attempt, and how long between them. */
+/**
+ * Retry tuning of one retrying call, the same names everywhere (`retry`, `submitRetry`, `teardown`): how many
+ * retries after the first attempt, and the exponential backoff between them (`baseDelayMs`, doubling, plus up to
+ * 20 % jitter, capped at `maxDelayMs`; a longer `Retry-After` is honoured up to the cap).
+ */
 export interface RetryOptions {
+  /** Retries after the first attempt. */
   count?: number;
-  /** Base delay in ms. */
-  delayMs?: number;
+  /** The first delay in ms; each later one doubles it. */
+  baseDelayMs?: number;
   /** Cap of any one delay, including one asked for by `Retry-After`. */
   maxDelayMs?: number;
+  /** @deprecated Old name of `baseDelayMs`. */
+  delayMs?: number;
 }
 
 /** The `fetch` a browser client calls: `globalThis.fetch` by default. */
@@ -155,15 +165,19 @@ export type FetchFunction = (input: string | URL, init?: RequestInit) => Promise
 export interface CommonClientOptions {
   /** Bearer token (printable ASCII, no spaces). */
   token: string;
-  /** Log-stream retry tuning (defaults follow the reference: 5 retries, 1 s base delay, 30 s cap). */
+  /**
+   * Log-stream retry tuning (defaults: 5 retries after 1, 2, 4, 8, 16 s plus jitter, 30 s cap — a 30 s outage is
+   * ridden out; every event received restores the whole budget).
+   */
   retry?: RetryOptions;
   /** A log stream silent for this long (no event, no heartbeat) counts as dropped. Default 45 000. */
   idleTimeoutMs?: number;
-  /** Teardown `DELETE` tuning (defaults: 3 retries, 200 ms base backoff, 10 s deadline in all). */
-  teardown?: {
-    retries?: number;
-    delayMs?: number;
+  /** Teardown `DELETE` tuning (defaults: 3 retries, 200 ms base backoff, 10 s cap, 10 s deadline in all). */
+  teardown?: RetryOptions & {
+    /** Give up (and report) after this long in all. */
     deadlineMs?: number;
+    /** @deprecated Old name of `count`. */
+    retries?: number;
   };
   /**
    * Called when a teardown `DELETE` failed (after its own retries and deadline). Without it, failures are

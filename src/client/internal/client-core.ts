@@ -12,7 +12,7 @@ import { throwError, type Observable } from 'rxjs';
 import type { BuildRecordWire } from '../../shared/wire';
 import { ClientClosedError, InvalidInputError, ProtocolError } from '../errors';
 import { DEFAULTS } from '../defaults';
-import type { BuildEvent, CommonClientOptions, WatchBuildsApi, WatchOptions } from '../types';
+import type { BuildEvent, CommonClientOptions, RetryOptions, WatchBuildsApi, WatchOptions } from '../types';
 import { getBuild, getBuildLog, toBuildInfo } from './follow-build';
 import type { RetryTuning } from './retry-policy';
 import type { InterruptRegistry } from './sigint';
@@ -42,12 +42,12 @@ function numberOption(name: string, v: number | undefined, fallback: number, all
   return v;
 }
 
-function retryOption(name: string, r: { count?: number; delayMs?: number; maxDelayMs?: number } | undefined, d: RetryTuning): RetryTuning {
+/** One retry option (`retry`, `submitRetry`, `teardown`), with the old names (`delayMs`, `retries`) as aliases. */
+function retryOption(name: string, r: (RetryOptions & { retries?: number }) | undefined, d: RetryTuning): RetryTuning {
   return {
-    count: numberOption(`${name}.count`, r?.count, d.count, true),
-    delayMs: numberOption(`${name}.delayMs`, r?.delayMs, d.delayMs, true),
+    count: numberOption(`${name}.count`, r?.count ?? r?.retries, d.count, true),
+    baseDelayMs: numberOption(`${name}.baseDelayMs`, r?.baseDelayMs ?? r?.delayMs, d.baseDelayMs, true),
     maxDelayMs: numberOption(`${name}.maxDelayMs`, r?.maxDelayMs, d.maxDelayMs, true),
-    backoff: d.backoff,
   };
 }
 
@@ -78,8 +78,7 @@ export function resolveOptions(
     logRetry: retryOption('retry', options.retry, DEFAULTS.logRetry),
     submitRetry: retryOption('submitRetry', options.submitRetry, DEFAULTS.submitRetry),
     teardown: {
-      retries: numberOption('teardown.retries', t?.retries, DEFAULTS.teardown.retries, true),
-      delayMs: numberOption('teardown.delayMs', t?.delayMs, DEFAULTS.teardown.delayMs, true),
+      ...retryOption('teardown', t, DEFAULTS.teardown),
       deadlineMs: numberOption('teardown.deadlineMs', t?.deadlineMs, DEFAULTS.teardown.deadlineMs, false),
     },
     idleTimeoutMs: numberOption('idleTimeoutMs', options.idleTimeoutMs, DEFAULTS.idleTimeoutMs, false),

@@ -20,26 +20,15 @@ import {
 } from '../../shared/content-wire';
 import { HttpError, ProtocolError } from '../errors';
 import { requestJson, type HttpContext } from './http';
-import { computeRetryDelay, isRetryableSubmitError, type RetryTuning } from './retry-policy';
+import { isRetryableRequestError, retryAsync, type RetryTuning } from './retry-policy';
 import type { ValidatedBuild } from './validate';
 
 /** Statuses by which a service says it has no such extension (the reference answers 404). */
 const NO_EXTENSION = new Set([404, 405, 501]);
 
-/** Run `attempt` with the submit retry policy; aborts reject with the signal's reason. */
-async function withRetry<T>(attempt: () => Promise<T>, retry: RetryTuning, signal: AbortSignal): Promise<T> {
-  for (let n = 0; ; n++) {
-    try {
-      return await attempt();
-    } catch (err) {
-      if (signal.aborted || !isRetryableSubmitError(err) || n >= retry.count) throw err;
-      const delayMs = computeRetryDelay(err, n + 1, retry);
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(resolve, delayMs);
-        signal.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), { once: true });
-      });
-    }
-  }
+/** Run `attempt` with the shared retry helper (idempotent requests); aborts reject with the signal's reason. */
+function withRetry<T>(attempt: () => Promise<T>, retry: RetryTuning, signal: AbortSignal): Promise<T> {
+  return retryAsync(attempt, { ...retry, shouldRetry: isRetryableRequestError, signal });
 }
 
 /**

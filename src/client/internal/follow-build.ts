@@ -1,9 +1,9 @@
 /**
  * Following a build that exists: its log stream, reconnected and deduplicated, until a terminal status.
  *
- * - Each connection is {@link logStream$}; the whole is wrapped in {@link retryPolicy} (reference rules:
- *   404/408/429/5xx-gateway and transport errors, 5 retries, 1 s base delay, `resetOnSuccess`), and every retry
- *   is announced as a visible `reconnecting` event.
+ * - Each connection is {@link logStream$}; the whole is wrapped in {@link retryPolicy} (404/408/429/5xx-gateway and
+ *   transport errors; by default 5 retries after 1, 2, 4, 8, 16 s plus jitter, so a 30 s outage is ridden out;
+ *   `resetOnSuccess`), and every retry is announced as a visible `reconnecting` event saying when the next try is.
  * - Reconnects send `Last-Event-ID`; events are also deduplicated by SSE id here, so a server that replays
  *   from the start still delivers every line exactly once and in order.
  * - A stream that ends without a control event reconnects; when that happens repeatedly with nothing new,
@@ -17,7 +17,7 @@ import { isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire }
 import { BuildFailedError, CancelledError, HttpError, NotFoundError, ProtocolError, RetriesExhaustedError, TransportError } from '../errors';
 import { requestJson, requestText, type HttpContext } from './transport';
 import { logStream$, type StreamItem } from './log-stream';
-import { isRetryableLogError, retryPolicy, type RetryTuning } from './retry-policy';
+import { isRetryableLogError, retryAsync, retryPolicy, type RetryTuning } from './retry-policy';
 import type { BuildEvent, BuildInfo } from '../types';
 
 /** Options of {@link followBuild$}. */
@@ -78,6 +78,11 @@ export class EventDeduper {
     return true;
   }
 }
+
+/** The polls of `GET /builds/{id}` after `done`, until the service has recorded the terminal status. */
+const STATUS_POLL: RetryTuning = { count: 10, baseDelayMs: 50, maxDelayMs: 400 };
+/** Thrown (and only retried) while the polled status is not terminal yet. */
+const NOT_TERMINAL_YET = new Error('build status not terminal yet');
 
 /** camelCase view of a wire build record. */
 export function toBuildInfo(r: BuildRecordWire): BuildInfo {
@@ -228,11 +233,18 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
 
     /** After `done`: the status must be terminal; give a slow server a few short tries to record it. */
     const finishAfterDone = async (): Promise<Observable<BuildEvent>> => {
-      for (let i = 0; ; i++) {
-        const info = await getBuild(http, buildId, abort.signal);
-        if (isTerminalBuildStatus(info.status) || i >= 10) return finishFrom(info);
-        await new Promise((r) => setTimeout(r, 50 * (i + 1)));
-      }
+      let info: BuildInfo | undefined;
+      await retryAsync(
+        async () => {
+          info = await getBuild(http, buildId, abort.signal);
+          if (!isTerminalBuildStatus(info.status)) throw NOT_TERMINAL_YET;
+        },
+        { ...STATUS_POLL, signal: abort.signal, shouldRetry: (err) => err === NOT_TERMINAL_YET },
+      ).catch((err: unknown) => {
+        // Still not terminal after the polls: finishFrom reports it.
+        if (err !== NOT_TERMINAL_YET) throw err;
+      });
+      return finishFrom(info!);
     };
 
     const progressEvents = (p: ProgressMessageWire, time: string | undefined): BuildEvent[] => {
@@ -315,13 +327,14 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
       .pipe(
         retryPolicy<BuildEvent>({
           ...options.retry,
-          isRetryable: (err) => !final.has(err as object) && isRetryableLogError(err),
-          onRetry: ({ attempt, error, delayMs }) => {
+          shouldRetry: (err) => !final.has(err as object) && isRetryableLogError(err),
+          onRetry: ({ attempt, error, delayMs, nextTryAt }) => {
             subscriber.next({
               type: 'reconnecting',
               buildId,
               attempt,
               delayMs,
+              nextTryAt: new Date(nextTryAt).toISOString(),
               ...(error instanceof TransportError
                 ? { reason: error.reason }
                 : typeof (error as { status?: unknown }).status === 'number'

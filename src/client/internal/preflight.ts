@@ -9,26 +9,24 @@
  */
 import { ForbiddenError, TransportError, UnauthorizedError } from '../errors';
 import { requestText, type HttpContext } from './transport';
+import { retryAsync, type RetryTuning } from './retry-policy';
 
-/** One retry after a transport failure (a stale keep-alive socket), this soon: "no service" stays well under 1 s. */
-const RETRY_AFTER_MS = 200;
+/**
+ * One retry after a transport failure (a stale keep-alive socket), about 200 ms later (the shared retry helper):
+ * "no service" stays well under 1 s.
+ */
+const CHECK_RETRY: RetryTuning = { count: 1, baseDelayMs: 200, maxDelayMs: 200 };
 
 /** Reject with {@link UnauthorizedError}/{@link ForbiddenError} for a refused token, {@link TransportError} for no service. */
 export async function checkService(http: HttpContext, signal: AbortSignal): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await requestText(http, { method: 'GET', path: 'builds?limit=1', what: 'GET /builds (service check)', signal });
-      return;
-    } catch (err) {
-      if (signal.aborted) throw signal.reason;
-      if (err instanceof UnauthorizedError || err instanceof ForbiddenError) throw err;
-      if (!(err instanceof TransportError)) return;
-      if (attempt >= 1) throw err;
-    }
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, RETRY_AFTER_MS);
-      signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+  try {
+    await retryAsync(() => requestText(http, { method: 'GET', path: 'builds?limit=1', what: 'GET /builds (service check)', signal }), {
+      ...CHECK_RETRY,
+      signal,
+      shouldRetry: (err) => err instanceof TransportError,
     });
-    signal.throwIfAborted();
+  } catch (err) {
+    // The abort reason, a refused token, or no service; any other answer proves the service is there.
+    if (signal.aborted || err instanceof UnauthorizedError || err instanceof ForbiddenError || err instanceof TransportError) throw err;
   }
 }

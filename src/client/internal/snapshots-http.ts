@@ -15,7 +15,7 @@
 import type { SnapshotPageWire, SnapshotWire } from '../../shared/snapshot-wire';
 import { HttpError, ImageNotFoundError, NETWORK_ERROR_CODES, ProtocolError, TransportError } from '../errors';
 import { requestJson, type HttpContext } from './transport';
-import { computeRetryDelay, isRetryableSubmitError, type RetryTuning } from './retry-policy';
+import { isRetryableRequestError, retryAsync, type RetryTuning } from './retry-policy';
 import type { SnapshotInfo, SnapshotPage } from '../snapshots-types';
 
 /** Statuses with which a service says it did not take a registration, when it also sends `Retry-After`. */
@@ -46,25 +46,6 @@ export interface SnapshotRequest {
   retry: 'registration' | 'idempotent';
 }
 
-function abortReason(signal: AbortSignal): unknown {
-  return signal.reason ?? new DOMException('aborted', 'AbortError');
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortReason(signal));
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(abortReason(signal!));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 /** One try: the shared JSON request, plus the typed error for an image the registry does not have. */
 async function attempt<T>(http: HttpContext, req: SnapshotRequest, what: string, onResponse: () => void): Promise<T> {
   try {
@@ -85,19 +66,20 @@ async function attempt<T>(http: HttpContext, req: SnapshotRequest, what: string,
 }
 
 /** One snapshot request with its retry rule (`tuning`: how many retries and how long between them). */
-export async function snapshotRequest<T>(http: HttpContext, req: SnapshotRequest, tuning: RetryTuning): Promise<T> {
+export function snapshotRequest<T>(http: HttpContext, req: SnapshotRequest, tuning: RetryTuning): Promise<T> {
   const what = `${req.method} /${req.path}`;
-  for (let n = 0; ; n++) {
-    let responded = false;
-    try {
-      return await attempt<T>(http, req, what, () => (responded = true));
-    } catch (err) {
-      if (req.signal?.aborted) throw abortReason(req.signal);
-      const retryable = req.retry === 'registration' ? isSafeRegistrationRetry(err, responded) : isRetryableSubmitError(err);
-      if (!retryable || n >= tuning.count) throw err;
-      await sleep(computeRetryDelay(err, n + 1, { ...tuning, backoff: 'exponential' }), req.signal);
-    }
-  }
+  let responded = false;
+  return retryAsync(
+    () => {
+      responded = false;
+      return attempt<T>(http, req, what, () => (responded = true));
+    },
+    {
+      ...tuning,
+      signal: req.signal,
+      shouldRetry: (err) => (req.retry === 'registration' ? isSafeRegistrationRetry(err, responded) : isRetryableRequestError(err)),
+    },
+  );
 }
 
 /** The client's view of a snapshot record. */

@@ -14,7 +14,7 @@ import { Readable } from 'node:stream';
 import { BUILD_FORM_FIELDS, IDEMPOTENCY_KEY_HEADER, type CreateBuildResponseWire } from '../../shared/wire';
 import { ProtocolError, TransportError } from '../errors';
 import { requestJson, type HttpContext } from './http';
-import { computeRetryDelay, isRetryableSubmitError, type RetryNotice, type RetryTuning } from './retry-policy';
+import { isRetryableRequestError, retryAsync, type RetryNotice, type RetryTuning } from './retry-policy';
 import type { ValidatedBuild } from './validate';
 import type { BuildFlagsInput } from './content-upload';
 import { MANIFEST_CONTENT_TYPE } from '../../shared/content-wire';
@@ -92,7 +92,6 @@ export function startSubmit(options: SubmitOptions): Submission {
   let bodyComplete = false;
   /** An attempt failed after its body was complete: the server may hold a build we do not know the id of. */
   let ambiguous = false;
-  let wakeBackoff: (() => void) | undefined;
   const total = options.file.size;
 
   /** A build by manifest: one small body, handed over at once. */
@@ -154,28 +153,30 @@ export function startSubmit(options: SubmitOptions): Submission {
     };
   };
 
-  const run = async (): Promise<string> => {
-    for (let n = 0; ; n++) {
-      try {
-        return await attempt();
-      } catch (err) {
-        if (stopped || abort.signal.aborted) throw err;
-        if (bodyComplete && err instanceof TransportError) ambiguous = true;
-        if (!isRetryableSubmitError(err) || n >= options.retry.count) throw err;
-        const delayMs = computeRetryDelay(err, n + 1, options.retry);
-        options.onRetry?.({ attempt: n + 1, error: err, delayMs });
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, delayMs);
-          wakeBackoff = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
-        wakeBackoff = undefined;
-        if (stopped) throw abort.signal.reason ?? new DOMException('submit cancelled', 'AbortError');
-      }
-    }
-  };
+  /** Aborted by `cancel()` while waiting between attempts: no further attempt starts. */
+  const stopWaiting = new AbortController();
+  /** Between two attempts (the retry helper is waiting). */
+  let waiting = false;
+  const run = (): Promise<string> =>
+    retryAsync(
+      () => {
+        waiting = false;
+        return attempt();
+      },
+      {
+        ...options.retry,
+        signal: stopWaiting.signal,
+        shouldRetry: (err) => {
+          if (stopped || abort.signal.aborted) return false;
+          if (bodyComplete && err instanceof TransportError) ambiguous = true;
+          return isRetryableRequestError(err);
+        },
+        onRetry: (notice) => {
+          waiting = true;
+          options.onRetry?.(notice);
+        },
+      },
+    );
 
   const current = run();
   // Nobody may be listening when cancel() wins a race; never leave an unhandled rejection behind.
@@ -199,10 +200,10 @@ export function startSubmit(options: SubmitOptions): Submission {
         clearTimeout(timer);
       }
     };
-    if (wakeBackoff) {
+    if (waiting) {
       // Between attempts. If the last attempt may have created a build, one more attempt with the same
       // Idempotency-Key makes the server tell us its id (it answers a repeated key with the same build).
-      wakeBackoff();
+      stopWaiting.abort(new DOMException('submit cancelled', 'AbortError'));
       if (!ambiguous) return current.then((id) => id, () => undefined);
       current.catch(() => undefined);
       const recovery = attempt();

@@ -5,29 +5,25 @@
  * promise to the client's {@link Teardowns} tracker; `client.close()` awaits every tracked promise. There is
  * exactly one DELETE per build however many paths ask for it (unsubscribe, SIGINT, retries exhausted).
  *
- * The DELETE has its own short retry (transport, 408, 429, 5xx) and a deadline, is never aborted by anything
- * else (a second Ctrl+C included), treats 404/409 as "already gone/finished", and reports failure as a
- * {@link TeardownError} instead of hiding it.
+ * The DELETE uses the shared retry helper (transport, 408, 429, 5xx, `Retry-After`) with its own short tuning
+ * and a deadline, is never aborted by anything else (a second Ctrl+C included), treats 404/409 as "already
+ * gone/finished", and reports failure as a {@link TeardownError} instead of hiding it.
  *
  * @packageDocumentation
  */
 import { HttpError, TeardownError } from '../errors';
 import type { TeardownEvent } from '../types';
 import { requestJson, type HttpContext } from './transport';
-import { computeRetryDelay, isRetryableSubmitError } from './retry-policy';
+import { isRetryableRequestError, retryAsync, type RetryTuning } from './retry-policy';
 
-/** Tuning of the teardown DELETE. */
-export interface TeardownTuning {
-  /** Retries after the first attempt (default 3). */
-  retries: number;
-  /** Base backoff in ms (default 200, doubling). */
-  delayMs: number;
+/** Tuning of the teardown DELETE: the shared retry tuning plus a deadline for the whole. */
+export interface TeardownTuning extends RetryTuning {
   /** Give up (and report) after this long in all (default 10 000). */
   deadlineMs: number;
 }
 
-/** Default {@link TeardownTuning}. */
-export const DEFAULT_TEARDOWN: TeardownTuning = { retries: 3, delayMs: 200, deadlineMs: 10_000 };
+/** Default {@link TeardownTuning}: 3 retries, 200 ms doubling, 10 s in all. */
+export const DEFAULT_TEARDOWN: TeardownTuning = { count: 3, baseDelayMs: 200, maxDelayMs: 10_000, deadlineMs: 10_000 };
 
 /** Options of {@link deleteBuild}. */
 export interface DeleteOptions {
@@ -40,9 +36,15 @@ export interface DeleteOptions {
   signal?: AbortSignal;
 }
 
+/** 404: already gone; 409: already finished. Either way nothing is left running. */
+function isGone(err: unknown): boolean {
+  return err instanceof HttpError && (err.status === 404 || err.status === 409);
+}
+
 /**
- * `DELETE /builds/{id}` with a short retry and an overall deadline. Resolves when the build is gone (2xx or
- * 404) or had already finished (409); rejects with {@link TeardownError} otherwise (or the caller's abort reason).
+ * `DELETE /builds/{id}` with the shared retry ({@link retryAsync}: transport, 408, 429, 5xx, `Retry-After`) and an
+ * overall deadline. Resolves when the build is gone (2xx or 404) or had already finished (409); rejects with
+ * {@link TeardownError} otherwise (or the caller's abort reason).
  */
 export async function deleteBuild(
   http: HttpContext,
@@ -55,35 +57,27 @@ export async function deleteBuild(
   const signal = options.signal ? AbortSignal.any([deadline.signal, options.signal]) : deadline.signal;
   let lastError: unknown;
   try {
-    for (let n = 0; n <= tuning.retries; n++) {
-      try {
-        await requestJson(http, {
-          method: 'DELETE',
-          path: `builds/${encodeURIComponent(buildId)}`,
-          signal,
-          onSent: options.onEvent ? () => options.onEvent!({ type: 'sent', buildId, attempt: n + 1 }) : undefined,
-        });
-        return;
-      } catch (err) {
-        if (options.signal?.aborted) throw options.signal.reason;
-        // 404: already gone; 409: already finished. Either way nothing is left running.
-        if (err instanceof HttpError && (err.status === 404 || err.status === 409)) return;
-        lastError = err;
-        if (deadline.signal.aborted || !isRetryableSubmitError(err) || n === tuning.retries) break;
-        const delayMs = computeRetryDelay(err, n + 1, {
-          count: tuning.retries,
-          delayMs: tuning.delayMs,
-          maxDelayMs: tuning.deadlineMs,
-          backoff: 'exponential',
-        });
-        const waited = await new Promise<boolean>((resolve) => {
-          const t = setTimeout(() => resolve(true), delayMs);
-          signal.addEventListener('abort', () => (clearTimeout(t), resolve(false)), { once: true });
-        });
-        if (options.signal?.aborted) throw options.signal.reason;
-        if (!waited) break;
-      }
-    }
+    await retryAsync(
+      async (n) => {
+        try {
+          await requestJson(http, {
+            method: 'DELETE',
+            path: `builds/${encodeURIComponent(buildId)}`,
+            signal,
+            onSent: options.onEvent ? () => options.onEvent!({ type: 'sent', buildId, attempt: n }) : undefined,
+          });
+        } catch (err) {
+          if (isGone(err)) return;
+          lastError = err;
+          throw err;
+        }
+      },
+      { ...tuning, shouldRetry: isRetryableRequestError, signal },
+    );
+    return;
+  } catch (err) {
+    if (options.signal?.aborted) throw options.signal.reason;
+    lastError ??= err;
   } finally {
     clearTimeout(timer);
   }
