@@ -25,7 +25,7 @@ async function runBuild(baseUrl: string, contextDir: string): Promise<RxBuildOut
     contextDir,
     buildArgs: scriptArgs({ SCRIPT_LINES: LINES }),
     expectLines: LINES,
-    retry: { delayMs: RETRY_DELAY_MS },
+    retry: { baseDelayMs: RETRY_DELAY_MS },
   };
   const { result } = await runWorker<RxLogsInput, RxLogsResult>('rx-logs', input, { timeoutMs: 180_000 });
   const b = result.builds[0];
@@ -65,8 +65,9 @@ export const resumeBench: Bench = {
         `A scripted build of ${f.int(LINES)} lines as fast as the engine can, followed by \`client.builds.build\` in a child process. ` +
           `With the fault \`cutLogAfterEvents: ${CUT_AFTER}\` the server destroys each log connection after ${f.int(CUT_AFTER)} events ` +
           '(lines and progress events): the client sees a transport error, reconnects with `Last-Event-ID`, and goes on.',
-        `The client's log retry delay is set to **${RETRY_DELAY_MS} ms** (\`retry: { delayMs: ${RETRY_DELAY_MS} }\`; the default is the reference's 1 s ` +
-          'plus up to 20 % jitter, which would make the cost of a cut ≈ 1 s and say nothing about resuming).',
+        `The client's log retry base delay is set to **${RETRY_DELAY_MS} ms** (\`retry: { baseDelayMs: ${RETRY_DELAY_MS} }\`; the default is 1 s ` +
+          'plus up to 20 % jitter for the first retry after events were received — doubling only while nothing gets through — which would make ' +
+          'the cost of a cut ≈ 1 s and say nothing about resuming).',
         'Every line is checked (`line n`, 1…N): lost = never delivered, duplicated = delivered twice, out of order = n smaller than its predecessor.',
         `Wall time = subscribe → final \`succeeded\`. Median of ${runs} runs each, cut and uncut alternating.`,
       ],

@@ -25,7 +25,7 @@ describe('rxbuild build --json', () => {
       digest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
     });
     const body = events.slice(0, -1);
-    expect(body.every((e) => ['status', 'log', 'step', 'reconnecting'].includes(e.type))).toBe(true);
+    expect(body.every((e) => ['status', 'log', 'step', 'reconnecting', 'notice'].includes(e.type))).toBe(true);
     // The phases in order, as the library emits them.
     const phases = body.filter((e) => e.type === 'status').map((e) => e.phase);
     expect(phases[0]).toBe('packing');

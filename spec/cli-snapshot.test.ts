@@ -17,11 +17,11 @@ async function createSnapshot(args: string[]) {
 it('create --image: prints the library events, ends with snapshotId, imageRef and buildId; the temp dir is gone', async () => {
   const r = await createSnapshot(['--image', 'registry.invalid/base/tools:1', '--alias', 'tools', '--tag', 'team=ci', '--ttl', '3600']);
   expect(r.code).toBe(0);
-  const types = r.events.map((e) => (e.type === 'step' ? `step:${e.step}` : e.type));
-  expect(types[0]).toBe('step:prepare');
-  expect(types).toContain('step:build');
+  const types = r.events.map((e) => (e.type === 'stage' ? `stage:${e.stage}` : e.type));
+  expect(types[0]).toBe('stage:prepare');
+  expect(types).toContain('stage:build');
   expect(types).toContain('build');
-  expect(types.slice(-3)).toEqual(['step:register', 'step:alias', 'result']);
+  expect(types.slice(-3)).toEqual(['stage:register', 'stage:alias', 'result']);
   const result = r.events.at(-1)!;
   expect(result).toMatchObject({
     type: 'result',
@@ -87,7 +87,7 @@ it('Ctrl+C during create: one DELETE, the temp dir removed, exit 130', async () 
     ['snapshot', 'create', '--image', 'registry.invalid/base/slow:1', '--json', '--build-arg', 'SCRIPT_OUTCOME=hang', '--build-arg', 'SCRIPT_LINES=1'],
     service.env,
   );
-  const prepare = JSON.parse(await run.waitForLine('stdout', (l) => l.includes('"step":"prepare"'))) as { tempDir: string };
+  const prepare = JSON.parse(await run.waitForLine('stdout', (l) => l.includes('"stage":"prepare"'))) as { tempDir: string };
   const log = JSON.parse(await run.waitForLine('stdout', (l) => l.includes('"type":"log"'))) as { event: { buildId: string } };
   const buildId = log.event.buildId;
   run.signalGroup('SIGINT');

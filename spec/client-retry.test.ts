@@ -5,6 +5,7 @@
  */
 import { concat, defer, lastValueFrom, of, retry, throwError, toArray } from 'rxjs';
 import { AuthError, DEFAULTS, HttpError, RetriesExhaustedError, TransportError } from '../src/client';
+import { resolveOptions } from '../src/client/internal/client-core';
 import {
   computeRetryDelay,
   isRetryableLogError,
@@ -225,5 +226,27 @@ describe('promise form (retryAsync), fake timers', () => {
     await jest.advanceTimersByTimeAsync(60_000);
     expect(attempts).toBe(1);
     expect(jest.getTimerCount()).toBe(0);
+  });
+});
+
+describe('one option vocabulary', () => {
+  const base = { baseUrl: 'http://127.0.0.1:1', token: 't' };
+
+  test('retry, submitRetry and teardown all take { count, baseDelayMs, maxDelayMs }; defaults fill the rest', () => {
+    const r = resolveOptions({ ...base, retry: { count: 7 }, submitRetry: { baseDelayMs: 9 }, teardown: { maxDelayMs: 11, deadlineMs: 12 } });
+    expect(r.logRetry).toEqual({ ...DEFAULTS.logRetry, count: 7 });
+    expect(r.submitRetry).toEqual({ ...DEFAULTS.submitRetry, baseDelayMs: 9 });
+    expect(r.teardown).toEqual({ ...DEFAULTS.teardown, maxDelayMs: 11, deadlineMs: 12 });
+  });
+
+  test('the old names still work: delayMs for baseDelayMs, teardown.retries for count', () => {
+    const r = resolveOptions({ ...base, retry: { delayMs: 5 }, teardown: { retries: 0, delayMs: 6 } });
+    expect(r.logRetry.baseDelayMs).toBe(5);
+    expect(r.teardown).toMatchObject({ count: 0, baseDelayMs: 6 });
+  });
+
+  test('a bad value is an InvalidInputError naming the option', () => {
+    expect(() => resolveOptions({ ...base, teardown: { count: -1 } })).toThrow(expect.objectContaining({ field: 'teardown.count' }));
+    expect(() => resolveOptions({ ...base, retry: { baseDelayMs: Number.NaN } })).toThrow(expect.objectContaining({ field: 'retry.baseDelayMs' }));
   });
 });

@@ -6,7 +6,8 @@ import { copyFileSync, existsSync, promises as fsp, readFileSync } from 'node:fs
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { Journal, JournalFileReader } from '../src/server/journal';
+import { Journal, JournalFileReader, MEMORY_WINDOW_CHARS } from '../src/server/journal';
+import { FileJournalSource } from '../src/server/file-store';
 import { startServer, type RunningServer } from '../src/server';
 import { controlOf, logLines, readSse, submitOk, TOKEN } from './server-helpers';
 import { CONTROL_EVENTS_HEADER, CONTROL_EVENTS_TYPED } from '../src/shared/wire';
@@ -48,6 +49,28 @@ describe('Journal', () => {
     await j.seal();
     expect(j.sealed).toBe(true);
     expect(() => j.appendLog('late')).toThrow(/sealed/);
+  });
+
+  it('bounds its memory window in text too, and a reader can ask again for events it was given but did not use', async () => {
+    const file = path.join(dir, 'long-lines.jsonl');
+    const j = await Journal.open(file, { sealed: false });
+    const line = 'y'.repeat(64 * 1024);
+    for (let i = 1; i <= 600; i++) j.appendLog(line);
+    await j.flush();
+    // 600 lines of 64 KiB are far fewer than 4096 events, but far more text than the window holds.
+    expect(j.memorySince(0, 10)).toBeNull();
+    let kept = 0;
+    while (j.memorySince(600 - kept - 1, 1) !== null && kept < 600) kept++;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept * line.length).toBeLessThanOrEqual(MEMORY_WINDOW_CHARS);
+    // From the file: the SSE writer uses part of a read and asks again from its own cursor.
+    const source = new FileJournalSource(j);
+    const first = await source.read(0, 4096);
+    expect(first.events[0].seq).toBe(1);
+    const again = await source.read(1, 4096);
+    expect(again.events[0].seq).toBe(2);
+    await source.close();
+    await j.seal();
   });
 
   it('reopens a sealed journal with its last id, and drops a torn last line before appending', async () => {

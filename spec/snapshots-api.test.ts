@@ -85,9 +85,9 @@ describe('create({ image })', () => {
         .create({ image: 'docker.io/library/busy_box:1.36', alias: 'bb', tags: { team: 'infra' }, ttl: 3600 })
         .pipe(toArray()),
     );
-    const steps = events.filter((e) => e.type === 'step').map((e) => (e as { step: string }).step);
-    expect(steps).toEqual(['prepare', 'build', 'register', 'alias']);
-    const prepare = events[0] as Extract<SnapshotEvent, { step: 'prepare' }>;
+    const stages = events.filter((e) => e.type === 'stage').map((e) => (e as { stage: string }).stage);
+    expect(stages).toEqual(['prepare', 'build', 'register', 'alias']);
+    const prepare = events[0] as Extract<SnapshotEvent, { stage: 'prepare' }>;
     expect(prepare.tempDir).not.toBeNull();
     expect(path.basename(prepare.contextDir)).toBe('busy-box');
     expect(path.dirname(prepare.contextDir)).toBe(prepare.tempDir);
@@ -188,7 +188,7 @@ describe('create({ context })', () => {
     await start();
     const context = await writeContext({ 'docker/App.Dockerfile': 'FROM scratch\nCOPY a.txt /\n', 'a.txt': 'a\n' });
     const events = await lastValueFrom(h.client.snapshots.create({ context, dockerfile: 'docker/App.Dockerfile', alias: 'ctx' }).pipe(toArray()));
-    expect(events[0]).toEqual({ type: 'step', step: 'prepare', tempDir: null, contextDir: context, dockerfile: 'docker/App.Dockerfile' });
+    expect(events[0]).toEqual({ type: 'stage', stage: 'prepare', tempDir: null, contextDir: context, dockerfile: 'docker/App.Dockerfile' });
     const result = events[events.length - 1];
     if (result.type !== 'result') throw new Error('no result');
     expect(result.snapshot.aliases).toEqual(['ctx']);
@@ -227,11 +227,11 @@ describe('registration', () => {
     expect(err).toBeInstanceOf(ImageNotFoundError);
   });
 
-  it('fails create() at the register step with the typed error when the service cannot find the built image, temp dir gone', async () => {
+  it('fails create() at the register stage with the typed error when the service cannot find the built image, temp dir gone', async () => {
     await start({ server: { snapshots: { images: { manifestDigest: async () => null } } } });
     const { events, error } = await collectSnapshot(h.client.snapshots.create({ image: 'busybox' }));
     expect(error).toBeInstanceOf(ImageNotFoundError);
-    expect(events.filter((e) => e.type === 'step').map((e) => (e as { step: string }).step)).toEqual(['prepare', 'build', 'register']);
+    expect(events.filter((e) => e.type === 'stage').map((e) => (e as { stage: string }).stage)).toEqual(['prepare', 'build', 'register']);
     expect(events.some((e) => e.type === 'result')).toBe(false);
     expect(requests(h.server, 'POST', '/snapshots').map((r) => r.status)).toEqual([422]);
     expect(await readdir(h.tmpDir)).toEqual([]);

@@ -1,10 +1,10 @@
 /**
- * Cancelling a snapshot at each step (scripted engine, real server on port 0): the temp dir is gone on every
+ * Cancelling a snapshot at each stage (scripted engine, real server on port 0): the temp dir is gone on every
  * path, a build that exists and still runs gets exactly one DELETE, a finished one none, and a registration the
  * client gave up on is not committed. Plus build failure, `signal`, and SIGINT in a child process (one DELETE,
  * temp dir gone, a second Ctrl+C does not abort the DELETE, the process dies by SIGINT).
  *
- * Waiting is always on events (server requests, emitted steps, process exit); `client.close()` resolves once
+ * Waiting is always on events (server requests, emitted stages, process exit); `client.close()` resolves once
  * every teardown (DELETE, temp dir removal) has settled.
  */
 import { spawn } from 'node:child_process';
@@ -57,8 +57,8 @@ function drive(
 }
 
 const prepareDir = (events: SnapshotEvent[]): string => {
-  const p = events.find((e) => e.type === 'step' && e.step === 'prepare');
-  if (!p || p.type !== 'step' || p.step !== 'prepare' || !p.tempDir) throw new Error('no prepare step with a temp dir');
+  const p = events.find((e) => e.type === 'stage' && e.stage === 'prepare');
+  if (!p || p.type !== 'stage' || p.stage !== 'prepare' || !p.tempDir) throw new Error('no prepare stage with a temp dir');
   return p.tempDir;
 };
 
@@ -74,9 +74,9 @@ describe('cancelling a snapshot', () => {
     expect(h.server.requests).toHaveLength(0);
   });
 
-  it('at the prepare step: the temp dir is removed and no build is submitted', async () => {
+  it('at the prepare stage: the temp dir is removed and no build is submitted', async () => {
     h = await setup();
-    const run = drive(h.client.snapshots.create({ image: 'busybox' }), (e) => e.type === 'step' && e.step === 'prepare');
+    const run = drive(h.client.snapshots.create({ image: 'busybox' }), (e) => e.type === 'stage' && e.stage === 'prepare');
     expect(await run.done).toMatchObject({ unsubscribed: true });
     const tempDir = prepareDir(run.events);
     await h.client.close();
@@ -85,7 +85,7 @@ describe('cancelling a snapshot', () => {
     expect(h.server.requests).toHaveLength(0);
   });
 
-  it('at the build step (running): exactly one DELETE, the build is cancelled, the temp dir and packed context are gone', async () => {
+  it('at the build stage (running): exactly one DELETE, the build is cancelled, the temp dir and packed context are gone', async () => {
     h = await setup();
     const run = drive(h.client.snapshots.create({ image: 'busybox', buildArgs: HANG }), (e) => e.type === 'build' && e.event.type === 'log');
     await run.done;
@@ -99,7 +99,7 @@ describe('cancelling a snapshot', () => {
     expect(h.requestsFor('POST', (p) => p.startsWith('/snapshots'))).toHaveLength(0);
   });
 
-  it('at the build step (POST /builds arriving): no build is left running, each one created gets one DELETE', async () => {
+  it('at the build stage (POST /builds arriving): no build is left running, each one created gets one DELETE', async () => {
     h = await setup();
     const sub = h.client.snapshots.create({ image: 'busybox', buildArgs: HANG }).subscribe();
     await h.server.waitForRequest((r) => r.method === 'POST' && r.path === '/builds');
@@ -128,7 +128,7 @@ describe('cancelling a snapshot', () => {
     expect(existsSync(prepareDir(run.events))).toBe(false);
   });
 
-  it('at the register step (POST /snapshots in flight): nothing is registered, no DELETE (the build is finished), temp dir gone', async () => {
+  it('at the register stage (POST /snapshots in flight): nothing is registered, no DELETE (the build is finished), temp dir gone', async () => {
     let firstCall = true;
     let resolverCalled!: () => void;
     const called = new Promise<void>((r) => (resolverCalled = r));
@@ -159,11 +159,11 @@ describe('cancelling a snapshot', () => {
     const events: SnapshotEvent[] = [];
     sub = h.client.snapshots.create({ image: 'busybox', alias: 'never' }).subscribe({ next: (e) => events.push(e) });
     await called;
-    expect(events.map((e) => (e.type === 'step' ? e.step : e.type)).filter((s) => s !== 'build')).toEqual(['prepare', 'register']);
+    expect(events.map((e) => (e.type === 'stage' ? e.stage : e.type)).filter((s) => s !== 'build')).toEqual(['prepare', 'register']);
     sub.unsubscribe();
     await aborted;
     await h.client.close();
-    const buildId = (events.find((e) => e.type === 'step' && e.step === 'register') as { buildId: string }).buildId;
+    const buildId = (events.find((e) => e.type === 'stage' && e.stage === 'register') as { buildId: string }).buildId;
     expect((await h.server.waitForBuild(buildId)).status).toBe('succeeded');
     expect(deletes()).toHaveLength(0);
     expect(existsSync(prepareDir(events))).toBe(false);
@@ -239,7 +239,7 @@ describe('SIGINT during a snapshot build (child process)', () => {
       expect((await h.server.waitForBuild(buildId)).status).toBe('cancelled');
       expect(existsSync(tempDir)).toBe(false);
       expect(await readdir(h.tmpDir)).toEqual([]);
-      // One registration in the shared SIGINT registry for the whole snapshot (not one per step).
+      // One registration in the shared SIGINT registry for the whole snapshot (not one per stage).
       expect(facts).toContainEqual({ interrupt: 1 });
       expect(facts).toContainEqual({ error: 'cancelled' });
     } finally {

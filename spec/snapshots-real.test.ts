@@ -51,8 +51,8 @@ describe('image snapshot with real buildah and registry', () => {
     // buildah ran our one-line Dockerfile.
     const steps = events.flatMap((e) => (e.type === 'build' && e.event.type === 'step' ? [e.event.text] : []));
     expect(steps.some((t) => t.includes(`FROM ${base}`))).toBe(true);
-    const prepare = events.find((e) => e.type === 'step' && e.step === 'prepare');
-    if (!prepare || prepare.type !== 'step' || prepare.step !== 'prepare') throw new Error('no prepare step');
+    const prepare = events.find((e) => e.type === 'stage' && e.stage === 'prepare');
+    if (!prepare || prepare.type !== 'stage' || prepare.stage !== 'prepare') throw new Error('no prepare stage');
     expect(existsSync(prepare.tempDir!)).toBe(false);
     expect(readdirSync(clientTmp)).toEqual([]);
 

@@ -5,6 +5,16 @@
  */
 import { createClient, type RxbuildClient, type TeardownError } from '../client';
 import type { CliContext } from './context';
+import { UsageError } from './errors';
+
+/** `--response-timeout <seconds>` in ms; `undefined` for the library's default. */
+function responseTimeoutOf(ctx: CliContext): number | undefined {
+  const v = ctx.flags.responseTimeout;
+  if (v === undefined) return undefined;
+  const seconds = Number(v);
+  if (v.trim() === '' || !Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`--response-timeout: expected a positive number of seconds, got "${v}"`);
+  return Math.round(seconds * 1000);
+}
 
 /** The client as the CLI uses it: the library client, the URL it talks to, and failed teardowns so far. */
 export interface CliClient extends RxbuildClient {
@@ -30,12 +40,14 @@ export interface CliClient extends RxbuildClient {
  */
 export async function openClient<T>(ctx: CliContext, fn: (client: CliClient) => Promise<T>): Promise<T> {
   const { url, token } = ctx.connection();
+  const responseTimeoutMs = responseTimeoutOf(ctx);
   const teardownFailures: TeardownError[] = [];
   const sentListeners = new Set<() => void>();
   const lib = createClient({
     baseUrl: url,
     token,
     handleSigint: false,
+    responseTimeoutMs,
     onTeardownError: (e) => teardownFailures.push(e),
     onTeardown: (e) => {
       if (e.type === 'sent') for (const l of [...sentListeners]) l();

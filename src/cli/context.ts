@@ -21,6 +21,8 @@ export interface GlobalFlags {
   token?: string;
   json?: boolean;
   debug?: boolean;
+  /** `--response-timeout <seconds>`: how long a fully sent request waits for the service's answer. */
+  responseTimeout?: string;
 }
 
 /** Per-invocation context handed to commands. */

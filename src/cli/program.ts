@@ -44,6 +44,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .addOption(new Option('--token <token>', 'API token (default: $RXBUILD_TOKEN)'))
     .option('--json', 'print one JSON object per line (every event, then the result)')
     .option('--debug', 'print stack traces of errors')
+    .addOption(new Option('--response-timeout <seconds>', 'give up on a request the service has not answered this long after it was sent (default 120)'))
     .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()

@@ -64,7 +64,7 @@ export interface BrowserClient {
  */
 export function createClient(options: BrowserClientOptions): BrowserClient {
   const r = resolveOptions(options, (globalThis as { location?: { origin?: string } }).location?.origin);
-  const http = contextFor(r.baseUrl, r.token, fetchTransport(options?.fetch));
+  const http = contextFor(r.baseUrl, r.token, fetchTransport(options?.fetch), r.limits);
   // No SIGINT in a page; everything else is the Node client's own core.
   const core = createCore(r, http, { options });
 

@@ -18,4 +18,10 @@ export const DEFAULTS = {
   /** The server heartbeats every 15 s. */
   idleTimeoutMs: 45_000,
   maxEmptyReconnects: 3,
+  /** Largest JSON answer the client reads (a bigger one is a `ProtocolError`, never buffered whole). */
+  maxResponseBytes: 16 * 1024 * 1024,
+  /** Largest log-stream line or event. */
+  maxEventBytes: 8 * 1024 * 1024,
+  /** Wait for the answer to a fully sent request (e.g. the POST of a build) at most this long. */
+  responseTimeoutMs: 120_000,
 } as const;

@@ -24,6 +24,7 @@ export type RxbuildErrorCode =
   | 'retries_exhausted'
   | 'teardown_failed'
   | 'protocol'
+  | 'response_timeout'
   | 'client_closed';
 
 /** Base class of every rxbuild error: a stable `code` and an optional `cause`. */
@@ -241,6 +242,19 @@ export class ProtocolError extends RxbuildError<'protocol'> {
   }
 }
 
+/**
+ * A request was sent completely but no answer came within `responseTimeoutMs` (option of the client). Not
+ * retried: a service that takes no answer at all is not one more try away from answering.
+ */
+export class ResponseTimeoutError extends RxbuildError<'response_timeout'> {
+  readonly timeoutMs: number;
+
+  constructor(what: string, timeoutMs: number) {
+    super('response_timeout', `${what}: no answer within ${timeoutMs} ms of sending the request (responseTimeoutMs)`);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
 /** The client was closed; it starts no new work. */
 export class ClientClosedError extends RxbuildError<'client_closed'> {
   constructor() {
@@ -263,6 +277,7 @@ export type AnyRxbuildError =
   | RetriesExhaustedError
   | TeardownError
   | ProtocolError
+  | ResponseTimeoutError
   | ClientClosedError;
 
 /** True for any error of this library; narrows to {@link AnyRxbuildError}, so `switch (err.code)` narrows further. */

@@ -77,7 +77,7 @@ export function createClient(options: ClientOptions): RxbuildClient {
   // no body timeout (liveness is the log stream's own idle timeout); headers keep undici's default (300 s),
   // which also covers the service unpacking a large upload.
   const ownAgent = options.dispatcher ? undefined : new Agent({ bodyTimeout: 0 });
-  const http = createHttpContext(r.baseUrl, r.token, options.dispatcher ?? ownAgent!);
+  const http = createHttpContext(r.baseUrl, r.token, options.dispatcher ?? ownAgent!, r.limits);
   const core = createCore(r, http, {
     options,
     interrupts: options.handleSigint === false ? undefined : interruptRegistry,

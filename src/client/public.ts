@@ -21,6 +21,7 @@ export {
   RetriesExhaustedError,
   TeardownError,
   ProtocolError,
+  ResponseTimeoutError,
   ClientClosedError,
   isRxbuildError,
   type AnyRxbuildError,

@@ -73,14 +73,17 @@ export interface ContextSnapshotParams extends SnapshotCommonParams {
 /** What `client.snapshots.create` takes: exactly one of `image` or `context`. */
 export type CreateSnapshotParams = ImageSnapshotParams | ContextSnapshotParams;
 
-/** The steps of `create()`, in order (`alias` only when an alias was asked for). */
-export type SnapshotStep = 'prepare' | 'build' | 'register' | 'alias';
+/**
+ * The stages of `create()`, in order (`alias` only when an alias was asked for). Called stages so that
+ * `type: 'step'` means only a build's step n/m (`BuildStepEvent`).
+ */
+export type SnapshotStage = 'prepare' | 'build' | 'register' | 'alias';
 
-/** A step starts. */
-export type SnapshotStepEvent =
+/** A stage starts. */
+export type SnapshotStageEvent =
   | {
-      type: 'step';
-      step: 'prepare';
+      type: 'stage';
+      stage: 'prepare';
       /** The temp dir holding the generated Dockerfile (image snapshots); `null` for context snapshots. */
       tempDir: string | null;
       /** The directory that will be built. */
@@ -88,9 +91,14 @@ export type SnapshotStepEvent =
       /** Dockerfile path relative to `contextDir`. */
       dockerfile: string;
     }
-  | { type: 'step'; step: 'build'; imageName: string }
-  | { type: 'step'; step: 'register'; buildId: string; imageRef: string; digest: string }
-  | { type: 'step'; step: 'alias'; snapshotId: string; alias: string };
+  | { type: 'stage'; stage: 'build'; imageName: string }
+  | { type: 'stage'; stage: 'register'; buildId: string; imageRef: string; digest: string }
+  | { type: 'stage'; stage: 'alias'; snapshotId: string; alias: string };
+
+/** @deprecated Old name of {@link SnapshotStage}. */
+export type SnapshotStep = SnapshotStage;
+/** @deprecated Old name of {@link SnapshotStageEvent} (the events themselves now say `type: 'stage'`). */
+export type SnapshotStepEvent = SnapshotStageEvent;
 
 /** Every event of the build step, passed through unchanged. */
 export interface SnapshotBuildEvent {
@@ -117,7 +125,7 @@ export interface SnapshotResultEvent extends SnapshotResult {
 }
 
 /** Everything `create()` emits. */
-export type SnapshotEvent = SnapshotStepEvent | SnapshotBuildEvent | SnapshotResultEvent;
+export type SnapshotEvent = SnapshotStageEvent | SnapshotBuildEvent | SnapshotResultEvent;
 
 /** Register an image that already exists in a registry (no build). */
 export interface RegisterSnapshotParams {

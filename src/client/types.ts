@@ -132,8 +132,24 @@ export interface BuildReconnectingEvent {
   nextTryAt: string;
 }
 
+/**
+ * Something to tell the user that is neither progress nor an error:
+ * - `awaiting_answer`: the request (the build's upload) was sent completely; the service has not answered yet
+ *   (it gives up after `responseTimeoutMs`);
+ * - `lines_may_repeat`: the log stream was resumed from a server without SSE ids that did not replay the log from
+ *   its start, so lines delivered before the drop may come again (or be missed).
+ */
+export interface BuildNoticeEvent {
+  type: 'notice';
+  code: 'awaiting_answer' | 'lines_may_repeat';
+  /** One sentence for people. */
+  message: string;
+  /** Known once the build exists. */
+  buildId?: string;
+}
+
 /** Everything a build Observable emits. */
-export type BuildEvent = BuildStatusEvent | BuildLogEvent | BuildStepEvent | BuildReconnectingEvent;
+export type BuildEvent = BuildStatusEvent | BuildLogEvent | BuildStepEvent | BuildReconnectingEvent | BuildNoticeEvent;
 
 /** The outcome of a successful build (what `client.builds.run` resolves with). */
 export interface BuildResult {
@@ -191,6 +207,18 @@ export interface CommonClientOptions {
    * client asks `GET /builds/{id}` and finishes from a terminal status (default 3).
    */
   maxEmptyReconnects?: number;
+  /**
+   * Largest JSON answer read (default 16 MiB): a bigger one ends the call with a `ProtocolError` naming the limit;
+   * the rest is never read.
+   */
+  maxResponseBytes?: number;
+  /** Largest log-stream line or event (default 8 MiB): a longer one ends the build's follow with a `ProtocolError`. */
+  maxEventBytes?: number;
+  /**
+   * How long a request sent completely (e.g. the `POST /builds` of a build, once its last byte left) may wait for
+   * the service's answer (default 120 000): then it fails with `ResponseTimeoutError`, not retried.
+   */
+  responseTimeoutMs?: number;
 }
 
 /**

@@ -44,16 +44,32 @@ function escapeError(message: string): HttpError {
   return badRequest(message, 'context_escape');
 }
 
+/** Longest name of one path component, in bytes (Linux's NAME_MAX). */
+export const MAX_NAME_BYTES = 255;
+/** Longest relative path inside a context, in bytes (below Linux's PATH_MAX with the staging dir in front). */
+export const MAX_PATH_BYTES = 3072;
+
+/** `text` shortened for an error message (a hostile name may be megabytes long). */
+function shown(text: string): string {
+  return JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}…` : text);
+}
+
 /**
- * Check a path from the archive (or a `dockerfile` field): relative, no `..`, no NUL. Returns it normalised
- * (`./a//b/` → `a/b`; the root itself → `''`). Throws a 400.
+ * Check a path from the archive (or a `dockerfile` field): relative, no `..`, no NUL, no component longer than
+ * {@link MAX_NAME_BYTES} and at most {@link MAX_PATH_BYTES} in all. Returns it normalised (`./a//b/` → `a/b`;
+ * the root itself → `''`). Throws a 400.
  */
 export function checkRelativePath(name: string, what = 'entry'): string {
-  if (name.includes('\0')) throw escapeError(`${what} ${JSON.stringify(name)} contains a NUL byte.`);
-  if (name.startsWith('/')) throw escapeError(`${what} ${JSON.stringify(name)} is an absolute path.`);
+  if (name.includes('\0')) throw escapeError(`${what} ${shown(name)} contains a NUL byte.`);
+  if (name.startsWith('/')) throw escapeError(`${what} ${shown(name)} is an absolute path.`);
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw escapeError(`${what} ${JSON.stringify(name)} contains "..".`);
-  return parts.join('/');
+  if (parts.includes('..')) throw escapeError(`${what} ${shown(name)} contains "..".`);
+  const rel = parts.join('/');
+  if (Buffer.byteLength(rel) > MAX_PATH_BYTES) throw badRequest(`${what} ${shown(name)} is longer than ${MAX_PATH_BYTES} bytes.`, 'invalid_context');
+  if (parts.some((p) => Buffer.byteLength(p) > MAX_NAME_BYTES)) {
+    throw badRequest(`${what} ${shown(name)} has a name longer than ${MAX_NAME_BYTES} bytes.`, 'invalid_context');
+  }
+  return rel;
 }
 
 /**
@@ -144,6 +160,7 @@ export function mapStreamError(err: unknown): HttpError {
     return badRequest('The context is not a gzip-compressed tar archive (gzip: ' + e.message + ').', 'invalid_context');
   }
   if (isDiskFull(e)) return insufficientStorage();
+  if (e?.code === 'ENAMETOOLONG') return badRequest('A path in the context is too long for the file system.', 'invalid_context');
   if (e?.code === 'ERR_STREAM_PREMATURE_CLOSE') {
     return new HttpError(400, 'upload_aborted', 'The upload ended before the context was complete.');
   }
@@ -268,7 +285,9 @@ export async function extractContext(input: Readable, root: string, limits: Extr
  * lexically. The full check, through the context's other links, is {@link checkSymlinksStayInside}.
  */
 export function checkSymlinkTarget(rel: string, target: string): void {
-  if (target === '' || target.includes('\0')) throw badRequest(`symlink ${JSON.stringify(rel)} has no valid target.`, 'invalid_context');
+  if (target === '' || target.includes('\0') || Buffer.byteLength(target) > MAX_PATH_BYTES) {
+    throw badRequest(`symlink ${JSON.stringify(rel)} has no valid target.`, 'invalid_context');
+  }
   if (target.startsWith('/')) throw escapeError(`symlink ${JSON.stringify(rel)} points to the absolute path ${JSON.stringify(target)}.`);
   const lexical = path.posix.normalize(path.posix.join(path.posix.dirname(rel), target));
   if (lexical === '..' || lexical.startsWith('../')) {

@@ -21,6 +21,8 @@ export function listedBefore(a: BuildPosition, b: BuildPosition): boolean {
 export class FileJournalSource implements JournalSource {
   private readonly reader: JournalFileReader;
   private pos = 0;
+  /** Seq of the last event read from the file up to `pos`. */
+  private posSeq = 0;
 
   constructor(private readonly journal: Journal) {
     this.reader = new JournalFileReader(journal.file);
@@ -34,9 +36,13 @@ export class FileJournalSource implements JournalSource {
         events = memory;
       } else {
         // Behind the memory window: read the file (everything before the window is on disk).
-        this.pos = Math.max(this.pos, this.journal.offsetAfter(cursor));
+        // A caller that used only part of the last read (the SSE writer cuts its batches) asks again from an
+        // earlier cursor: start over from the index then.
+        const indexed = this.journal.offsetAfter(cursor);
+        this.pos = cursor < this.posSeq ? indexed : Math.max(this.pos, indexed);
         const r = await this.reader.read(this.pos, cursor);
         this.pos = r.pos;
+        if (r.events.length > 0) this.posSeq = r.events[r.events.length - 1].seq;
         if (r.events.length === 0) {
           // Written but not yet visible to this reader: look again shortly.
           await new Promise((resolve) => setTimeout(resolve, 5));

@@ -388,7 +388,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       }
       throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on /builds.`, { allow: 'GET, POST' });
     }
-    const id = decodeURIComponent(parts[1]);
+    let id: string;
+    try {
+      id = decodeURIComponent(parts[1]);
+    } catch {
+      throw notFound(parts[1]); // an undecodable escape (`%E0%A4%A`) names no build
+    }
     if (parts.length === 3) {
       if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${parts[2]}.`, { allow: 'GET' });
       return parts[2] === 'log' ? handleRawLog(req, res, id) : handleLogs(req, res, id);

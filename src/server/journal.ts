@@ -28,6 +28,10 @@ export type JournalEvent =
 
 /** Recent events kept in memory after they are on disk, so most live readers and resumes never touch the file. */
 const MEMORY_WINDOW = 4096;
+/** …and at most this much of them (UTF-16 code units of their data, about): 4096 lines of 64 KiB would be 256 MiB. */
+export const MEMORY_WINDOW_CHARS = 8 * 1024 * 1024;
+/** Text encoded per file write (about, at least one event), so a burst of long lines is not copied whole at once. */
+const WRITE_SLICE_CHARS = 1024 * 1024;
 /** Minimum distance (in events) between two entries of the sparse seq → file offset index. */
 const INDEX_EVERY = 512;
 /** Read size for replays from disk. */
@@ -137,6 +141,11 @@ export async function cutTornTail(file: string): Promise<number> {
   }
 }
 
+/** What an event costs in memory, about (its text; a progress update is small). */
+function eventChars(event: JournalEvent): number {
+  return event.type === 'log' ? event.data.length + 64 : 256;
+}
+
 /** A parsed journal line, or null for a damaged one (skipped by readers: every complete event is still served). */
 function parseEvent(text: string): JournalEvent | null {
   try {
@@ -151,6 +160,8 @@ function parseEvent(text: string): JournalEvent | null {
 /** The event journal of one build. Create with {@link Journal.open}. */
 export class Journal {
   private mem: JournalEvent[] = [];
+  /** {@link eventChars} of the written events in `mem` (the window that {@link trim} bounds). */
+  private windowChars = 0;
   /** Seq of `mem[0]` (`lastSeq + 1` when `mem` is empty). */
   private memStart: number;
   private flushedSeq: number;
@@ -267,12 +278,28 @@ export class Journal {
     return next;
   }
 
-  /** Write the events not yet in the file as one batch. Never rejects: a failure is rolled back and reported. */
+  /**
+   * Write the events not yet in the file, in slices of about {@link WRITE_SLICE_CHARS}. Never rejects: a failure
+   * is rolled back and reported.
+   */
   private async writePending(): Promise<void> {
-    const handle = this.handle;
-    if (this.flushedSeq >= this._lastSeq || !handle || this.broken) return;
+    while (this.handle && !this.broken && this.flushedSeq < this._lastSeq) {
+      if (!(await this.writeSlice(this.handle))) return;
+    }
+  }
+
+  /** The next unwritten events, up to about {@link WRITE_SLICE_CHARS} (at least one). */
+  private nextSlice(): JournalEvent[] {
     const from = this.flushedSeq + 1 - this.memStart;
-    const batch = this.mem.slice(from);
+    let end = from;
+    let chars = 0;
+    while (end < this.mem.length && (end === from || chars < WRITE_SLICE_CHARS)) chars += eventChars(this.mem[end++]);
+    return this.mem.slice(from, end);
+  }
+
+  /** Write one slice; false when it failed (rolled back and reported). */
+  private async writeSlice(handle: fsp.FileHandle): Promise<boolean> {
+    const batch = this.nextSlice();
     const lines = batch.map((e) => JSON.stringify(e));
     // Index entries for this batch (seq → byte offset of its line), at most one per INDEX_EVERY events.
     const newIndex: Array<[number, number]> = [];
@@ -300,13 +327,15 @@ export class Journal {
         this.firstWriteError = err as Error;
         this.onWriteError?.(err as Error);
       }
-      return;
+      return false;
     }
     for (const entry of newIndex) this.index.push(entry);
     this.fileSize += buffer.length;
     this.flushedSeq = batch[batch.length - 1].seq;
+    for (const e of batch) this.windowChars += eventChars(e);
     this.trim();
     this.scheduleNotify(); // now readers may have them
+    return true;
   }
 
   /** Cut whatever part of a failed batch reached the file, so the next line starts on a line of its own. */
@@ -318,15 +347,16 @@ export class Journal {
     }
   }
 
-  /** Forget events that are on disk beyond the memory window. */
+  /** Forget written events beyond the memory window (in events and in text). */
   private trim(): void {
-    const keepFrom = Math.min(this.flushedSeq + 1, this._lastSeq - MEMORY_WINDOW + 1);
-    const drop = keepFrom - this.memStart;
-    // Drop in chunks so the array shift is amortised.
-    if (drop >= MEMORY_WINDOW) {
-      this.mem.splice(0, drop);
-      this.memStart += drop;
+    const written = this.flushedSeq + 1 - this.memStart;
+    let drop = 0;
+    while (drop < written && (written - drop > MEMORY_WINDOW || this.windowChars > MEMORY_WINDOW_CHARS)) {
+      this.windowChars -= eventChars(this.mem[drop++]);
     }
+    if (drop === 0) return;
+    this.mem.splice(0, drop);
+    this.memStart += drop;
   }
 
   /**
@@ -352,6 +382,7 @@ export class Journal {
     }
     // Everything is on disk now: readers replay from the file, memory goes.
     this.mem = [];
+    this.windowChars = 0;
     this.memStart = this._lastSeq + 1;
     this.scheduleNotify();
   }

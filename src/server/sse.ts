@@ -22,8 +22,14 @@ import {
 import type { JournalEvent } from './journal';
 import type { JournalSource } from './storage';
 
-/** Events written per batch (one `write` call). */
+/** Events read from the journal at a time. */
 const BATCH = 4096;
+/**
+ * Text encoded per `write` call, about (at least one event): with up to 64 KiB per line, a whole batch could be
+ * 256 MiB per connection. Nothing more is read until the socket drains, so a reader that does not read costs
+ * this much plus the socket's buffers.
+ */
+export const MAX_WRITE_CHARS = 1024 * 1024;
 
 /** Options of {@link streamLogs}. */
 export interface StreamLogsOptions {
@@ -89,6 +95,20 @@ function encoder(typed: boolean): (event: JournalEvent) => string {
   };
 }
 
+/** Encode the first events of `batch` up to about `maxChars` (at least one); returns the text and their number. */
+function encodeUpTo(batch: readonly JournalEvent[], encodeEvent: (event: JournalEvent) => string, maxChars: number): { text: string; count: number } {
+  const parts: string[] = [];
+  let size = 0;
+  let count = 0;
+  // Events past the cut are not encoded at all: the typed encoder remembers the last time mark it wrote.
+  while (count < batch.length && (count === 0 || size < maxChars)) {
+    const text = encodeEvent(batch[count++]);
+    parts.push(text);
+    size += text.length;
+  }
+  return { text: parts.join(''), count };
+}
+
 /** Serve the journal as SSE on `res` until the build ends, the client goes, or a fault says otherwise. */
 export async function streamLogs(res: ServerResponse, options: StreamLogsOptions): Promise<void> {
   const { journal } = options;
@@ -140,7 +160,10 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
       let batch = read.events;
       if (batch.length > 0) {
         if (sent + batch.length > limit) batch = batch.slice(0, limit - sent);
-        const chunk = batch.map(encodeEvent).join('');
+        const encoded = encodeUpTo(batch, encodeEvent, MAX_WRITE_CHARS);
+        const chunk = encoded.text;
+        // The rest of the batch is read again after this write (and its drain).
+        batch = batch.slice(0, encoded.count);
         // A limit of 0 (endLogWithoutControl.events = 0) slices the batch empty: the cursor stays.
         if (batch.length > 0) cursor = batch[batch.length - 1].seq;
         sent += batch.length;

@@ -142,7 +142,7 @@ async function createCommand(ctx: CliContext, flags: CreateFlags): Promise<numbe
 
 /**
  * Subscribe to `client.snapshots.create`: build events go to the renderer (the JSON mode prints the library's
- * events unchanged, folding its `result` event into the final result line), steps become dim progress lines.
+ * events unchanged, folding its `result` event into the final result line), stages become dim progress lines.
  */
 function followSnapshot(
   events$: Observable<SnapshotEvent>,
@@ -167,7 +167,7 @@ function followSnapshot(
         if (!json) renderer.event(e.event);
         return;
       }
-      switch (e.step) {
+      switch (e.stage) {
         case 'prepare':
           renderer.info(image ? `snapshot: Dockerfile "FROM ${image}" written to ${e.tempDir}` : `snapshot: context ${e.contextDir}`);
           break;

@@ -48,6 +48,9 @@ export class PlainRenderer implements Renderer {
       case 'step':
         // The engine's own output already carries its STEP lines; nothing to add in plain mode.
         break;
+      case 'notice':
+        this.io.stderr.write(`rxbuild: ${event.message}\n`);
+        break;
     }
   }
 

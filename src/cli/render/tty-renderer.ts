@@ -84,6 +84,9 @@ export class TtyRenderer implements Renderer {
       case 'reconnecting':
         this.enqueue(this.c.dim(`↻ ${reconnectText(event)}`));
         break;
+      case 'notice':
+        this.enqueue(this.c.yellow(event.message));
+        break;
     }
   }
 

@@ -13,7 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Observable, concat, defer, from, mergeMap, of } from 'rxjs';
-import { followBuild$ } from './follow-build';
+import { followBuild } from './follow-build';
 import { packContext, type PackedContext } from './pack';
 import { checkService } from './preflight';
 import type { RetryTuning } from './retry-policy';
@@ -113,6 +113,12 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
           idempotencyKey,
           retry: deps.submitRetry,
           cancelDeadlineMs: deps.submitCancelDeadlineMs,
+          onSent: () =>
+            emit({
+              type: 'notice',
+              code: 'awaiting_answer',
+              message: `waiting for the service to accept the build (up to ${Math.round(deps.http.limits.responseTimeoutMs / 1000)} s)…`,
+            }),
         });
         /** The service took the build: from here on the pipeline follows it (and teardown DELETEs it). */
         const accepted = (id: string): string => {
@@ -125,7 +131,7 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
           mergeMap((buildId) =>
             concat(
               of<BuildEvent>({ type: 'status', phase: 'queued', buildId }),
-              followBuild$({
+              followBuild({
                 http: deps.http,
                 buildId,
                 idleTimeoutMs: deps.idleTimeoutMs,

@@ -17,7 +17,7 @@ import { getBuild, getBuildLog, toBuildInfo } from './follow-build';
 import type { RetryTuning } from './retry-policy';
 import type { InterruptRegistry } from './sigint';
 import { Teardowns, type TeardownTuning } from './teardown';
-import { requestJson, type HttpContext } from './transport';
+import { requestJson, type ClientLimits, type HttpContext } from './transport';
 import { watchPipeline, type WatchDeps } from './watch-pipeline';
 
 // Checked here, where the internal shapes are known; the public module stays free of internal imports.
@@ -32,6 +32,7 @@ export interface ResolvedOptions {
   teardown: TeardownTuning;
   idleTimeoutMs: number;
   maxEmptyReconnects: number;
+  limits: ClientLimits;
 }
 
 function numberOption(name: string, v: number | undefined, fallback: number, allowZero: boolean): number {
@@ -83,6 +84,11 @@ export function resolveOptions(
     },
     idleTimeoutMs: numberOption('idleTimeoutMs', options.idleTimeoutMs, DEFAULTS.idleTimeoutMs, false),
     maxEmptyReconnects: numberOption('maxEmptyReconnects', options.maxEmptyReconnects, DEFAULTS.maxEmptyReconnects, false),
+    limits: {
+      maxResponseBytes: numberOption('maxResponseBytes', options.maxResponseBytes, DEFAULTS.maxResponseBytes, false),
+      maxEventBytes: numberOption('maxEventBytes', options.maxEventBytes, DEFAULTS.maxEventBytes, false),
+      responseTimeoutMs: numberOption('responseTimeoutMs', options.responseTimeoutMs, DEFAULTS.responseTimeoutMs, false),
+    },
   };
 }
 

@@ -1,7 +1,7 @@
 /**
  * Following a build that exists: its log stream, reconnected and deduplicated, until a terminal status.
  *
- * - Each connection is {@link logStream$}; the whole is wrapped in {@link retryPolicy} (404/408/429/5xx-gateway and
+ * - Each connection is {@link openLogStream}; the whole is wrapped in {@link retryPolicy} (404/408/429/5xx-gateway and
  *   transport errors; by default 5 retries after 1, 2, 4, 8, 16 s plus jitter, so a 30 s outage is ridden out;
  *   `resetOnSuccess`), and every retry is announced as a visible `reconnecting` event saying when the next try is.
  * - Reconnects send `Last-Event-ID`; events are also deduplicated by SSE id here, so a server that replays
@@ -16,11 +16,11 @@ import { Observable, Subscription, catchError, concat, defer, from, mergeMap, of
 import { isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire } from '../../shared/wire';
 import { BuildFailedError, CancelledError, HttpError, NotFoundError, ProtocolError, RetriesExhaustedError, TransportError } from '../errors';
 import { requestJson, requestText, type HttpContext } from './transport';
-import { logStream$, type StreamItem } from './log-stream';
+import { openLogStream, type StreamItem } from './log-stream';
 import { isRetryableLogError, retryAsync, retryPolicy, type RetryTuning } from './retry-policy';
 import type { BuildEvent, BuildInfo } from '../types';
 
-/** Options of {@link followBuild$}. */
+/** Options of {@link followBuild}. */
 export interface FollowOptions {
   http: HttpContext;
   buildId: string;
@@ -215,7 +215,7 @@ function expandItems<T, R>(project: (value: T) => readonly R[] | Observable<R>):
 }
 
 /** Follow `buildId` until a terminal status. Cold; unsubscribing closes the stream (it does not DELETE). */
-export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
+export function followBuild(options: FollowOptions): Observable<BuildEvent> {
   const { http, buildId } = options;
   const maxEmpty = options.maxEmptyReconnects ?? 3;
 
@@ -274,7 +274,7 @@ export function followBuild$(options: FollowOptions): Observable<BuildEvent> {
 
     const attempt$ = defer(() => {
       let fresh = 0;
-      return logStream$({ http, buildId, lastEventId: dedupe.lastId, idleTimeoutMs: options.idleTimeoutMs }).pipe(
+      return openLogStream({ http, buildId, lastEventId: dedupe.lastId, idleTimeoutMs: options.idleTimeoutMs }).pipe(
         expandItems((item: StreamItem): readonly BuildEvent[] | Observable<BuildEvent> => {
           switch (item.kind) {
             case 'log': {

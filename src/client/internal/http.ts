@@ -8,12 +8,12 @@
  * @packageDocumentation
  */
 import type { Dispatcher } from 'undici';
-import { contextFor, type HttpContext } from './transport';
+import { contextFor, type ClientLimits, type HttpContext } from './transport';
 import { undiciTransport } from './transport-node';
 
 export * from './transport';
 
 /** Build an {@link HttpContext} on undici and `dispatcher`; `baseUrl` may carry a path prefix (`http://h/api`). */
-export function createHttpContext(baseUrl: string, token: string, dispatcher: Dispatcher): HttpContext {
-  return contextFor(baseUrl, token, undiciTransport(dispatcher));
+export function createHttpContext(baseUrl: string, token: string, dispatcher: Dispatcher, limits?: ClientLimits): HttpContext {
+  return contextFor(baseUrl, token, undiciTransport(dispatcher), limits);
 }

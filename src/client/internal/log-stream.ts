@@ -32,7 +32,8 @@ import {
   type ProgressMessageWire,
 } from '../../shared/wire';
 import { ProtocolError, TransportError, toTransportError } from '../errors';
-import { authHeader, endpoint, httpErrorFrom, readErrorBody, type HttpContext, type StreamResponse } from './transport';
+import { authHeader, endpoint, formatBytes, httpErrorFrom, readErrorBody, type HttpContext, type StreamRequest, type StreamResponse } from './transport';
+import { SseSizeGuard } from './sse-size-guard';
 
 /** What one log connection yields. */
 export type StreamItem =
@@ -40,7 +41,7 @@ export type StreamItem =
   | { kind: 'progress'; id: string; progress: ProgressMessageWire; time?: string }
   | { kind: 'control'; control: ControlMessageWire };
 
-/** Options of {@link logStream$}. */
+/** Options of {@link openLogStream}. */
 export interface LogStreamOptions {
   http: HttpContext;
   buildId: string;
@@ -52,6 +53,30 @@ export interface LogStreamOptions {
 
 function abortError(): DOMException {
   return new DOMException('log stream closed by rxbuild', 'AbortError');
+}
+
+/** Redirects followed within the service's origin before giving up. */
+const MAX_REDIRECTS = 5;
+
+/**
+ * The stream request, following redirects only within the service's own origin: a redirect to another origin
+ * is refused with {@link ProtocolError} (the log stream carries the token and is read without end).
+ */
+async function openSameOrigin(http: HttpContext, url: URL, init: StreamRequest, what: string): Promise<StreamResponse> {
+  const origin = http.baseUrl.origin;
+  let target = url;
+  for (let hop = 0; ; hop++) {
+    const res = await http.transport.stream(target, { ...init, redirect: 'manual' });
+    if (res.status < 300 || res.status > 399 || res.status === 304) return res;
+    await res.body?.cancel().catch(() => undefined);
+    const location = res.headers.get('location');
+    const next = location ? new URL(location, target) : undefined;
+    if (!next || next.origin !== origin) {
+      throw new ProtocolError(`${what}: redirected (HTTP ${res.status}) to ${next ? `another origin, ${next.origin}` : 'nowhere'}; not followed`);
+    }
+    if (hop >= MAX_REDIRECTS) throw new ProtocolError(`${what}: more than ${MAX_REDIRECTS} redirects`);
+    target = next;
+  }
 }
 
 /** Parse a typed `control` event's data. */
@@ -67,7 +92,7 @@ function parseControl(data: string): ControlMessageWire | null {
 }
 
 /** One log connection. Cold; unsubscribing closes it. Completes after the control event. */
-export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
+export function openLogStream(options: LogStreamOptions): Observable<StreamItem> {
   return new Observable<StreamItem>((subscriber) => {
     const what = `GET /builds/${options.buildId}/logs`;
     let closed = false;
@@ -125,7 +150,7 @@ export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
       }
       let res: StreamResponse;
       try {
-        res = await options.http.transport.stream(url, { headers, signal: init.signal, redirect: init.redirect, cache: init.cache });
+        res = await openSameOrigin(options.http, new URL(String(url)), { headers, signal: init.signal, cache: init.cache }, what);
       } catch (err) {
         if (init.signal?.aborted || closed) throw err; // We closed it ourselves.
         // A programmer error (bad URL, bad header) passes through untouched and is not retried.
@@ -153,6 +178,7 @@ export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
       typedControl = res.headers.get(CONTROL_EVENTS_HEADER)?.toLowerCase() === CONTROL_EVENTS_TYPED;
       armIdle();
       const reader = res.body.getReader();
+      const guard = new SseSizeGuard(options.http.limits.maxEventBytes);
       // highWaterMark 0: we read upstream only when EventSource asks, so when upstream ends EventSource has
       // already parsed (and we have handled) every earlier chunk; a control event in it has completed us.
       const body = new ReadableStream<Uint8Array>(
@@ -172,6 +198,13 @@ export function logStream$(options: LogStreamOptions): Observable<StreamItem> {
               return;
             }
             armIdle();
+            if (!guard.feed(r.value)) {
+              // Never hand EventSource an event it would have to buffer beyond the cap.
+              fail(new ProtocolError(`${what}: a line or event longer than the ${formatBytes(guard.maxBytes)} limit (maxEventBytes)`));
+              controller.error(abortError());
+              void reader.cancel().catch(() => undefined);
+              return;
+            }
             controller.enqueue(r.value);
           },
           cancel(reason) {

@@ -37,7 +37,7 @@ import { IDEMPOTENCY_KEY_HEADER } from '../../shared/wire';
 import { buildPipeline, type PipelineDeps } from './build-pipeline';
 import { CancelledError, ClientClosedError, InvalidInputError, ProtocolError } from '../errors';
 import type { InterruptHandler, InterruptRegistry } from './sigint';
-import { snapshotRequest, toSnapshotInfo, toSnapshotPage } from './snapshots-http';
+import { snapshotRequest, toSnapshotInfo, toSnapshotPage, type SnapshotRequest } from './snapshots-http';
 import type {
   CreateSnapshotParams,
   ListSnapshotsOptions,
@@ -233,7 +233,7 @@ async function registerImage(
 }
 
 /** The cold Observable of `client.snapshots.create`. */
-export function createSnapshot$(deps: PipelineDeps, params: CreateSnapshotParams): Observable<SnapshotEvent> {
+export function createSnapshot(deps: PipelineDeps, params: CreateSnapshotParams): Observable<SnapshotEvent> {
   return new Observable<SnapshotEvent>((subscriber) => {
     if (deps.isClosed()) {
       subscriber.error(new ClientClosedError());
@@ -321,7 +321,7 @@ export function createSnapshot$(deps: PipelineDeps, params: CreateSnapshotParams
       if (v.source.kind === 'image') {
         const { image, slug } = v.source;
         contextDir = await temp.create(slug, image, (tempDir, dir) =>
-          emit({ type: 'step', step: 'prepare', tempDir, contextDir: dir, dockerfile: 'Dockerfile' }),
+          emit({ type: 'stage', stage: 'prepare', tempDir, contextDir: dir, dockerfile: 'Dockerfile' }),
         );
         dockerfile = 'Dockerfile';
       } else {
@@ -329,12 +329,12 @@ export function createSnapshot$(deps: PipelineDeps, params: CreateSnapshotParams
         alive();
         contextDir = checked.contextDir;
         dockerfile = checked.dockerfile;
-        emit({ type: 'step', step: 'prepare', tempDir: null, contextDir, dockerfile });
+        emit({ type: 'stage', stage: 'prepare', tempDir: null, contextDir, dockerfile });
       }
       alive();
 
       // build
-      emit({ type: 'step', step: 'build', imageName: v.imageName });
+      emit({ type: 'stage', stage: 'build', imageName: v.imageName });
       alive();
       const built = await runBuild(contextDir, dockerfile);
       alive();
@@ -345,14 +345,14 @@ export function createSnapshot$(deps: PipelineDeps, params: CreateSnapshotParams
       // register (+ alias)
       const imageRef = built.imageRef!;
       const digest = built.digest!;
-      emit({ type: 'step', step: 'register', buildId: built.buildId!, imageRef, digest });
+      emit({ type: 'stage', stage: 'register', buildId: built.buildId!, imageRef, digest });
       alive();
       const body: CreateSnapshotRequestWire = { image: `${imageRef}@${digest}`, architecture: v.architecture };
       if (v.ttl !== undefined) body.ttl = v.ttl;
       if (v.tags !== undefined) body.tags = v.tags;
       const snapshot = await registerImage(deps, body, v.alias, abort.signal, (snapshotId) => {
         alive();
-        emit({ type: 'step', step: 'alias', snapshotId, alias: v.alias! });
+        emit({ type: 'stage', stage: 'alias', snapshotId, alias: v.alias! });
         alive();
       });
       alive();
@@ -390,6 +390,17 @@ export function createSnapshotsApi(deps: PipelineDeps): SnapshotsApi {
     if (typeof snapshotId !== 'string' || snapshotId === '') throw new InvalidInputError('snapshotId', 'snapshot id is required');
     return `snapshots/${encodeURIComponent(snapshotId)}`;
   };
+  /** `alias`, checked; throws {@link InvalidInputError} before any request. */
+  const checkedAlias = (alias: string): string => {
+    const problem = aliasProblem(alias);
+    if (problem) throw new InvalidInputError('alias', problem);
+    return alias;
+  };
+  /** One request about one snapshot, on an open client; answers the snapshot. */
+  const snapshotCall = async (req: () => SnapshotRequest): Promise<SnapshotInfo> => {
+    open();
+    return toSnapshotInfo(await snapshotRequest<SnapshotWire>(deps.http, req(), deps.submitRetry));
+  };
   const listPage = async (options: ListSnapshotsOptions = {}): Promise<SnapshotPage> => {
     open();
     const query = new URLSearchParams();
@@ -416,7 +427,7 @@ export function createSnapshotsApi(deps: PipelineDeps): SnapshotsApi {
       cursor = page.nextCursor ?? undefined;
     } while (cursor !== undefined);
   }
-  const create = (params: CreateSnapshotParams): Observable<SnapshotEvent> => createSnapshot$(deps, params);
+  const create = (params: CreateSnapshotParams): Observable<SnapshotEvent> => createSnapshot(deps, params);
 
   return {
     create,
@@ -439,24 +450,9 @@ export function createSnapshotsApi(deps: PipelineDeps): SnapshotsApi {
       if (common.tags !== undefined) body.tags = common.tags;
       return registerImage(deps, body, common.alias, params.signal);
     },
-    async get(snapshotId, options) {
-      open();
-      return toSnapshotInfo(
-        await snapshotRequest<SnapshotWire>(deps.http, { method: 'GET', path: idPath(snapshotId), signal: options?.signal, retry: 'idempotent' }, deps.submitRetry),
-      );
-    },
-    async getByAlias(alias, options) {
-      open();
-      const problem = aliasProblem(alias);
-      if (problem) throw new InvalidInputError('alias', problem);
-      return toSnapshotInfo(
-        await snapshotRequest<SnapshotWire>(
-          deps.http,
-          { method: 'GET', path: `snapshots/%40${encodeURIComponent(alias)}`, signal: options?.signal, retry: 'idempotent' },
-          deps.submitRetry,
-        ),
-      );
-    },
+    get: (snapshotId, options) => snapshotCall(() => ({ method: 'GET', path: idPath(snapshotId), signal: options?.signal, retry: 'idempotent' })),
+    getByAlias: (alias, options) =>
+      snapshotCall(() => ({ method: 'GET', path: `snapshots/%40${encodeURIComponent(checkedAlias(alias))}`, signal: options?.signal, retry: 'idempotent' })),
     list: (options = {}) => ({ [Symbol.asyncIterator]: () => pages(options) }),
     list$: (options = {}) =>
       new Observable<SnapshotInfo>((subscriber) => {
@@ -471,27 +467,15 @@ export function createSnapshotsApi(deps: PipelineDeps): SnapshotsApi {
         return () => abort.abort(new DOMException('list unsubscribed', 'AbortError'));
       }),
     listPage,
-    async alias(snapshotId, alias, options) {
-      open();
-      const problem = aliasProblem(alias);
-      if (problem) throw new InvalidInputError('alias', problem);
-      return toSnapshotInfo(
-        await snapshotRequest<SnapshotWire>(
-          deps.http,
-          { method: 'POST', path: `${idPath(snapshotId)}/aliases`, body: { alias }, signal: options?.signal, retry: 'registration' },
-          deps.submitRetry,
-        ),
-      );
-    },
-    async retire(snapshotId, options) {
-      open();
-      return toSnapshotInfo(
-        await snapshotRequest<SnapshotWire>(
-          deps.http,
-          { method: 'POST', path: `${idPath(snapshotId)}/retire`, signal: options?.signal, retry: 'idempotent' },
-          deps.submitRetry,
-        ),
-      );
-    },
+    alias: (snapshotId, alias, options) =>
+      snapshotCall(() => ({
+        method: 'POST',
+        path: `${idPath(snapshotId)}/aliases`,
+        body: { alias: checkedAlias(alias) },
+        signal: options?.signal,
+        retry: 'registration',
+      })),
+    retire: (snapshotId, options) =>
+      snapshotCall(() => ({ method: 'POST', path: `${idPath(snapshotId)}/retire`, signal: options?.signal, retry: 'idempotent' })),
   };
 }

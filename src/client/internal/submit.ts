@@ -33,6 +33,8 @@ export interface SubmitOptions {
   /** Bytes of the context file handed to the connection so far, of `total`. */
   onProgress?(sent: number, total: number): void;
   onRetry?(notice: RetryNotice): void;
+  /** The current attempt's body was handed over completely: from now on only the service's answer is awaited. */
+  onSent?(): void;
   /** How long {@link Submission.cancel} may wait for a fully sent POST to answer (default 10 s). */
   cancelDeadlineMs?: number;
 }
@@ -116,6 +118,7 @@ export function startSubmit(options: SubmitOptions): Submission {
       signal: abort.signal,
       headers: { ...request.headers, [IDEMPOTENCY_KEY_HEADER]: options.idempotencyKey },
       body: Readable.from(request.body, { objectMode: false }),
+      onSent: options.onSent,
     });
     const id = res.data?.build_id;
     if (typeof id !== 'string' || id === '') throw new ProtocolError('POST /builds: answer has no build_id');

@@ -8,7 +8,7 @@
  * @packageDocumentation
  */
 import { TransportError, isAbortError, toTransportError } from '../errors';
-import { readErrorBody, type HttpTransport, type StreamResponse, type TransportResponse } from './transport';
+import { readBodyText, readErrorBody, type HttpTransport, type StreamResponse, type TransportResponse } from './transport';
 
 import type { FetchFunction } from '../types';
 
@@ -60,16 +60,24 @@ export function fetchTransport(fetchFn?: FetchFunction): HttpTransport {
       return {
         status: res.status,
         headers: headerRecord(res.headers),
-        text: () => res.text().catch((err: unknown) => Promise.reject(fetchFailure(err, init.signal))),
+        text: (maxBytes) =>
+          readBodyText(res.body, maxBytes, res.headers.get('content-length')).catch((err: unknown) => Promise.reject(fetchFailure(err, init.signal))),
         errorText: () => (res.body ? readErrorBody(res.body) : Promise.resolve('')),
       };
     },
     async stream(url, init): Promise<StreamResponse> {
+      let res: Response;
       try {
-        return await call(url, { method: 'GET', headers: init.headers, signal: init.signal, redirect: init.redirect, cache: init.cache });
+        // A browser hides a `manual` redirect's target (an opaque answer with status 0): follow instead, and
+        // report a hop to another origin as the redirect it was, so the caller refuses it.
+        const redirect = init.redirect === 'manual' ? 'follow' : init.redirect;
+        res = await call(url, { method: 'GET', headers: init.headers, signal: init.signal, redirect, cache: init.cache });
       } catch (err) {
         throw fetchFailure(err, init.signal);
       }
+      if (init.redirect !== 'manual' || !res.redirected || new URL(res.url).origin === new URL(String(url)).origin) return res;
+      await res.body?.cancel().catch(() => undefined);
+      return { status: 307, url: String(url), redirected: false, headers: new Headers({ location: res.url }), body: null };
     },
   };
 }

@@ -9,7 +9,7 @@
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { fetch as undiciFetch, request, type Dispatcher } from 'undici';
-import { readErrorBody, type HttpTransport, type StreamResponse } from './transport';
+import { readBodyText, readErrorBody, type HttpTransport, type StreamResponse } from './transport';
 
 /** What undici publishes on `undici:request:bodySent`. */
 interface BodySentMessage {
@@ -53,7 +53,7 @@ export function undiciTransport(dispatcher: Dispatcher): HttpTransport {
       return {
         status: res.statusCode,
         headers: res.headers,
-        text: () => res.body.text(),
+        text: (maxBytes) => readBodyText(res.body, maxBytes, res.headers['content-length']),
         errorText: () => readErrorBody(res.body),
       };
     },

@@ -13,7 +13,7 @@
  * @packageDocumentation
  */
 import type { ErrorBodyWire } from '../../shared/wire';
-import { ForbiddenError, HttpError, NotFoundError, ProtocolError, UnauthorizedError, toTransportError } from '../errors';
+import { ForbiddenError, HttpError, NotFoundError, ProtocolError, ResponseTimeoutError, UnauthorizedError, toTransportError } from '../errors';
 
 /** One request of {@link HttpTransport.request}. Header names are as given (transports treat them case-insensitively). */
 export interface TransportRequest {
@@ -34,8 +34,11 @@ export interface TransportResponse {
   status: number;
   /** Lower-case header names. */
   headers: Record<string, string | string[] | undefined>;
-  /** The whole body as text. */
-  text(): Promise<string>;
+  /**
+   * The whole body as text; rejects with {@link ProtocolError} (and stops reading) once it exceeds `maxBytes`.
+   * A declared `Content-Length` over the cap fails before anything is read.
+   */
+  text(maxBytes: number): Promise<string>;
   /** At most {@link MAX_ERROR_BODY} bytes of the body as text; the rest is dropped (error answers). */
   errorText(): Promise<string>;
 }
@@ -68,19 +71,40 @@ export interface HttpTransport {
   stream(url: string | URL, init: StreamRequest): Promise<StreamResponse>;
 }
 
+/** How much the client believes a server: bounds on what it reads and how long it waits (issue 11). */
+export interface ClientLimits {
+  /** Largest JSON (or text) answer read; more ends the request with {@link ProtocolError}. */
+  maxResponseBytes: number;
+  /** Largest log-stream line or event; more ends the connection with {@link ProtocolError}. */
+  maxEventBytes: number;
+  /** How long a request that was sent completely may wait for the answer's headers ({@link ResponseTimeoutError}). */
+  responseTimeoutMs: number;
+}
+
+/** The default {@link ClientLimits}: 16 MiB answers, 8 MiB events, 120 s for an answer. */
+export const DEFAULT_LIMITS: ClientLimits = { maxResponseBytes: 16 * 1024 * 1024, maxEventBytes: 8 * 1024 * 1024, responseTimeoutMs: 120_000 };
+
 /** What every stage needs to talk to the service. Snapshots and other modules reuse it as is. */
 export interface HttpContext {
   /** Base URL, always ending in `/` so relative paths keep any path prefix of it. */
   readonly baseUrl: URL;
   readonly token: string;
   readonly transport: HttpTransport;
+  readonly limits: ClientLimits;
 }
 
 /** Build an {@link HttpContext} on any transport; `baseUrl` may carry a path prefix (`http://h/api`). */
-export function contextFor(baseUrl: string, token: string, transport: HttpTransport): HttpContext {
+export function contextFor(baseUrl: string, token: string, transport: HttpTransport, limits: ClientLimits = DEFAULT_LIMITS): HttpContext {
   const url = new URL(baseUrl);
   if (!url.pathname.endsWith('/')) url.pathname += '/';
-  return { baseUrl: url, token, transport };
+  return { baseUrl: url, token, transport, limits };
+}
+
+/** "16 MiB" for messages. */
+export function formatBytes(n: number): string {
+  if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} bytes`;
 }
 
 /** Absolute URL of an API path such as `builds/abc/logs` (leading slash optional). */
@@ -121,41 +145,73 @@ function concatBytes(chunks: Uint8Array[], size: number): Uint8Array {
   return out;
 }
 
-/** Read at most {@link MAX_ERROR_BODY} bytes of a body as text, then drop the rest (never leave it hanging). */
-export async function readErrorBody(body: ErrorBodySource): Promise<string> {
+/**
+ * Read at most `maxBytes` of a body, then stop reading and close it (never leave it hanging). `truncated` says
+ * there was more. A body that fails mid-way rejects, with what was read lost.
+ */
+async function readUpTo(body: ErrorBodySource, maxBytes: number): Promise<{ bytes: Uint8Array; truncated: boolean }> {
   const chunks: Uint8Array[] = [];
   let size = 0;
+  let truncated = false;
   const keep = (chunk: Uint8Array): boolean => {
-    if (size >= MAX_ERROR_BODY) return false;
+    if (size + chunk.length > maxBytes) {
+      chunks.push(chunk.subarray(0, maxBytes - size));
+      size = maxBytes;
+      truncated = true;
+      return false;
+    }
     chunks.push(chunk);
     size += chunk.length;
     return true;
   };
-  try {
-    if ('getReader' in body) {
-      // Not every browser can `for await` a ReadableStream; a reader works everywhere.
-      const reader = body.getReader();
-      for (;;) {
-        const r = await reader.read();
-        if (r.done) break;
-        if (!keep(r.value)) {
-          // Huge error body: stop reading and close it; we have enough for a message.
-          await reader.cancel().catch(() => undefined);
-          break;
-        }
-      }
-    } else {
-      for await (const chunk of body) {
-        if (!keep(chunk)) {
-          body.destroy?.();
-          break;
-        }
+  if ('getReader' in body) {
+    // Not every browser can `for await` a ReadableStream; a reader works everywhere.
+    const reader = body.getReader();
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) break;
+      if (!keep(r.value)) {
+        await reader.cancel().catch(() => undefined);
+        break;
       }
     }
-  } catch {
-    // A body that fails mid-way still gives us what we read so far.
+  } else {
+    for await (const chunk of body) {
+      if (!keep(chunk)) {
+        body.destroy?.();
+        break;
+      }
+    }
   }
-  return new TextDecoder().decode(concatBytes(chunks, size).subarray(0, MAX_ERROR_BODY));
+  return { bytes: concatBytes(chunks, size), truncated };
+}
+
+/** Read at most {@link MAX_ERROR_BODY} bytes of a body as text, then drop the rest (never leave it hanging). */
+export async function readErrorBody(body: ErrorBodySource): Promise<string> {
+  try {
+    return new TextDecoder().decode((await readUpTo(body, MAX_ERROR_BODY)).bytes);
+  } catch {
+    // A body that fails mid-way gives no message; the status still speaks.
+    return '';
+  }
+}
+
+/**
+ * Read a whole answer as text, but never more than `maxBytes`: a bigger one (declared or streamed) rejects with
+ * {@link ProtocolError} naming the limit, and the rest is never read. Read failures reject as they came.
+ */
+export async function readBodyText(body: ErrorBodySource | null, maxBytes: number, contentLength?: string | string[] | null): Promise<string> {
+  const tooLarge = () => new ProtocolError(`the answer is larger than the ${formatBytes(maxBytes)} limit (maxResponseBytes)`);
+  const declared = Number(Array.isArray(contentLength) ? contentLength[0] : contentLength);
+  if (body && Number.isFinite(declared) && declared > maxBytes) {
+    if ('getReader' in body) await body.cancel().catch(() => undefined);
+    else body.destroy?.();
+    throw tooLarge();
+  }
+  if (!body) return '';
+  const { bytes, truncated } = await readUpTo(body, maxBytes);
+  if (truncated) throw tooLarge();
+  return new TextDecoder().decode(bytes);
 }
 
 /**
@@ -223,17 +279,23 @@ export interface JsonResponse<T> {
  */
 export async function requestText(ctx: HttpContext, req: JsonRequest & { accept?: string }): Promise<JsonResponse<string>> {
   const what = req.what ?? `${req.method} /${req.path.replace(/^\/+/, '')}`;
+  const waited = answerDeadline(ctx.limits.responseTimeoutMs, what, req.signal);
   let res: TransportResponse;
   try {
     res = await ctx.transport.request(endpoint(ctx, req.path), {
       method: req.method,
-      signal: req.signal,
+      signal: waited.signal,
       headers: { authorization: authHeader(ctx), accept: req.accept ?? 'application/json', ...req.headers },
       body: req.body ?? null,
-      onSent: req.onSent,
+      onSent: () => {
+        waited.start();
+        req.onSent?.();
+      },
     });
   } catch (err) {
-    throw toTransportError(err) ?? err;
+    throw waited.timedOut() ?? toTransportError(err) ?? err;
+  } finally {
+    waited.stop();
   }
   req.onResponse?.();
   if (res.status < 200 || res.status >= 300) {
@@ -241,10 +303,33 @@ export async function requestText(ctx: HttpContext, req: JsonRequest & { accept?
     throw httpErrorFrom(res.status, text, res.headers['retry-after'], what);
   }
   try {
-    return { status: res.status, headers: res.headers, data: await res.text() };
+    return { status: res.status, headers: res.headers, data: await res.text(ctx.limits.maxResponseBytes) };
   } catch (err) {
+    if (err instanceof ProtocolError) throw new ProtocolError(`${what}: ${err.message}`, { cause: err });
     throw toTransportError(err) ?? err;
   }
+}
+
+/**
+ * The wait for an answer once a request was sent completely: `start()` arms it, and when it passes the request
+ * is aborted and {@link ResponseTimeoutError} (from `timedOut()`) replaces the abort.
+ */
+function answerDeadline(timeoutMs: number, what: string, outer: AbortSignal | undefined) {
+  const own = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let error: ResponseTimeoutError | undefined;
+  return {
+    signal: outer ? AbortSignal.any([outer, own.signal]) : own.signal,
+    start() {
+      if (timer !== undefined || error) return;
+      timer = setTimeout(() => {
+        error = new ResponseTimeoutError(what, timeoutMs);
+        own.abort(error);
+      }, timeoutMs);
+    },
+    stop: () => clearTimeout(timer),
+    timedOut: () => error,
+  };
 }
 
 /**

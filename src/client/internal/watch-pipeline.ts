@@ -9,7 +9,7 @@
  */
 import { Observable } from 'rxjs';
 import { CancelledError, ClientClosedError, TimeoutError } from '../errors';
-import { followBuild$ } from './follow-build';
+import { followBuild } from './follow-build';
 import type { RetryTuning } from './retry-policy';
 import type { InterruptRegistry } from './sigint';
 import type { Teardowns } from './teardown';
@@ -117,7 +117,7 @@ export function watchPipeline(deps: WatchDeps, buildId: string, options: WatchOp
     { signal: options.signal, interruptible: c !== undefined && c !== false },
     (_emit, state) => {
       state.buildId = buildId;
-      return followBuild$({
+      return followBuild({
         http: deps.http,
         buildId,
         lastEventId: options.lastEventId,
