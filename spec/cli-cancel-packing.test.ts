@@ -86,7 +86,10 @@ test('Ctrl+C mid-file while hashing the context (contexts by content): exit 130,
   server = await startTestServer({ token: TOKEN });
   const { tmp, env } = await envFor(server);
   const run = startCli(['build', await bigContext(), '--json'], env);
-  await run.waitForLine('stdout', (l) => (packedBytes(l) ?? 0) >= 64 * MiB);
+  await run.waitForLine('stdout', (l) => {
+    const bytes = packedBytes(l) ?? 0;
+    return bytes >= 64 * MiB && bytes < BIG;
+  });
   run.signalGroup('SIGINT');
   const exit = await run.exited;
   expect(exit.code).toBe(130);
