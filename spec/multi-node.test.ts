@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { cliEnv, startCli, type CliRun } from './cli-helpers';
 import { startPostgres, type ThrowawayPostgres } from './helpers/postgres';
+import { follow, listedAs, stopNodes, type Followed } from './helpers/cluster';
 import { startRoundRobinProxy, type RoundRobinProxy } from './helpers/round-robin-proxy';
 import { api, controlOf, readSse, submit, submitOk, TOKEN, type SseEvent } from './server-helpers';
 
@@ -51,43 +52,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await proxy?.close();
-  for (const n of nodes) {
-    if (n.cli.child.exitCode === null && n.cli.child.signalCode === null) n.cli.signalGroup('SIGTERM');
-    await n.cli.exited;
-  }
+  await stopNodes(nodes);
   await pg?.stop();
   await fsp.rm(scratch, { recursive: true, force: true });
 }, 60_000);
-
-/** What a reader following a build through the proxy got, reconnecting with Last-Event-ID when cut off. */
-interface Followed {
-  events: SseEvent[];
-  control: unknown;
-  connections: number;
-  endedAt: number;
-}
-
-async function follow(baseUrl: string, id: string, onEvent?: (e: SseEvent) => void): Promise<Followed> {
-  const events: SseEvent[] = [];
-  let connections = 0;
-  for (;;) {
-    connections++;
-    const last = [...events].reverse().find((e) => e.id !== null)?.id ?? undefined;
-    const r = await readSse(`${baseUrl}/builds/${id}/logs`, {
-      lastEventId: last,
-      onEvent: (e) => {
-        if (e.event !== 'control') {
-          events.push(e);
-          onEvent?.(e);
-        }
-      },
-    });
-    const control = controlOf(r);
-    if (control !== null) return { events, control, connections, endedAt: Date.now() };
-    // Cut off (its node died) or refused by a dead target (502): reconnect through the proxy.
-    expect(r.status === 200 || r.status === 502).toBe(true);
-  }
-}
 
 function logIds(f: Followed): number[] {
   return f.events.filter((e) => e.event === 'message').map((e) => Number(e.id));
@@ -155,22 +123,14 @@ it('runs six builds across the nodes; a SIGKILLed node fails only its own builds
   }
 
   // The survivors list the same builds with the same statuses.
-  const views = await Promise.all(
-    survivors.map(async (n) =>
-      ((await api(n.url, 'GET', '/builds')).body.builds as Array<{ build_id: string; status: string; node: string }>)
-        .filter((b) => ids.includes(b.build_id))
-        .map((b) => `${b.build_id} ${b.status} ${b.node}`),
-    ),
-  );
+  const views = await Promise.all(survivors.map((n) => listedAs(n.url, ids)));
   expect(views[0]).toHaveLength(6);
   expect(views[1]).toEqual(views[0]);
 
   // The dead node comes back under its name and serves the same builds; a new build still succeeds.
   const restarted = await startNode(victim.name);
   nodes = [...survivors, restarted];
-  const again = ((await api(restarted.url, 'GET', '/builds')).body.builds as Array<{ build_id: string; status: string; node: string }>)
-    .filter((b) => ids.includes(b.build_id))
-    .map((b) => `${b.build_id} ${b.status} ${b.node}`);
+  const again = await listedAs(restarted.url, ids);
   expect(again).toEqual(views[0]);
   const late = await submitOk(restarted.url, { buildArgs: { SCRIPT_LINES: '3' } });
   expect(controlOf(await readSse(`${restarted.url}/builds/${late}/logs`))).toEqual({ done: true });

@@ -74,7 +74,9 @@ async function start(server: Parameters<typeof setup>[0] = {}): Promise<Harness>
 
 /** A succeeded build's image ref and digest (what the default resolver knows). */
 async function buildImage(name = 'base:1'): Promise<{ imageRef: string; digest: string }> {
-  return h.client.builds.run({ context: h.context, imageName: name, nydus: false });
+  const r = await h.client.builds.run({ context: h.context, imageName: name, nydus: false });
+  // Our service always reports the digest (it is optional only on the wire).
+  return { imageRef: r.imageRef, digest: r.digest! };
 }
 
 describe('create({ image })', () => {

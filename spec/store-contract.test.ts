@@ -63,13 +63,18 @@ describe.each(['files', 'postgres'] as const)('the %s store', (kind) => {
   });
 
   it('resumes a log from Last-Event-ID with exactly the events after it', async () => {
-    const id = await submitOk(server.url, { buildArgs: { SCRIPT_LINES: '50' } });
+    // Enough lines that the journal spans several batches and chunks; resume at, inside and across their edges.
+    const id = await submitOk(server.url, { buildArgs: { SCRIPT_LINES: '9000' } });
     await server.waitForBuild(id);
     const all = await readSse(`${server.url}/builds/${id}/logs`);
-    const resumed = await readSse(`${server.url}/builds/${id}/logs`, { lastEventId: '20' });
     const numbered = (events: typeof all.events) => events.filter((e) => e.id !== null).map((e) => `${e.id} ${e.data}`);
-    expect(numbered(resumed.events)).toEqual(numbered(all.events).slice(20));
-    expect(controlOf(resumed)).toEqual({ done: true });
+    const whole = numbered(all.events);
+    expect(logLines(all)).toEqual(Array.from({ length: 9000 }, (_, i) => `line ${i + 1}`));
+    for (const after of [20, 999, 1000, 1001, 4097, 8999]) {
+      const resumed = await readSse(`${server.url}/builds/${id}/logs`, { lastEventId: String(after) });
+      expect(numbered(resumed.events)).toEqual(whole.slice(after));
+      expect(controlOf(resumed)).toEqual({ done: true });
+    }
   });
 
   it('streams a live build to a reader attached before it ends', async () => {

@@ -68,7 +68,8 @@ export interface SucceededStatusEvent {
   phase: 'succeeded';
   buildId: string;
   imageRef: string;
-  digest: string;
+  /** The manifest digest; `null` when the service does not report one (it is optional on the wire). */
+  digest: string | null;
 }
 
 /** `failed` (terminal): the build's error message. */
@@ -155,7 +156,8 @@ export type BuildEvent = BuildStatusEvent | BuildLogEvent | BuildStepEvent | Bui
 export interface BuildResult {
   buildId: string;
   imageRef: string;
-  digest: string;
+  /** `null` when the service does not report a digest. */
+  digest: string | null;
 }
 
 /**

@@ -56,6 +56,38 @@ export function missingContent(count: number): HttpError {
   );
 }
 
+/** Check `namespace` and `digest` (a 400 for a bad digest); answers the digest's hex. */
+export function checkContentKey(namespace: string, digest: string): string {
+  if (!NAMESPACE_RE.test(namespace)) throw new Error(`invalid namespace ${JSON.stringify(namespace)}`);
+  if (!CONTENT_DIGEST_RE.test(digest)) throw badRequest(`${JSON.stringify(digest)} is not a sha256:<64 hex> digest.`, 'invalid_manifest');
+  return digest.slice('sha256:'.length);
+}
+
+/**
+ * Write the bytes of `input` to the new file `tmp` while hashing them; resolves their size. Rejects with a 400
+ * `digest_mismatch` when they do not hash to `digest` (the caller removes `tmp` on any rejection).
+ */
+export async function receiveVerified(input: AsyncIterable<Buffer>, tmp: string, digest: string): Promise<number> {
+  const hash = createHash('sha256');
+  let size = 0;
+  const out = createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
+  const hashing = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      size += chunk.length;
+      if (out.write(chunk)) cb();
+      else out.once('drain', () => cb());
+    },
+    final(cb) {
+      out.end(cb);
+    },
+  });
+  await pipeline(input, hashing);
+  const actual = `sha256:${hash.digest('hex')}`;
+  if (actual !== digest) throw badRequest(`The bytes uploaded as ${digest} hash to ${actual}.`, 'digest_mismatch');
+  return size;
+}
+
 /** A {@link ContentStore} of files under `dir`, at most `capBytes` in all (least recently used go first). */
 export class FileContentStore implements ContentStore {
   /** `namespace/hex` → item; the Map's order is the use order (oldest first). */
@@ -92,9 +124,7 @@ export class FileContentStore implements ContentStore {
   }
 
   private static key(namespace: string, digest: string): string {
-    if (!NAMESPACE_RE.test(namespace)) throw new Error(`invalid namespace ${JSON.stringify(namespace)}`);
-    if (!CONTENT_DIGEST_RE.test(digest)) throw badRequest(`${JSON.stringify(digest)} is not a sha256:<64 hex> digest.`, 'invalid_manifest');
-    return `${namespace}/${digest.slice('sha256:'.length)}`;
+    return `${namespace}/${checkContentKey(namespace, digest)}`;
   }
 
   private async index(): Promise<void> {
@@ -137,24 +167,9 @@ export class FileContentStore implements ContentStore {
   async put(namespace: string, digest: string, input: AsyncIterable<Buffer>): Promise<void> {
     const key = FileContentStore.key(namespace, digest);
     const tmp = path.join(this.tmpDir, randomBytes(12).toString('hex'));
-    const hash = createHash('sha256');
-    let size = 0;
+    let size: number;
     try {
-      const out = createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
-      const hashing = new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          hash.update(chunk);
-          size += chunk.length;
-          if (out.write(chunk)) cb();
-          else out.once('drain', () => cb());
-        },
-        final(cb) {
-          out.end(cb);
-        },
-      });
-      await pipeline(input, hashing);
-      const actual = `sha256:${hash.digest('hex')}`;
-      if (actual !== digest) throw badRequest(`The bytes uploaded as ${digest} hash to ${actual}.`, 'digest_mismatch');
+      size = await receiveVerified(input, tmp, digest);
       const file = this.fileOf(key);
       await fsp.mkdir(path.dirname(file), { recursive: true });
       await fsp.rename(tmp, file);

@@ -21,6 +21,7 @@ import { authenticate, namespaceForToken } from './auth';
 import { controlFor } from './build-service';
 import { FileBuildStore, FileSnapshotStorage } from './file-store';
 import { PgBuildStore } from './pg/build-store';
+import { PgContentStore } from './pg/content-store';
 import { PgSnapshotStorage } from './pg/snapshots';
 import type { BuildStore, SnapshotStorage } from './storage';
 import { resolveInRoot } from './context-extract';
@@ -74,6 +75,7 @@ export { HttpError } from './errors';
 export type { ServerHooks, RouteInfo, RouteKind, LogStreamFaults } from './hooks';
 export { BUILDS_PAGE_DEFAULT, BUILDS_PAGE_MAX } from './builds-page';
 export { FileContentStore, DEFAULT_CONTEXT_CACHE_BYTES, type ContentStore } from './content-store';
+export { PgContentStore, type PgContentStoreOptions } from './pg/content-store';
 export {
   builtImagesResolver,
   registryImageResolver,
@@ -144,7 +146,8 @@ export interface StartServerOptions {
   web?: string | false;
   /**
    * **rxbuild** contexts by content (`/contents`, builds by manifest): the store of file contents (default a
-   * {@link FileContentStore} under `<dataDir>/contents`, capped at `contextCacheBytes`), or `false` to answer
+   * {@link FileContentStore} under `<dataDir>/contents`, capped at `contextCacheBytes`; with `database`, a
+   * {@link PgContentStore} shared by every node on it), or `false` to answer
    * those routes 404 like a reference service. A store passed in is shared, not closed.
    */
   contentStore?: ContentStore | false;
@@ -180,7 +183,7 @@ async function openStores(
   options: StartServerOptions,
   dataDir: string,
   engine: Engine,
-): Promise<{ builds: BuildStore; snapshots: SnapshotStorage }> {
+): Promise<{ builds: BuildStore; snapshots: SnapshotStorage; contents?: ContentStore }> {
   const common = {
     dataDir,
     engine,
@@ -190,7 +193,9 @@ async function openStores(
   };
   if (options.database) {
     const builds = await PgBuildStore.open({ ...common, url: options.database.url, leaseMs: options.database.leaseMs });
-    return { builds, snapshots: new PgSnapshotStorage(builds.db) };
+    // Contents by content go into the database too, so any node can assemble what another node received.
+    const contents = new PgContentStore(builds.db, path.join(dataDir, 'contents-tmp'), { capBytes: options.contextCacheBytes });
+    return { builds, snapshots: new PgSnapshotStorage(builds.db), contents };
   }
   const builds = await FileBuildStore.open(common);
   const snapshots = await FileSnapshotStorage.open(dataDir).catch(async (err: unknown) => {
@@ -226,12 +231,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     maxEntries: options.limits?.maxEntries ?? DEFAULT_MAX_ENTRIES,
     maxExpansionRatio: options.limits?.maxExpansionRatio ?? DEFAULT_MAX_EXPANSION_RATIO,
   };
-  const { builds: service, snapshots: snapshotStore } = await openStores(options, dataDir, engine);
+  const { builds: service, snapshots: snapshotStore, contents: sharedContents } = await openStores(options, dataDir, engine);
   const hooks: ServerHooks = options.hooks ?? {};
   const contents: ContentStore | null =
     options.contentStore === false
       ? null
       : (options.contentStore ??
+        sharedContents ??
         (await FileContentStore.open(path.join(dataDir, 'contents'), options.contextCacheBytes ?? DEFAULT_CONTEXT_CACHE_BYTES).catch(async (err: unknown) => {
           await service.close();
           throw err;

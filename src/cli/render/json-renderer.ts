@@ -14,7 +14,7 @@ export interface JsonResult {
   status: 'succeeded' | 'failed' | 'cancelled' | 'detached' | 'error';
   buildId?: string;
   imageRef?: string;
-  digest?: string;
+  digest?: string | null;
   snapshotId?: string;
   alias?: string | null;
   error?: { code: string; message: string };

@@ -84,7 +84,7 @@ export class PlainRenderer implements Renderer {
     switch (outcome.kind) {
       case 'succeeded':
         this.io.stdout.write(
-          `succeeded: build ${outcome.buildId} → ${outcome.imageRef} ${outcome.digest}` +
+          `succeeded: build ${outcome.buildId} → ${outcome.imageRef}${outcome.digest ? ` ${outcome.digest}` : ''}` +
             (outcome.snapshotId ? ` snapshot ${outcome.snapshotId}` : '') +
             (outcome.alias ? ` alias ${outcome.alias}` : '') +
             ` (${took})\n`,

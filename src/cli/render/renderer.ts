@@ -15,7 +15,8 @@ export type BuildOutcome =
       kind: 'succeeded';
       buildId: string;
       imageRef: string;
-      digest: string;
+      /** `null` when the service reported none. */
+      digest: string | null;
       /** Snapshot commands: the registered snapshot and the alias it got. */
       snapshotId?: string;
       alias?: string | null;

@@ -117,7 +117,7 @@ export class TtyRenderer implements Renderer {
     switch (outcome.kind) {
       case 'succeeded':
         out.write(`${c.green('✔')} ${c.bold('built')} ${outcome.imageRef} ${c.dim(`in ${took}`)}\n`);
-        out.write(`  ${c.dim('digest')}   ${outcome.digest}\n`);
+        if (outcome.digest) out.write(`  ${c.dim('digest')}   ${outcome.digest}\n`);
         out.write(`  ${c.dim('build')}    ${outcome.buildId}\n`);
         if (outcome.snapshotId) out.write(`  ${c.dim('snapshot')} ${outcome.snapshotId}\n`);
         if (outcome.alias) out.write(`  ${c.dim('alias')}    ${outcome.alias}\n`);

@@ -21,7 +21,7 @@ import { startSubmit, type Submission } from './submit';
 import { isMissingContent, prepareByContent, type ContentUploadState } from './content-submit';
 import type { BuildEvent, BuildOptions } from '../types';
 import { validateBuild, type ValidatedBuild } from './validate';
-import { lifecycle, type WatchDeps } from './watch-pipeline';
+import { cancelEnded, lifecycle, type WatchDeps } from './watch-pipeline';
 
 /** Everything a pipeline needs from its client: what a watch needs, plus the upload's settings. */
 export interface PipelineDeps extends WatchDeps {
@@ -137,6 +137,7 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
                 idleTimeoutMs: deps.idleTimeoutMs,
                 retry: deps.logRetry,
                 maxEmptyReconnects: deps.maxEmptyReconnects,
+                onSettled: () => (state.settled = true),
               }),
             ),
           ),
@@ -147,7 +148,7 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
         // The temp file goes on every path; packContext removes its own file when aborted mid-way.
         if (packed) work.push(deps.teardowns.track(packed.then((p) => p.cleanup(), () => undefined)));
         if (state.buildId !== undefined) {
-          if (!state.terminal) work.push(deps.teardowns.cancelBuild(state.buildId));
+          if (!state.terminal && !state.settled) work.push(cancelEnded(deps.teardowns, state.buildId, state));
         } else if (sub) {
           // Unsubscribed while uploading: if the POST still yields a build, it must not be orphaned.
           const s = sub;

@@ -17,6 +17,7 @@ import { isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire }
 import { BuildFailedError, CancelledError, HttpError, NotFoundError, ProtocolError, RetriesExhaustedError, TransportError } from '../errors';
 import { requestJson, requestText, type HttpContext } from './transport';
 import { openLogStream, type StreamItem } from './log-stream';
+import { IdlessReplay } from './idless-replay';
 import { isRetryableLogError, retryAsync, retryPolicy, type RetryTuning } from './retry-policy';
 import type { BuildEvent, BuildInfo } from '../types';
 
@@ -36,6 +37,11 @@ export interface FollowOptions {
    * (only a build this client just submitted may still be materialising).
    */
   mayNotExist?: boolean;
+  /**
+   * Told when the service says the build has ended (a control event, or a terminal status in a progress event):
+   * from then on nothing may cancel it, whatever error ends the follow.
+   */
+  onSettled?: () => void;
 }
 
 /** 1–30 ASCII digits. A loop, not a regex: this runs once per event (bench/, issue 6). */
@@ -134,6 +140,16 @@ export async function getBuildLog(http: HttpContext, buildId: string, signal?: A
   return res.data;
 }
 
+/** The notice for a resumed stream without SSE ids that did not replay the log from its start. */
+function linesMayRepeat(buildId: string): BuildEvent {
+  return {
+    type: 'notice',
+    code: 'lines_may_repeat',
+    buildId,
+    message: 'the log stream was resumed from a service without event ids that did not replay the log from its start: lines may repeat or be missing',
+  };
+}
+
 /**
  * The events that end a build in terminal state `info.status`: the final `status` event, then completion
  * (succeeded) or a typed error (failed → {@link BuildFailedError}, cancelled → {@link CancelledError}).
@@ -142,10 +158,9 @@ export function finishFrom(info: BuildInfo): Observable<BuildEvent> {
   const buildId = info.buildId;
   switch (info.status) {
     case 'succeeded':
-      if (!info.imageRef || !info.digest) {
-        return throwError(() => new ProtocolError(`build ${buildId} succeeded without image_ref/digest`));
-      }
-      return of<BuildEvent>({ type: 'status', phase: 'succeeded', buildId, imageRef: info.imageRef, digest: info.digest });
+      // `digest` is optional on the wire (a reference-style service may not report it): null then.
+      if (!info.imageRef) return throwError(() => new ProtocolError(`build ${buildId} succeeded without image_ref`));
+      return of<BuildEvent>({ type: 'status', phase: 'succeeded', buildId, imageRef: info.imageRef, digest: info.digest ?? null });
     case 'failed': {
       const error = info.error ?? 'build failed';
       return concat(
@@ -221,6 +236,8 @@ export function followBuild(options: FollowOptions): Observable<BuildEvent> {
 
   return new Observable<BuildEvent>((subscriber) => {
     const dedupe = new EventDeduper(options.lastEventId);
+    /** Lines without SSE ids: a reconnect must prove it replays them before they are dropped. */
+    const replay = new IdlessReplay();
     let phase: 'queued' | 'running' | undefined;
     let lastQueuePosition: number | null | undefined;
     let lastStepKey: string | undefined;
@@ -237,14 +254,16 @@ export function followBuild(options: FollowOptions): Observable<BuildEvent> {
       await retryAsync(
         async () => {
           info = await getBuild(http, buildId, abort.signal);
-          if (!isTerminalBuildStatus(info.status)) throw NOT_TERMINAL_YET;
+          // Only a status we know to mean "not yet" is waited out; an unknown word is the service's own name
+          // for an end, and `done` already said which.
+          if (info.status === 'queued' || info.status === 'running') throw NOT_TERMINAL_YET;
         },
         { ...STATUS_POLL, signal: abort.signal, shouldRetry: (err) => err === NOT_TERMINAL_YET },
       ).catch((err: unknown) => {
         // Still not terminal after the polls: finishFrom reports it.
         if (err !== NOT_TERMINAL_YET) throw err;
       });
-      return finishFrom(info!);
+      return finishFrom(isTerminalBuildStatus(info!.status) || info!.status === 'queued' || info!.status === 'running' ? info! : { ...info!, status: 'succeeded' });
     };
 
     const progressEvents = (p: ProgressMessageWire, time: string | undefined): BuildEvent[] => {
@@ -274,14 +293,18 @@ export function followBuild(options: FollowOptions): Observable<BuildEvent> {
 
     const attempt$ = defer(() => {
       let fresh = 0;
+      replay.connect();
       return openLogStream({ http, buildId, lastEventId: dedupe.lastId, idleTimeoutMs: options.idleTimeoutMs }).pipe(
         expandItems((item: StreamItem): readonly BuildEvent[] | Observable<BuildEvent> => {
           switch (item.kind) {
             case 'log': {
               if (!dedupe.accept(item.id)) return [];
+              const verdict = item.id === '' ? replay.accept(item.line) : 'deliver';
+              if (verdict === 'drop') return [];
               fresh++;
               emptyStreak = 0;
               const out: BuildEvent[] = [];
+              if (verdict === 'unproven') out.push(linesMayRepeat(buildId));
               if (phase !== 'running') {
                 // Output means it runs, whether or not the server sends progress events.
                 phase = 'running';
@@ -295,9 +318,13 @@ export function followBuild(options: FollowOptions): Observable<BuildEvent> {
               if (!dedupe.accept(item.id)) return [];
               fresh++;
               emptyStreak = 0;
-              if (isTerminalBuildStatus(item.progress.status)) terminalStatus = item.progress.status;
+              if (isTerminalBuildStatus(item.progress.status)) {
+                terminalStatus = item.progress.status;
+                options.onSettled?.();
+              }
               return progressEvents(item.progress, item.time);
             case 'control':
+              options.onSettled?.();
               if ('error' in item.control) {
                 // A build cancelled by someone else (another client, the CLI, the page) ends as cancelled, not
                 // as a failure: our server says so in the progress event that precedes the control event.

@@ -128,6 +128,23 @@ export class Teardowns {
   }
 
   /**
+   * After a follow ended by its own failure: `GET /builds/{id}` first, and the one DELETE only when that proves
+   * the build queued or running. A build that ended, an unknown status word, or no answer (within the teardown
+   * deadline) is left alone: never cancel what might have finished. Never rejects.
+   */
+  cancelIfRunning(buildId: string): Promise<void> {
+    const check = requestJson<{ status?: unknown }>(this.http, {
+      method: 'GET',
+      path: `builds/${encodeURIComponent(buildId)}`,
+      signal: AbortSignal.timeout(this.tuning.deadlineMs),
+    }).then(
+      (res) => res.data?.status,
+      () => undefined,
+    );
+    return this.track(check.then((status) => (status === 'queued' || status === 'running' ? this.cancelBuild(buildId) : undefined)));
+  }
+
+  /**
    * Start (or join) the one DELETE of `buildId`. The returned promise never rejects: failures go to `onError`,
    * or are kept for {@link Teardowns.settle} and emitted as a process warning.
    */

@@ -34,6 +34,10 @@ export const TERMINAL_PHASES: ReadonlySet<BuildPhase> = new Set(['succeeded', 'f
 export interface Lifecycle {
   buildId: string | undefined;
   terminal: boolean;
+  /** The service said the build ended (control event, terminal progress): it must never be cancelled. */
+  settled: boolean;
+  /** The subscription ended by an error of its own work (not by the caller, a signal, SIGINT or close). */
+  failed: boolean;
   /** Start whatever must outlive the subscription; returns the promise the SIGINT handler waits for. */
   startTeardown(): Promise<void>;
 }
@@ -58,6 +62,8 @@ export function lifecycle<T extends BuildEvent>(
     const state: Lifecycle = {
       buildId: undefined,
       terminal: false,
+      settled: false,
+      failed: false,
       startTeardown: () => (teardownPromise ??= makeTeardown(state)),
     };
     const emit = (e: T) => {
@@ -87,7 +93,10 @@ export function lifecycle<T extends BuildEvent>(
 
     const sub = body(emit, state, abort.signal).subscribe({
       next: emit,
-      error: (err) => subscriber.error(err),
+      error: (err) => {
+        state.failed = true;
+        subscriber.error(err);
+      },
       complete: () => subscriber.complete(),
     });
 
@@ -101,6 +110,15 @@ export function lifecycle<T extends BuildEvent>(
       deactivate();
     };
   });
+}
+
+/**
+ * Cancel a build whose follow ended before a terminal status. Ended by the caller (unsubscribe, signal, SIGINT,
+ * timeout, close): DELETE. Ended by a failure of its own (retries spent, a protocol error): the client does not
+ * know how the build stands, so it DELETEs only once `GET /builds/{id}` proves it is still queued or running.
+ */
+export function cancelEnded(teardowns: Teardowns, buildId: string, state: Lifecycle): Promise<void> {
+  return state.failed ? teardowns.cancelIfRunning(buildId) : teardowns.cancelBuild(buildId);
 }
 
 /**
@@ -125,8 +143,9 @@ export function watchPipeline(deps: WatchDeps, buildId: string, options: WatchOp
         retry: deps.logRetry,
         maxEmptyReconnects: deps.maxEmptyReconnects,
         mayNotExist: true,
+        onSettled: () => (state.settled = true),
       });
     },
-    (state) => (!state.terminal && shouldCancel() ? deps.teardowns.cancelBuild(buildId) : Promise.resolve()),
+    (state) => (!state.terminal && !state.settled && shouldCancel() ? cancelEnded(deps.teardowns, buildId, state) : Promise.resolve()),
   );
 }

@@ -26,7 +26,7 @@ import { killLeftoverGroupAndWait } from '../process-group';
 import type { BuildPosition, BuildStore, JournalSource } from '../storage';
 import { dropContext, loadContext, storeContext } from './contexts';
 import { CHANNELS, Listener, migrate, transaction } from './db';
-import { ChangeWatch, PgJournalSource, PgJournalWriter, insertEvents } from './journal';
+import { ChangeWatch, PgJournalSource, PgJournalWriter, insertEvents, lastSeqOf } from './journal';
 
 /** Default lease: a node silent this long is lost. */
 export const DEFAULT_LEASE_MS = 10_000;
@@ -69,6 +69,8 @@ function logEvent(line: string): Omit<JournalEvent, 'seq'> {
 /** Builds in PostgreSQL, shared by every node. */
 export class PgBuildStore implements BuildStore {
   private readonly runs = new Map<string, StartedRun>();
+  /** The claim (fencing token) under which this node runs each of its builds. */
+  private readonly claims = new Map<string, number>();
   private readonly persistChains = new Map<string, Promise<void>>();
   /** Emits a build id when that build may have changed, `*` when anything may have. */
   private readonly changes = new EventEmitter();
@@ -199,12 +201,12 @@ export class PgBuildStore implements BuildStore {
   private async checkRuns(): Promise<void> {
     const ids = [...this.runs.keys()];
     if (ids.length === 0) return;
-    const rows = await this.pool.query<{ build_id: string; status: string; node: string; cancel_requested: boolean }>(
-      'SELECT build_id, status, node, cancel_requested FROM rxbuild_builds WHERE build_id = ANY($1)',
+    const rows = await this.pool.query<{ build_id: string; status: string; claim: number; cancel_requested: boolean }>(
+      'SELECT build_id, status, claim, cancel_requested FROM rxbuild_builds WHERE build_id = ANY($1)',
       [ids],
     );
     for (const r of rows.rows) {
-      if (r.status !== 'running' || r.node !== this.options.nodeName) this.abortRun(r.build_id, 'shutdown');
+      if (r.status !== 'running' || r.claim !== this.claims.get(r.build_id)) this.abortRun(r.build_id, 'shutdown');
       else if (r.cancel_requested) this.abortRun(r.build_id, 'cancel');
     }
   }
@@ -240,8 +242,7 @@ export class PgBuildStore implements BuildStore {
 
   private async appendAndSeal(c: PoolClient, stored: StoredBuild, lines: string[]): Promise<void> {
     const id = stored.record.build_id;
-    const max = await c.query<{ n: number }>('SELECT coalesce(max(seq), 0)::int AS n FROM rxbuild_events WHERE build_id = $1', [id]);
-    const last = max.rows[0].n;
+    const last = await lastSeqOf(c, id);
     const events: Array<Omit<JournalEvent, 'seq'>> = [...lines.map(logEvent), { type: 'progress', data: progressOf(stored.record) }];
     const time = new Date().toISOString();
     await insertEvents(c, id, last, events.map((e, i) => JSON.stringify({ seq: last + i + 1, ...e, time })));
@@ -346,9 +347,12 @@ export class PgBuildStore implements BuildStore {
       record.queue_position = null;
       record.started_at = new Date().toISOString();
       record.node = this.options.nodeName;
-      const max = await c.query<{ n: number }>('SELECT coalesce(max(seq), 0)::int AS n FROM rxbuild_events WHERE build_id = $1', [record.build_id]);
-      await c.query(`UPDATE rxbuild_builds SET status = 'running', node = $2, stored = $3 WHERE build_id = $1`, [record.build_id, record.node, stored]);
-      return { stored, lastSeq: max.rows[0].n };
+      const lastSeq = await lastSeqOf(c, record.build_id);
+      const updated = await c.query<{ claim: number }>(
+        `UPDATE rxbuild_builds SET status = 'running', node = $2, stored = $3, claim = claim + 1 WHERE build_id = $1 RETURNING claim`,
+        [record.build_id, record.node, stored],
+      );
+      return { stored, lastSeq, claim: updated.rows[0].claim };
     });
     if (!claimed) return false;
     if (this.closing) {
@@ -358,20 +362,18 @@ export class PgBuildStore implements BuildStore {
       await this.pool.query(`UPDATE rxbuild_builds SET status = 'queued', node = NULL, stored = $2 WHERE build_id = $1`, [s.record.build_id, s]);
       return false;
     }
-    this.start(claimed.stored, claimed.lastSeq);
+    this.start(claimed.stored, claimed.lastSeq, claimed.claim);
     return true;
   }
 
+  /** Store the record of a build this node runs, while it still holds the build's claim. */
   private persist(stored: StoredBuild): void {
     const id = stored.record.build_id;
+    const claim = this.claims.get(id);
     // Writes of one build are serialised so an older state can never overwrite a newer one.
     const next = (this.persistChains.get(id) ?? Promise.resolve())
       .then(() =>
-        this.pool.query(`UPDATE rxbuild_builds SET stored = $3 WHERE build_id = $1 AND node = $2 AND status = 'running'`, [
-          id,
-          this.options.nodeName,
-          stored,
-        ]),
+        this.pool.query(`UPDATE rxbuild_builds SET stored = $3 WHERE build_id = $1 AND claim = $2 AND status = 'running'`, [id, claim, stored]),
       )
       .then(
         () => undefined,
@@ -380,10 +382,11 @@ export class PgBuildStore implements BuildStore {
     this.persistChains.set(id, next);
   }
 
-  private start(stored: StoredBuild, lastSeq: number): void {
+  private start(stored: StoredBuild, lastSeq: number, claim: number): void {
     const id = stored.record.build_id;
     const record = stored.record;
-    const journal = new PgJournalWriter(this.pool, id, lastSeq);
+    this.claims.set(id, claim);
+    const journal = new PgJournalWriter(this.pool, id, claim, lastSeq, () => this.abortRun(id, 'shutdown'));
     journal.appendProgress(progressOf(record));
     const dir = this.workDir(id);
     const contextDir = path.join(dir, 'context');
@@ -407,27 +410,25 @@ export class PgBuildStore implements BuildStore {
     this.runs.set(id, run);
   }
 
-  /** Journal the terminal state, store it (only if the build is still this node's), free the slot. */
+  /** Journal the terminal state, store it (only under this node's claim), free the slot. */
   private async finish(stored: StoredBuild, journal: PgJournalWriter): Promise<void> {
     const id = stored.record.build_id;
     if (stored.record.status === 'failed') journal.appendLog(`error: ${stored.record.error}`);
     journal.appendProgress(progressOf(stored.record));
     try {
-      await journal.seal();
       await this.persistChains.get(id);
-      await this.pool.query(
-        `WITH done AS (
-           UPDATE rxbuild_builds SET status = $3, stored = $4, sealed = true WHERE build_id = $1 AND node = $2 AND status = 'running' RETURNING 1
-         ) SELECT pg_notify('${CHANNELS.events}', $1) FROM done`,
-        [id, this.options.nodeName, stored.record.status, stored],
-      );
-      await dropContext(this.pool, id);
+      await journal.seal(async (c) => {
+        await c.query(`UPDATE rxbuild_builds SET status = $2, stored = $3, sealed = true WHERE build_id = $1`, [id, stored.record.status, stored]);
+        await c.query(`SELECT pg_notify('${CHANNELS.events}', $1)`, [id]);
+        await dropContext(c, id);
+      });
     } catch {
       // The database is unreachable or another node took the build over: the lease decides its outcome.
     }
     this.persistChains.delete(id);
     await fsp.rm(this.workDir(id), { recursive: true, force: true }).catch(() => undefined);
     this.runs.delete(id);
+    this.claims.delete(id);
     this.changes.emit(id);
     this.pump();
   }

@@ -1,0 +1,49 @@
+/**
+ * What the multi-node specs share: following a build's log through a balancer (reconnecting with
+ * Last-Event-ID when the node serving it dies), each node's view of a set of builds, and stopping the nodes.
+ */
+import type { CliRun } from '../cli-helpers';
+import { api, controlOf, readSse, type SseEvent } from '../server-helpers';
+
+/** What a reader following a build got. */
+export interface Followed {
+  events: SseEvent[];
+  control: unknown;
+  connections: number;
+  endedAt: number;
+}
+
+/** Follow build `id` at `baseUrl` to its control event, reconnecting when cut off or refused by a dead node (502). */
+export async function follow(baseUrl: string, id: string, onEvent?: (e: SseEvent) => void): Promise<Followed> {
+  const events: SseEvent[] = [];
+  let connections = 0;
+  for (;;) {
+    connections++;
+    const last = [...events].reverse().find((e) => e.id !== null)?.id ?? undefined;
+    const r = await readSse(`${baseUrl}/builds/${id}/logs`, {
+      lastEventId: last,
+      onEvent: (e) => {
+        if (e.event === 'control') return;
+        events.push(e);
+        onEvent?.(e);
+      },
+    });
+    const control = controlOf(r);
+    if (control !== null) return { events, control, connections, endedAt: Date.now() };
+    if (r.status !== 200 && r.status !== 502) throw new Error(`log stream of ${id} answered ${r.status}`);
+  }
+}
+
+/** `build status node` of each of `ids` in the list node `url` answers, in its order. */
+export async function listedAs(url: string, ids: string[]): Promise<string[]> {
+  const builds = (await api(url, 'GET', '/builds')).body.builds as Array<{ build_id: string; status: string; node: string }>;
+  return builds.filter((b) => ids.includes(b.build_id)).map((b) => `${b.build_id} ${b.status} ${b.node}`);
+}
+
+/** SIGTERM the nodes still running, and wait for every one to exit. */
+export async function stopNodes(nodes: Array<{ cli: CliRun }>): Promise<void> {
+  for (const n of nodes) {
+    if (n.cli.child.exitCode === null && n.cli.child.signalCode === null) n.cli.signalGroup('SIGTERM');
+    await n.cli.exited;
+  }
+}
