@@ -131,6 +131,8 @@ describe('rxbuild builds ls', () => {
     expect(json.code).toBe(0);
     const listed = jsonLines(json.stdout);
     expect(listed.find((b) => b.buildId === second)).toMatchObject({ buildId: second, status: 'succeeded', imageName: 'elsewhere:1' });
-    expect(service.server.requests.filter((q) => q.method === 'GET' && q.path === '/builds')).toHaveLength(2);
+    // One page each (the client walks `next_cursor`; these few builds fit in one page of 1000).
+    const lists = service.server.requests.filter((q) => q.method === 'GET' && q.path.split('?')[0] === '/builds');
+    expect(lists.map((q) => q.path)).toEqual(['/builds?limit=1000', '/builds?limit=1000']);
   });
 });

@@ -141,6 +141,51 @@ describe.each(['files', 'postgres'] as const)('the %s store', (kind) => {
     expect(controlOf(logs)).toEqual({ done: true });
   });
 
+  it('pages the list filtered by status in the store (full pages whatever the mix), and 400s a bad status', async () => {
+    const ok: string[] = [];
+    const failed: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const fail = i % 2 === 0;
+      const id = await submitOk(server.url, { buildArgs: fail ? { SCRIPT_LINES: '0', SCRIPT_OUTCOME: 'fail' } : { SCRIPT_LINES: '0' } });
+      await server.waitForBuild(id);
+      (fail ? failed : ok).unshift(id); // newest first
+    }
+    const walk = async (status: string) => {
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const q: string = `/builds?limit=2&status=${status}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+        const { status: code, body } = await api(server.url, 'GET', q);
+        expect(code).toBe(200);
+        // Every page but the last is full: the store filters, not the route after a page was cut.
+        if (body.next_cursor !== null) expect(body.builds).toHaveLength(2);
+        expect(body.builds.every((b: { status: string }) => b.status === status)).toBe(true);
+        seen.push(...body.builds.map((b: { build_id: string }) => b.build_id));
+        cursor = body.next_cursor;
+      } while (cursor !== null);
+      return seen;
+    };
+    expect(await walk('failed')).toEqual(failed);
+    expect(await walk('succeeded')).toEqual(ok);
+    expect((await api(server.url, 'GET', '/builds?status=running')).body).toEqual({ builds: [], next_cursor: null });
+    const bad = await api(server.url, 'GET', '/builds?status=done');
+    expect([bad.status, bad.body.error.code]).toEqual([400, 'invalid_status']);
+  });
+
+  it('serves the journal in JSON slices that continue exactly where the log stream resumes', async () => {
+    const id = await submitOk(server.url, { buildArgs: { SCRIPT_LINES: '40', SCRIPT_STEPS: '2' } });
+    const all = await readSse(`${server.url}/builds/${id}/logs`);
+    const first = (await api(server.url, 'GET', `/builds/${id}/events?limit=15`)).body;
+    expect(first.events).toHaveLength(15);
+    const rest = (await api(server.url, 'GET', `/builds/${id}/events?after=${first.last_id}&limit=1000`)).body;
+    expect(rest.complete).toBe(true);
+    const slices = [...first.events, ...rest.events].filter((e: { type: string }) => e.type === 'log').map((e: { id: string; line: string }) => `${e.id} ${e.line}`);
+    const streamed = all.events.filter((e) => e.id !== null && e.event === 'message').map((e) => `${e.id} ${e.data}`);
+    expect(slices).toEqual(streamed.slice(0, 40));
+    const resumed = await readSse(`${server.url}/builds/${id}/logs`, { lastEventId: first.last_id });
+    expect(logLines(resumed)).toEqual(rest.events.filter((e: { type: string }) => e.type === 'log').map((e: { line: string }) => e.line));
+  });
+
   it('registers snapshots, moves aliases atomically, retires, pages, and honours Idempotency-Key', async () => {
     const id = await submitOk(server.url, { imageName: 'app:v1' });
     const built = await server.waitForBuild(id);

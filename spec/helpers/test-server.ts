@@ -35,6 +35,8 @@ export interface FaultOptions {
   referenceControl?: boolean;
   /** Wait this long before handling each DELETE /builds/{id} (a DELETE in flight). */
   deleteDelayMs?: number;
+  /** Answer 404 to GET /builds/{id}/events, as a service older than that route does. */
+  noEventsRoute?: boolean;
   /** Act as a reference server without the `GET /builds` listing: answer it 404. */
   noBuildsList?: boolean;
 }
@@ -106,7 +108,8 @@ export class TestHooks implements ServerHooks {
     }
     if (route.kind === 'list' && f.noBuildsList) throw new HttpError(404, 'not_found', 'No such route.');
     const hideFor = f.materialiseAfterMs;
-    if ((route.kind === 'status' || route.kind === 'logs') && hideFor && route.createdAt && Date.now() - Date.parse(route.createdAt) < hideFor) {
+    if (route.kind === 'events' && f.noEventsRoute) throw new HttpError(404, 'not_found', 'No route GET /builds/{id}/events.');
+    if ((route.kind === 'status' || route.kind === 'logs' || route.kind === 'events') && hideFor && route.createdAt && Date.now() - Date.parse(route.createdAt) < hideFor) {
       throw new HttpError(404, 'not_found', `No build ${JSON.stringify(route.buildId)}.`);
     }
     if (route.kind === 'delete' && f.deleteDelayMs) await new Promise((r) => setTimeout(r, f.deleteDelayMs));

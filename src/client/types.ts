@@ -299,6 +299,49 @@ export interface WatchOptions {
   signal?: AbortSignal;
 }
 
+/** Options of `client.builds.list`. */
+export interface ListBuildsOptions {
+  /** Only builds in this status (the service filters). */
+  status?: BuildInfo['status'];
+  /** The newest `limit` builds (1–1000) instead of every build. */
+  limit?: number;
+  signal?: AbortSignal;
+}
+
+/** Options of `client.builds.listPage`. */
+export interface ListBuildsPageOptions extends ListBuildsOptions {
+  /** A previous page's `nextCursor`: the page after it. */
+  cursor?: string;
+}
+
+/** One page of the build list, newest first. */
+export interface BuildsPage {
+  builds: BuildInfo[];
+  /** Pass as `cursor` for the next (older) page; `null` on the last page. */
+  nextCursor: string | null;
+}
+
+/** Options of `client.builds.history`. */
+export interface BuildHistoryOptions {
+  /** Only events after this SSE id (a previous slice's `lastEventId`). Default: from the start. */
+  after?: string;
+  /** At most this many journal entries (1–50,000; the service's default is 10,000). */
+  limit?: number;
+  signal?: AbortSignal;
+}
+
+/** What `history` yields: the events `watch` emits for the same entries, terminal statuses excepted. */
+export type BuildHistoryEvent = BuildLogEvent | BuildStepEvent | QueuedStatusEvent | RunningStatusEvent;
+
+/** One slice of a build's journal (`GET /builds/{id}/events`). */
+export interface BuildHistory {
+  events: BuildHistoryEvent[];
+  /** The id of the slice's last entry: `after` for the next slice, or `watch`'s `lastEventId` to follow live. */
+  lastEventId: string;
+  /** No entry after these will ever be written (the build has ended and this is the end of its journal). */
+  complete: boolean;
+}
+
 /** Options of calls that take only a signal. */
 export interface SignalOptions {
   /** Aborting rejects the call with the signal's reason (a `DELETE` already handed over may still act). */
@@ -313,8 +356,15 @@ export interface WatchBuildsApi {
   get(buildId: string, options?: SignalOptions): Promise<BuildInfo>;
   /** `GET /builds/{id}/log`: the log lines written so far as plain text, escapes stripped. */
   log(buildId: string, options?: SignalOptions): Promise<string>;
-  /** `GET /builds`: every build the service knows, newest first. */
-  list(options?: SignalOptions): Promise<BuildInfo[]>;
+  /**
+   * `GET /builds/{id}/events`: one slice of the journal as events, in one request — a long log's history at
+   * once; then `watch(id, { lastEventId })` follows live from where it ended (rxbuild services only).
+   */
+  history(buildId: string, options?: BuildHistoryOptions): Promise<BuildHistory>;
+  /** `GET /builds`: every build the service knows (following the pages), or the newest `limit`; newest first. */
+  list(options?: ListBuildsOptions): Promise<BuildInfo[]>;
+  /** `GET /builds?limit=&cursor=&status=`: one page, newest first, with the cursor of the next. */
+  listPage(options?: ListBuildsPageOptions): Promise<BuildsPage>;
   /** `DELETE /builds/{id}` (idempotent), with the same short retry and deadline as teardown. */
   cancel(buildId: string, options?: SignalOptions): Promise<void>;
 }

@@ -1,5 +1,6 @@
 /**
- * `GET /builds?limit=&cursor=`: one page of the build list, newest first, with an opaque cursor for the next.
+ * `GET /builds?limit=&cursor=&status=`: one page of the build list, newest first, with an opaque cursor for the
+ * next; `status` keeps one status only (the store filters, so a page is full whatever the mix).
  *
  * The order is `created_at` descending, then `build_id` descending, so it is total; the cursor names the last
  * build of a page by both, and the next page starts strictly after it. New builds land in front of the first
@@ -7,23 +8,19 @@
  *
  * @packageDocumentation
  */
-import type { BuildRecordWire, BuildsPageWire } from '../shared/wire';
+import type { BuildStatus, BuildsPageWire } from '../shared/wire';
 import { badRequest } from './errors';
+import type { BuildPosition, BuildStore } from './storage';
 
 /** Builds per page when the request names no `limit`. */
 export const BUILDS_PAGE_DEFAULT = 100;
 /** The largest `limit` accepted. */
 export const BUILDS_PAGE_MAX = 1000;
 
-interface Position {
-  created_at: string;
-  build_id: string;
-}
+/** The statuses `status=` accepts. */
+const STATUSES: ReadonlySet<string> = new Set<BuildStatus>(['queued', 'running', 'succeeded', 'failed', 'cancelled']);
 
-/** True when `a` comes before `b` in the list (newer, or same time and larger id). */
-function before(a: Position, b: Position): boolean {
-  return a.created_at === b.created_at ? a.build_id > b.build_id : a.created_at > b.created_at;
-}
+type Position = BuildPosition;
 
 function encodeCursor(p: Position): string {
   return Buffer.from(JSON.stringify([p.created_at, p.build_id]), 'utf8').toString('base64url');
@@ -49,14 +46,21 @@ function parseLimit(raw: string | null): number {
   return Number(raw);
 }
 
-/** The page `params` asks for out of `records` (any order). Bad `limit`/`cursor` → 400. */
-export function buildsPage(records: BuildRecordWire[], params: URLSearchParams): BuildsPageWire {
+function parseStatus(raw: string | null): BuildStatus | undefined {
+  if (raw === null || raw === '') return undefined;
+  if (!STATUSES.has(raw)) throw badRequest(`status must be one of ${[...STATUSES].join(', ')}.`, 'invalid_status');
+  return raw as BuildStatus;
+}
+
+/** The page `params` asks for, from `store`. Bad `limit`/`cursor`/`status` → 400. */
+export async function buildsPage(store: Pick<BuildStore, 'page'>, params: URLSearchParams): Promise<BuildsPageWire> {
   const limit = parseLimit(params.get('limit'));
   const rawCursor = params.get('cursor');
   const after = rawCursor === null || rawCursor === '' ? null : decodeCursor(rawCursor);
-  const sorted = [...records].sort((a, b) => (before(a, b) ? -1 : 1));
-  const rest = after === null ? sorted : sorted.filter((r) => before(after, r));
-  const builds = rest.slice(0, limit);
+  const status = parseStatus(params.get('status'));
+  // One more than asked: whether there is a next page, without a second query.
+  const rows = await store.page(after, limit + 1, status);
+  const builds = rows.slice(0, limit).map((b) => b.record);
   const last = builds[builds.length - 1];
-  return { builds, next_cursor: rest.length > limit ? encodeCursor(last) : null };
+  return { builds, next_cursor: rows.length > limit ? encodeCursor(last) : null };
 }

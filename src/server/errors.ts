@@ -32,8 +32,12 @@ export function badRequest(message: string, code = 'bad_request'): HttpError {
 
 /** Write a JSON answer (no-op when the response already started or the socket is gone). */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  sendJsonText(res, status, JSON.stringify(body), headers);
+}
+
+/** Write JSON text already serialised (no-op when the response already started or the socket is gone). */
+export function sendJsonText(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;
-  const text = JSON.stringify(body);
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(text),

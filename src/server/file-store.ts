@@ -84,8 +84,11 @@ export class FileBuildStore implements BuildStore {
     return this.service.list();
   }
 
-  async page(after: BuildPosition | null, limit: number): Promise<StoredBuild[]> {
-    const sorted = this.service.list().sort((a, b) => (listedBefore(a.record, b.record) ? -1 : 1));
+  async page(after: BuildPosition | null, limit: number, status?: BuildStatus): Promise<StoredBuild[]> {
+    const sorted = this.service
+      .list()
+      .filter((b) => status === undefined || b.record.status === status)
+      .sort((a, b) => (listedBefore(a.record, b.record) ? -1 : 1));
     const rest = after === null ? sorted : sorted.filter((b) => listedBefore(after, b.record));
     return rest.slice(0, limit);
   }

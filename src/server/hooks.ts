@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /** Which handler a request is about to reach. */
-export type RouteKind = 'submit' | 'list' | 'status' | 'logs' | 'delete';
+export type RouteKind = 'submit' | 'list' | 'status' | 'logs' | 'events' | 'delete';
 
 /** A request about to be handled, as {@link ServerHooks.beforeRoute} sees it. */
 export interface RouteInfo {

@@ -26,9 +26,10 @@ import { PgSnapshotStorage } from './pg/snapshots';
 import type { BuildStore, SnapshotStorage } from './storage';
 import { resolveInRoot } from './context-extract';
 import type { Engine } from './engine';
-import { HttpError, badRequest, isDiskFull, sendError, sendJson } from './errors';
+import { HttpError, badRequest, isDiskFull, sendError, sendJson, sendJsonText } from './errors';
 import { ScriptedEngine } from './engines/scripted';
 import { sendRawLog } from './raw-log';
+import { eventsPageJson, parseEventsQuery } from './events-page';
 import { parseLastEventId, streamLogs, wantsTypedEvents } from './sse';
 import { buildsPage } from './builds-page';
 import type { RouteInfo, RouteKind, ServerHooks } from './hooks';
@@ -84,6 +85,9 @@ export {
   type SnapshotFaults,
   type SnapshotServerOptions,
 } from './snapshots';
+
+/** `GET /builds/{id}/<sub>`: the SSE log stream, the plain-text log, the JSON journal slices. */
+const BUILD_SUBRESOURCES = new Set(['logs', 'log', 'events']);
 
 /** Default upload cap: 4 GiB of compressed context. */
 export const DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024 ** 3;
@@ -364,6 +368,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     await sendRawLog(res, await service.journal(id), id);
   }
 
+  async function handleEvents(req: IncomingMessage, res: ServerResponse, id: string, params: URLSearchParams): Promise<void> {
+    await beforeRoute('events', req, id);
+    const { after, limit } = parseEventsQuery(params);
+    if (!(await service.get(id))) throw notFound(id);
+    sendJsonText(res, 200, await eventsPageJson(await service.journal(id), after, limit));
+  }
+
   async function handleDelete(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
     await beforeRoute('delete', req, id);
     const outcome = await service.cancel(id);
@@ -389,7 +400,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     }
     if (parts[0] === 'contents') return routeContents(req, res, url, method);
     if (parts[0] !== 'builds' && webDir !== null) return serveWeb(req, res, url.pathname, webDir);
-    if (parts[0] !== 'builds' || parts.length > 3 || (parts.length === 3 && parts[2] !== 'logs' && parts[2] !== 'log')) {
+    if (parts[0] !== 'builds' || parts.length > 3 || (parts.length === 3 && !BUILD_SUBRESOURCES.has(parts[2]))) {
       throw new HttpError(404, 'not_found', `No route ${method} ${url.pathname}.`);
     }
     authenticate(req, options.token);
@@ -397,7 +408,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       if (method === 'POST') return handleSubmit(req, res);
       if (method === 'GET') {
         await beforeRoute('list', req);
-        return sendJson(res, 200, buildsPage((await service.list()).map((b) => b.record), url.searchParams));
+        return sendJson(res, 200, await buildsPage(service, url.searchParams));
       }
       throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on /builds.`, { allow: 'GET, POST' });
     }
@@ -409,6 +420,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     }
     if (parts.length === 3) {
       if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${parts[2]}.`, { allow: 'GET' });
+      if (parts[2] === 'events') return handleEvents(req, res, id, url.searchParams);
       return parts[2] === 'log' ? handleRawLog(req, res, id) : handleLogs(req, res, id);
     }
     if (method === 'GET') {

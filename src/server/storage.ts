@@ -42,8 +42,8 @@ export interface BuildStore {
   createStagingDir(): Promise<string>;
   /** The build (ids are shape-checked first), or undefined. */
   get(id: string): Promise<StoredBuild | undefined>;
-  /** Up to `limit` builds, newest first, strictly after `after` (from the newest when null). */
-  page(after: BuildPosition | null, limit: number): Promise<StoredBuild[]>;
+  /** Up to `limit` builds, newest first, strictly after `after` (from the newest when null); only `status` ones when given. */
+  page(after: BuildPosition | null, limit: number, status?: BuildStatus): Promise<StoredBuild[]>;
   /** Every build, newest first. */
   list(): Promise<StoredBuild[]>;
   /**

@@ -74,6 +74,28 @@ export interface BuildsPageWire {
   next_cursor: string | null;
 }
 
+/**
+ * `GET /builds/{id}/events?after=&limit=` **rxbuild**: a slice of the build's journal in one JSON answer — the same
+ * events, ids and times as the log stream, for a reader that wants the history at once (the page opening a
+ * 200,000-line log) and then follows live from `last_id` with `Last-Event-ID`. Plain clients never ask for it.
+ */
+export interface BuildEventsPageWire {
+  /** Events with id > `after`, in id order, at most `limit`. */
+  events: BuildEventWire[];
+  /** Id of the last event in `events` (`after` when there is none): the `Last-Event-ID` to follow live from. */
+  last_id: string;
+  /** True when no event after these will ever be written (the build ended and this is the end of its journal). */
+  complete: boolean;
+}
+
+/**
+ * One journal event. `time` (ISO 8601, UTC) is left out when it equals the previous event's in the same answer
+ * (and is absent for events recorded before times were).
+ */
+export type BuildEventWire =
+  | { id: string; type: 'log'; line: string; time?: string }
+  | { id: string; type: 'progress'; progress: ProgressMessageWire; time?: string };
+
 /** `POST /builds` answer. */
 export interface CreateBuildResponseWire {
   build_id: string;

@@ -37,11 +37,15 @@ import { LogView } from './log-view';
 
 /** Lines kept in the page; past this the log says to download the rest. */
 export const MAX_LOG_LINES = 1_000_000;
+/** Journal entries per history request (the service's maximum): a 200,000-line log comes in four answers. */
+const HISTORY_SLICE = 50_000;
 
 /** The detail panel of one build. */
 export class BuildView {
   private buildId: string | undefined;
   private sub: Subscription | undefined;
+  /** Aborts the history requests of the shown build. */
+  private history: AbortController | undefined;
   private cancelRequested = false;
   private cancelling = false;
   private lastEventId: string | undefined;
@@ -123,6 +127,8 @@ export class BuildView {
 
   /** Detach from the shown build (it goes on running) and hide the panel. */
   close(): void {
+    this.history?.abort();
+    this.history = undefined;
     this.detach();
     this.cancelFlush();
     this.flushHandle = undefined;
@@ -165,7 +171,46 @@ export class BuildView {
       if (err instanceof AuthError) return this.onAuthError(err);
       // Unreachable for now: the watch retries and says so.
     }
-    this.attach();
+    if (await this.loadHistory(buildId)) this.attach();
+  }
+
+  /**
+   * The log so far in a few large JSON slices (`GET /builds/{id}/events`) instead of one SSE event per line,
+   * then the live stream takes over with `Last-Event-ID` = the last entry loaded: the service replays only what
+   * came after it, so no line is lost or repeated at the seam. False when the build is no longer the one shown.
+   * Any failure but a refused token leaves the rest to the stream (which retries, and says so).
+   */
+  private async loadHistory(buildId: string): Promise<boolean> {
+    const abort = (this.history = new AbortController());
+    const slice = (after: string | undefined) => this.client.builds.history(buildId, { after, limit: HISTORY_SLICE, signal: abort.signal });
+    try {
+      let after = this.lastEventId;
+      let next = slice(after);
+      for (;;) {
+        const got = await next;
+        if (buildId !== this.buildId) return false;
+        const more = !got.complete && got.lastEventId !== after;
+        // Ask for the next slice before handling this one: the service reads it while the page takes this in.
+        if (more) next = slice((after = got.lastEventId));
+        for (const e of got.events) this.onEvent(e);
+        this.lastEventId = got.lastEventId;
+        if (!more) return true;
+        if (this.model.lines >= MAX_LOG_LINES) {
+          next.catch(() => undefined);
+          abort.abort();
+          return true;
+        }
+      }
+    } catch (err) {
+      if (buildId !== this.buildId || abort.signal.aborted) return false;
+      if (err instanceof AuthError) {
+        this.onAuthError(err);
+        return false;
+      }
+      return true;
+    } finally {
+      if (this.history === abort) this.history = undefined;
+    }
   }
 
   private showMissing(buildId: string): void {
@@ -227,8 +272,8 @@ export class BuildView {
       }
       case 'status':
         if (isTerminal(e.phase as BuildInfo['status'])) return this.onTerminal(e.phase === 'failed');
-        // After Cancel, older states replayed by the re-attached stream are not news.
-        if (this.cancelling) return;
+        // After Cancel or the end, older states replayed by the re-attached stream are not news.
+        if (this.cancelling || this.terminal) return;
         this.setPhase(e.phase === 'queued' && e.queuePosition ? `queued (#${e.queuePosition})` : e.phase);
         return;
     }
@@ -253,7 +298,8 @@ export class BuildView {
     if (err instanceof ClientClosedError) return;
     if (err instanceof BuildFailedError || (err instanceof CancelledError && err.buildId)) {
       // The stream ended with the build's own failure (a cancel reads "build cancelled"): the record says which.
-      this.onTerminal(err instanceof BuildFailedError);
+      // A stream resumed after the history has not seen the progress event saying "cancelled": the record has.
+      this.onTerminal(err instanceof BuildFailedError && this.info?.status !== 'cancelled');
       this.model.addNotice(`— ${err instanceof BuildFailedError ? err.buildError : 'cancelled'} —`, true);
       this.schedule();
       return;

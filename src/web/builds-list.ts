@@ -1,6 +1,8 @@
 /**
- * The builds table: `GET /builds` polled every couple of seconds (one request at a time, paused while the tab
- * is hidden), snapshots matched to builds by digest, durations of running builds ticking every second.
+ * The builds table: one page of `GET /builds?limit=&cursor=&status=` polled every couple of seconds (one request
+ * at a time, paused while the tab is hidden), Newer/Older buttons walking the service's cursors, the status filter
+ * applied by the service (so every page is full), snapshots matched to builds by digest, durations of running
+ * builds ticking every second.
  *
  * Polling, not one log stream per build: a browser opens at most six connections to one origin over HTTP/1.1,
  * and the open build's log stream needs one of them.
@@ -21,6 +23,8 @@ export interface BuildsListEvents {
 
 /** How often the list asks `GET /builds` (and snapshots every {@link SNAPSHOT_EVERY} rounds). */
 export const LIST_INTERVAL_MS = 2000;
+/** Builds per page of the list. */
+export const LIST_PAGE_SIZE = 50;
 const SNAPSHOT_EVERY = 5;
 
 /** A status badge: the word itself carries the meaning; colour only helps. */
@@ -93,6 +97,12 @@ export class BuildsList {
   private abort = new AbortController();
   private stopped = false;
   private filter = '';
+  /** The cursor of the page shown (undefined: the newest), the cursors of the newer pages, the next page's. */
+  private cursor: string | undefined;
+  private readonly newerCursors: Array<string | undefined> = [];
+  private nextCursor: string | null = null;
+  /** Bumped when the page or filter changes: an answer to an older question is dropped. */
+  private query = 0;
   private readonly cancelling = new Set<string>();
   private readonly listeners = new Set<() => void>();
   private readonly body = byId<HTMLTableSectionElement>('builds-body');
@@ -100,18 +110,44 @@ export class BuildsList {
   private readonly updated = byId('builds-updated');
   private readonly emptyText = this.empty.textContent ?? '';
   private readonly filterSelect = byId<HTMLSelectElement>('status-filter');
+  private readonly newerButton = byId<HTMLButtonElement>('builds-newer');
+  private readonly olderButton = byId<HTMLButtonElement>('builds-older');
+  private readonly pageLabel = byId('builds-page');
 
   constructor(
     private readonly client: BrowserClient,
     private readonly events: BuildsListEvents,
   ) {
     this.filterSelect.addEventListener('change', this.onFilter);
+    this.newerButton.addEventListener('click', this.onNewer);
+    this.olderButton.addEventListener('click', this.onOlder);
   }
 
   private readonly onFilter = () => {
     this.filter = this.filterSelect.value;
-    this.render();
+    this.newerCursors.length = 0;
+    this.goTo(undefined);
   };
+
+  // aria-disabled rather than disabled: a button that becomes disabled loses keyboard focus.
+  private readonly onNewer = () => {
+    if (this.newerButton.getAttribute('aria-disabled') !== 'true') this.goTo(this.newerCursors.pop());
+  };
+
+  private readonly onOlder = () => {
+    if (this.olderButton.getAttribute('aria-disabled') === 'true' || this.nextCursor === null) return;
+    this.newerCursors.push(this.cursor);
+    this.goTo(this.nextCursor);
+  };
+
+  /** Show the page at `cursor` (of the current filter): asked at once, older answers dropped. */
+  private goTo(cursor: string | undefined): void {
+    this.cursor = cursor;
+    this.query++;
+    // Until its answer comes, the buttons would walk from a page that is no longer shown.
+    for (const b of [this.newerButton, this.olderButton]) b.setAttribute('aria-disabled', 'true');
+    this.refresh();
+  }
 
   /** The open build's Cancel was pressed: its row says "cancelling" until the service reports the end. */
   markCancelling(buildId: string): void {
@@ -138,6 +174,8 @@ export class BuildsList {
     clearInterval(this.ticker);
     this.abort.abort();
     this.filterSelect.removeEventListener('change', this.onFilter);
+    this.newerButton.removeEventListener('click', this.onNewer);
+    this.olderButton.removeEventListener('click', this.onOlder);
     document.removeEventListener('visibilitychange', this.onVisibility);
   }
 
@@ -178,18 +216,25 @@ export class BuildsList {
     if (this.stopped) return;
     clearTimeout(this.timer);
     const signal = this.abort.signal;
+    const query = this.query;
     try {
-      const builds = await this.client.builds.list({ signal });
+      const status = (this.filter || undefined) as BuildInfo['status'] | undefined;
+      const page = await this.client.builds.listPage({ limit: LIST_PAGE_SIZE, cursor: this.cursor, status, signal });
+      if (query !== this.query) return; // The reader moved on; the poll for the new page is under way.
+      const builds = page.builds;
+      this.nextCursor = page.nextCursor;
       // Snapshots are registered after a build succeeds: ask when one newly succeeded, and now and then anyway.
       const newlySucceeded = builds.filter((b) => b.status === 'succeeded' && !this.succeeded.has(b.buildId));
       for (const b of newlySucceeded) this.succeeded.add(b.buildId);
       if (this.rounds++ % SNAPSHOT_EVERY === 0 || newlySucceeded.length > 0) await this.loadSnapshots(signal);
+      if (query !== this.query) return;
       this.builds = builds;
       this.render();
+      this.renderPager();
       for (const fn of this.listeners) fn();
       this.events.onConnection({ ok: true });
     } catch (err) {
-      if (signal.aborted) return;
+      if (signal.aborted || query !== this.query) return;
       this.events.onConnection({ ok: false, message: (err as Error).message, auth: err instanceof AuthError });
       if (err instanceof AuthError) return; // A wrong token does not get better by asking again.
     }
@@ -214,7 +259,7 @@ export class BuildsList {
     const now = Date.now();
     const existing = new Map<string, HTMLTableRowElement>();
     for (const row of Array.from(this.body.rows)) existing.set(row.dataset.buildId ?? '', row);
-    const shown = this.filter ? this.builds.filter((b) => b.status === this.filter) : this.builds;
+    const shown = this.builds; // Filtered by the service.
     const wanted = new Set(shown.map((b) => b.buildId));
     for (const [id, row] of existing) if (!wanted.has(id)) row.remove();
     let cursor: Element | null = this.body.firstElementChild;
@@ -236,8 +281,17 @@ export class BuildsList {
       this.fill(row, b, now);
     }
     this.empty.hidden = shown.length > 0;
-    this.empty.textContent = this.builds.length > 0 ? `No ${this.filter} builds.` : this.emptyText;
+    this.empty.textContent = this.filter ? `No ${this.filter} builds${this.cursor ? ' on this page' : ''}.` : this.cursor ? 'No older builds.' : this.emptyText;
     this.updated.textContent = `Updated ${formatTime(new Date(now).toISOString())}`;
+  }
+
+  /** Newer/Older and "page n" (hidden while there is a single page). */
+  private renderPager(): void {
+    const page = this.newerCursors.length + 1;
+    this.newerButton.setAttribute('aria-disabled', String(page === 1));
+    this.olderButton.setAttribute('aria-disabled', String(this.nextCursor === null));
+    this.pageLabel.textContent = `Page ${page}`;
+    (this.pageLabel.parentElement as HTMLElement).hidden = page === 1 && this.nextCursor === null;
   }
 
   /** (Re)write the cells after the link when what they show changed. */

@@ -9,15 +9,16 @@
  * @packageDocumentation
  */
 import { throwError, type Observable } from 'rxjs';
-import type { BuildRecordWire } from '../../shared/wire';
-import { ClientClosedError, InvalidInputError, ProtocolError } from '../errors';
+import { ClientClosedError, InvalidInputError } from '../errors';
 import { DEFAULTS } from '../defaults';
 import type { BuildEvent, CommonClientOptions, RetryOptions, WatchBuildsApi, WatchOptions } from '../types';
-import { getBuild, getBuildLog, toBuildInfo } from './follow-build';
+import { getBuild, getBuildLog } from './follow-build';
+import { getBuildHistory } from './build-history';
+import { listBuilds, listBuildsPage } from './list-builds';
 import type { RetryTuning } from './retry-policy';
 import type { InterruptRegistry } from './sigint';
 import { Teardowns, type TeardownTuning } from './teardown';
-import { requestJson, type ClientLimits, type HttpContext } from './transport';
+import type { ClientLimits, HttpContext } from './transport';
 import { watchPipeline, type WatchDeps } from './watch-pipeline';
 
 // Checked here, where the internal shapes are known; the public module stays free of internal imports.
@@ -141,11 +142,17 @@ export function createCore(
       assertOpen();
       return getBuildLog(http, buildId, o?.signal);
     },
+    async history(buildId, o) {
+      assertOpen();
+      return getBuildHistory(http, buildId, o);
+    },
     async list(o) {
       assertOpen();
-      const res = await requestJson<{ builds?: BuildRecordWire[] }>(http, { method: 'GET', path: 'builds', signal: o?.signal });
-      if (!res.data || !Array.isArray(res.data.builds)) throw new ProtocolError('GET /builds: answer has no builds list');
-      return res.data.builds.map(toBuildInfo);
+      return listBuilds(http, o);
+    },
+    async listPage(o) {
+      assertOpen();
+      return listBuildsPage(http, o);
     },
     async cancel(buildId, o) {
       assertOpen();

@@ -260,11 +260,11 @@ export class PgBuildStore implements BuildStore {
     return r.rows[0] ? fromRow(r.rows[0]) : undefined;
   }
 
-  async page(after: BuildPosition | null, limit: number): Promise<StoredBuild[]> {
+  async page(after: BuildPosition | null, limit: number, status?: BuildStatus): Promise<StoredBuild[]> {
     const r = await this.pool.query(
-      `${SELECT_BUILD} WHERE $1::text IS NULL OR (b.created_at, b.build_id) < ($1, $2)
+      `${SELECT_BUILD} WHERE ($1::text IS NULL OR (b.created_at, b.build_id) < ($1, $2)) AND ($4::text IS NULL OR b.status = $4)
        ORDER BY b.created_at DESC, b.build_id DESC LIMIT $3`,
-      [after?.created_at ?? null, after?.build_id ?? null, limit],
+      [after?.created_at ?? null, after?.build_id ?? null, limit, status ?? null],
     );
     return r.rows.map(fromRow);
   }
