@@ -30,6 +30,8 @@ export class CliContext {
   constructor(
     readonly io: CliIo,
     readonly flags: GlobalFlags,
+    /** Settles when stdout can no longer be written (EPIPE: `| head`); never otherwise. */
+    readonly stdoutClosed: Promise<void> = new Promise<void>(() => undefined),
   ) {}
 
   /** `tty`, `plain` or `json` output. */

@@ -2,7 +2,8 @@
  * How the CLI turns any failure into one clear line and an exit code.
  *
  * Exit codes: 0 success, 1 the build failed (or the service answered with an error), 2 usage or local input
- * error, 130 interrupted by Ctrl+C once the server confirmed the cancel.
+ * error, 130 interrupted by Ctrl+C once the server confirmed the cancel, 141 the output was closed (`| head`):
+ * the build was cancelled, as a process killed by SIGPIPE would report.
  *
  * @packageDocumentation
  */
@@ -13,6 +14,7 @@ export const ExitCode = {
   failed: 1,
   usage: 2,
   interrupted: 130,
+  outputClosed: 141,
 } as const;
 
 /** Exit code values. */

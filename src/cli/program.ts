@@ -11,6 +11,7 @@ import { registerSnapshot } from './commands/snapshot';
 import { DEFAULT_URL } from './config';
 import { CliContext, type CliIo, type GlobalFlags } from './context';
 import { debugDetails, describeError, ExitCode } from './errors';
+import { whenOutputCloses } from './output-closed';
 
 // package.json sits two levels above dist/cli/ (and src/cli/), so this works from both.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -27,10 +28,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   let exitCode: number = ExitCode.ok;
   let ctx: CliContext | undefined;
   const program = new Command('rxbuild');
+  // Installed first: a closed stdout must never crash any command.
+  const stdoutClosed = whenOutputCloses(io.stdout);
 
   // Every command runs through here, so errors are described the same way everywhere.
   const run = async (action: Action): Promise<void> => {
-    ctx = new CliContext(io, program.opts<GlobalFlags>());
+    ctx = new CliContext(io, program.opts<GlobalFlags>(), stdoutClosed);
     exitCode = await action(ctx);
   };
 

@@ -55,7 +55,8 @@ export function registerBuild(program: Command, run: (action: Action) => Promise
     .option('--metadata-file <path>', 'also write the result (buildId, imageRef, digest) as JSON to this file')
     .addHelpText(
       'after',
-      '\nExit codes: 0 built, 1 build failed, 2 usage or local input error, 130 cancelled with Ctrl+C.',
+      '\nExit codes: 0 built, 1 build failed, 2 usage or local input error, 130 cancelled with Ctrl+C,\n' +
+        '141 cancelled because the output was closed (e.g. `| head`).',
     )
     .action((context: string, flags: BuildFlags) => run((ctx) => buildCommand(ctx, context, flags)));
 }
@@ -125,6 +126,6 @@ async function buildCommand(ctx: CliContext, contextArg: string, flags: BuildFla
   return openClient(ctx, async (client) => {
     const renderer = createRenderer(ctx.mode, ctx.renderIo);
     const following = follow(client.builds.build(options), renderer, { url: connection.url });
-    return runToExit(client, following, renderer, flags.metadataFile);
+    return runToExit(client, following, renderer, flags.metadataFile, ctx.stdoutClosed);
   });
 }

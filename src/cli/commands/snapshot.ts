@@ -136,7 +136,7 @@ async function createCommand(ctx: CliContext, flags: CreateFlags): Promise<numbe
   return openClient(ctx, async (client) => {
     const renderer = createRenderer(ctx.mode, ctx.renderIo);
     const following = followSnapshot(client.snapshots.create(params), renderer, ctx, { url: connection.url }, flags.image);
-    return runToExit(client, following, renderer, flags.metadataFile);
+    return runToExit(client, following, renderer, flags.metadataFile, ctx.stdoutClosed);
   });
 }
 

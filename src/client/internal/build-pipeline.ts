@@ -79,7 +79,7 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
           const packProgress = throttled((files: number, bytes: number) =>
             emit({ type: 'status', phase: 'packing', filesPacked: files, bytesPacked: bytes }),
           );
-          const onPack = (p: { files: number; bytes: number }): void => packProgress(p.files, p.bytes);
+          const onPack = (p: { files: number; bytes: number }, final = false): void => packProgress(p.files, p.bytes, final);
           const manifestBody = await prepareByContent(deps, v, signal, (sent, total) => progress(sent, total, sent === 0 || sent === total), onPack);
           if (manifestBody) {
             signal.throwIfAborted();

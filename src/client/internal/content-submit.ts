@@ -41,7 +41,7 @@ export async function prepareByContent(
   v: ValidatedBuild,
   signal: AbortSignal,
   onUpload: (sent: number, total: number) => void,
-  onPack?: (p: { files: number; bytes: number }) => void,
+  onPack?: (p: { files: number; bytes: number }, final?: boolean) => void,
 ): Promise<Buffer | null> {
   const state = deps.contentUpload;
   if (!state.enabled || state.absent) return null;
@@ -52,6 +52,9 @@ export async function prepareByContent(
     signal,
     onProgress: onPack,
   });
+  const files = manifest.entries.filter((e) => e.type === 'file');
+  onPack?.({ files: files.length, bytes: files.reduce((n, e) => n + (e.size ?? 0), 0) }, true);
+  signal.throwIfAborted();
   const missing = await askMissing(deps.http, [...manifest.contents.keys()], deps.submitRetry, signal);
   if (missing === null) {
     state.absent = true;

@@ -29,13 +29,16 @@ export interface ManifestOptions {
   /** Where the hash cache lives; `null` for none. */
   hashCacheDir: string | null;
   signal?: AbortSignal;
-  /** Called after each file with the files and file bytes done so far. */
+  /** Called after each file and each chunk hashed, with the files and file bytes done so far. */
   onProgress?(p: { files: number; bytes: number }): void;
 }
 
-async function sha256File(abs: string, signal?: AbortSignal): Promise<string> {
+async function sha256File(abs: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(abs, { highWaterMark: 256 * 1024, signal })) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(abs, { highWaterMark: 256 * 1024, signal })) {
+    hash.update(chunk as Buffer);
+    onBytes((chunk as Buffer).length);
+  }
   return `sha256:${hash.digest('hex')}`;
 }
 
@@ -56,9 +59,13 @@ export async function buildManifest(options: ManifestOptions): Promise<ContextMa
     else {
       const st = await lstat(e.abs, { bigint: true });
       let digest = cache.get(e.rel, st);
+      const hashed = digest === undefined;
       if (digest === undefined) {
         const hashedAt = Date.now();
-        digest = await sha256File(e.abs, signal);
+        digest = await sha256File(e.abs, signal, (n) => {
+          progress.bytes += n;
+          options.onProgress?.(progress);
+        });
         filesHashed++;
         // Changed while we read it: the size tells most such cases; such a digest is never cached.
         const after = await lstat(e.abs, { bigint: true });
@@ -68,7 +75,7 @@ export async function buildManifest(options: ManifestOptions): Promise<ContextMa
       entries.push({ path: e.rel, type: 'file', mode, size, digest });
       if (!contents.has(digest)) contents.set(digest, { abs: e.abs, size });
       progress.files++;
-      progress.bytes += size;
+      if (!hashed) progress.bytes += size;
       options.onProgress?.(progress);
     }
   }
