@@ -99,6 +99,28 @@ it('the wire answer: ids, last_id, complete, times left out when unchanged', asy
   expect(end.body).toEqual({ events: [], last_id: rest.body.last_id, complete: true });
 });
 
+it('form=journal: the stored entries, from the file and from memory, are the same events as the events form', async () => {
+  // More lines than the journal keeps in memory (4096): the first slices come from the file's stored lines.
+  const id = await submitOk(server.url, { buildArgs: { SCRIPT_LINES: '5000' } });
+  await readSse(`${server.url}/builds/${id}/logs`);
+  for (const [after, limit] of [[0, 3000], [3000, 50_000], [4990, 5], [4998, 50_000]]) {
+    const plain = await api(server.url, 'GET', `/builds/${id}/events?after=${after}&limit=${limit}`);
+    const stored = await api(server.url, 'GET', `/builds/${id}/events?after=${after}&limit=${limit}&form=journal`);
+    expect(stored.status).toBe(200);
+    expect([stored.body.last_id, stored.body.complete]).toEqual([plain.body.last_id, plain.body.complete]);
+    let time: string | undefined;
+    const asEvents = stored.body.entries.map((e: { seq: number; type: string; data: unknown; time: string }) => {
+      const t = e.time === time ? {} : { time: (time = e.time) };
+      return e.type === 'log' ? { id: String(e.seq), type: 'log', line: e.data, ...t } : { id: String(e.seq), type: 'progress', progress: e.data, ...t };
+    });
+    expect(asEvents).toEqual(plain.body.events);
+  }
+  const bad = await api(server.url, 'GET', `/builds/${id}/events?form=raw`);
+  expect([bad.status, bad.body.error.code]).toEqual([400, 'invalid_form']);
+  const history = await loadHistory(id, 50_000);
+  expect(lines(history.events)).toEqual(expected(5000));
+});
+
 it('long lines: an answer stops near 4 MiB (under the client\'s 16 MiB cap) and the next slice goes on from there', async () => {
   const text = 'x'.repeat(50_000);
   const id = await submitOk(server.url, { buildArgs: { SCRIPT_LINES: '120', SCRIPT_LINE_TEXT: text } });

@@ -11,7 +11,7 @@
 import type { BuildEventWire, BuildEventsPageWire } from '../shared/wire';
 import { badRequest } from './errors';
 import type { JournalEvent } from './journal';
-import type { JournalSource } from './storage';
+import type { JournalLines, JournalSource } from './storage';
 
 /** Events per answer when the request names no `limit`. */
 export const EVENTS_PAGE_DEFAULT = 10_000;
@@ -32,6 +32,13 @@ export function parseEventsQuery(params: URLSearchParams): { after: number; limi
     throw badRequest(`limit must be an integer from 1 to ${EVENTS_PAGE_MAX}.`, 'invalid_limit');
   }
   return { after: rawAfter === '' ? 0 : Number(rawAfter), limit: rawLimit === '' ? EVENTS_PAGE_DEFAULT : Number(rawLimit) };
+}
+
+/** True for `form=journal` (the stored lines, {@link journalPageJson}); 400 on any other `form`. */
+export function parseEventsForm(params: URLSearchParams): boolean {
+  const form = params.get('form');
+  if (form !== null && form !== 'journal' && form !== 'events') throw badRequest('form must be "events" or "journal".', 'invalid_form');
+  return form === 'journal';
 }
 
 /** The written events after `after`, at most `limit` (a store may hand out more or fewer per read). */
@@ -85,4 +92,49 @@ export async function eventsPageJson(journal: JournalSource, after: number, limi
   } finally {
     await journal.close().catch(() => undefined);
   }
+}
+
+/** Stored lines after `after` through `readLines`, or the events of `read` encoded as the journal stores them. */
+async function readLines(journal: JournalSource, cursor: number, max: number): Promise<JournalLines> {
+  if (journal.readLines) return journal.readLines(cursor, max);
+  const r = await journal.read(cursor, max);
+  const last = r.events.length > 0 ? r.events[r.events.length - 1].seq : cursor;
+  return { lines: r.events.map((e) => JSON.stringify(e)), lastSeq: last, complete: r.complete };
+}
+
+/**
+ * The page `after`/`limit` names in the journal form (`form=journal`, {@link BuildJournalPageWire}): the stored
+ * JSON lines joined into the answer as they are, so a 50,000-line slice costs no decoding. Closes `journal`.
+ */
+export async function journalPageJson(journal: JournalSource, after: number, limit: number): Promise<string> {
+  try {
+    const parts: string[] = [];
+    let chars = 0;
+    let lastId = after;
+    let complete = false;
+    while (parts.length < limit && chars <= EVENTS_PAGE_MAX_CHARS) {
+      const r = await readLines(journal, lastId, limit - parts.length);
+      // A read may hand out more than asked for (a whole file chunk): keep what fits, bounded by the last seq.
+      const take = Math.min(r.lines.length, limit - parts.length);
+      let i = 0;
+      for (; i < take && chars <= EVENTS_PAGE_MAX_CHARS; i++) {
+        parts.push(r.lines[i]);
+        chars += r.lines[i].length;
+      }
+      const all = i === r.lines.length;
+      lastId = all ? r.lastSeq : lastIdOf(r.lines[i - 1], lastId);
+      complete = all && r.complete;
+      if (r.lines.length === 0 || !all || r.complete) break;
+    }
+    return `{"entries":[${parts.join(',')}],"last_id":"${lastId}","complete":${complete}}`;
+  } finally {
+    await journal.close().catch(() => undefined);
+  }
+}
+
+/** The `seq` a stored line starts with (the lines handed out are whole entries), or `fallback` for none. */
+function lastIdOf(line: string | undefined, fallback: number): number {
+  if (line === undefined) return fallback;
+  const m = /^\{"seq":(\d+),/.exec(line);
+  return m ? Number(m[1]) : (JSON.parse(line) as JournalEvent).seq;
 }

@@ -10,7 +10,7 @@ import type { SnapshotWire } from '../shared/snapshot-wire';
 import { BuildService, type BuildServiceOptions, type CancelOutcome, type NewBuild, type StoredBuild } from './build-service';
 import { JournalFileReader, type Journal, type JournalEvent } from './journal';
 import { SnapshotStore, type ChangeRefusal, type StoredSnapshot } from './snapshots-store';
-import type { BuildPosition, BuildStore, JournalSource, NewSnapshot, SnapshotStorage } from './storage';
+import type { BuildPosition, BuildStore, JournalLines, JournalSource, NewSnapshot, SnapshotStorage } from './storage';
 
 /** True when `a` comes before `b` in the build list (newer, or same time and larger id). */
 export function listedBefore(a: BuildPosition, b: BuildPosition): boolean {
@@ -52,6 +52,30 @@ export class FileJournalSource implements JournalSource {
       }
       const last = events.length > 0 ? events[events.length - 1].seq : cursor;
       return { events, complete: this.journal.sealed && last >= this.journal.lastSeq };
+    }
+  }
+
+  async readLines(cursor: number, max: number): Promise<JournalLines> {
+    for (;;) {
+      const memory = this.journal.memorySince(cursor, max);
+      let lines: string[];
+      let lastSeq: number;
+      if (memory !== null) {
+        lines = memory.map((e) => JSON.stringify(e));
+        lastSeq = memory.length > 0 ? memory[memory.length - 1].seq : cursor;
+      } else {
+        this.pos = cursor < this.posSeq ? this.journal.offsetAfter(cursor) : Math.max(this.pos, this.journal.offsetAfter(cursor));
+        const r = await this.reader.readLines(this.pos, cursor);
+        this.pos = r.pos;
+        if (r.lines.length === 0) {
+          // Written but not yet visible to this reader: look again shortly.
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          continue;
+        }
+        this.posSeq = r.lastSeq;
+        ({ lines, lastSeq } = r);
+      }
+      return { lines, lastSeq, complete: this.journal.sealed && lastSeq >= this.journal.lastSeq };
     }
   }
 

@@ -29,7 +29,7 @@ import type { Engine } from './engine';
 import { HttpError, badRequest, isDiskFull, sendError, sendJson, sendJsonText } from './errors';
 import { ScriptedEngine } from './engines/scripted';
 import { sendRawLog } from './raw-log';
-import { eventsPageJson, parseEventsQuery } from './events-page';
+import { eventsPageJson, journalPageJson, parseEventsForm, parseEventsQuery } from './events-page';
 import { parseLastEventId, streamLogs, wantsTypedEvents } from './sse';
 import { buildsPage } from './builds-page';
 import type { RouteInfo, RouteKind, ServerHooks } from './hooks';
@@ -371,8 +371,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   async function handleEvents(req: IncomingMessage, res: ServerResponse, id: string, params: URLSearchParams): Promise<void> {
     await beforeRoute('events', req, id);
     const { after, limit } = parseEventsQuery(params);
+    const journalForm = parseEventsForm(params);
     if (!(await service.get(id))) throw notFound(id);
-    sendJsonText(res, 200, await eventsPageJson(await service.journal(id), after, limit));
+    const journal = await service.journal(id);
+    sendJsonText(res, 200, await (journalForm ? journalPageJson(journal, after, limit) : eventsPageJson(journal, after, limit)));
   }
 
   async function handleDelete(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {

@@ -157,6 +157,25 @@ function parseEvent(text: string): JournalEvent | null {
   return null;
 }
 
+/** How the journal writes an entry's start (`JSON.stringify` of a {@link JournalEvent}: `seq` first, then `type`). */
+const LINE_START = /^\{"seq":(\d{1,15}),"type":"(?:log|progress)","data":/;
+
+/**
+ * The `seq` of a stored line that is one whole entry as the journal writes it, or null. Inside a JSON string a
+ * quote is escaped, so `{"seq":` appears again only where a torn write left two entries merged on one line.
+ */
+function wholeLineSeq(text: string): number | null {
+  const m = LINE_START.exec(text);
+  if (!m || !text.endsWith('}') || text.indexOf('{"seq":', 1) !== -1) return null;
+  return Number(m[1]);
+}
+
+/** A line that failed {@link wholeLineSeq}, decoded and encoded again, or null when damaged. */
+function reencoded(text: string): string | null {
+  const e = parseEvent(text);
+  return e ? JSON.stringify(e) : null;
+}
+
 /** The event journal of one build. Create with {@link Journal.open}. */
 export class Journal {
   private mem: JournalEvent[] = [];
@@ -456,6 +475,51 @@ export class JournalFileReader {
         start = nl + 1;
       }
       return { events, pos: pos + end + 1 };
+    }
+  }
+
+  /**
+   * Like {@link read}, but the stored JSON lines themselves, undecoded: a line is only checked to be one whole
+   * entry (its `seq` read from its start). A line that fails the check is decoded and re-encoded, or skipped
+   * when damaged, as {@link read} does.
+   */
+  async readLines(pos: number, cursor: number): Promise<{ lines: string[]; lastSeq: number; pos: number }> {
+    const chunk = await this.readChunk(pos);
+    if (!chunk) return { lines: [], lastSeq: cursor, pos };
+    const lines: string[] = [];
+    let lastSeq = cursor;
+    for (const text of chunk.text.split('\n')) {
+      const seq = wholeLineSeq(text);
+      const line = seq !== null ? text : reencoded(text);
+      const s = seq ?? (line === null ? null : (JSON.parse(line) as JournalEvent).seq);
+      if (line !== null && s !== null && s > cursor) {
+        lines.push(line);
+        lastSeq = s;
+      }
+    }
+    return { lines, lastSeq, pos: chunk.pos };
+  }
+
+  /** The complete lines from byte `pos` (without the last LF) and the position after them, or null. */
+  private async readChunk(pos: number): Promise<{ text: string; pos: number } | null> {
+    if (!this.handle) {
+      try {
+        this.handle = await fsp.open(this.file, 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw err;
+      }
+    }
+    for (;;) {
+      const { bytesRead } = await this.handle.read(this.buf, 0, this.buf.length, pos);
+      if (bytesRead === 0) return null;
+      const end = this.buf.lastIndexOf(10, bytesRead - 1);
+      if (end === -1) {
+        if (bytesRead < this.buf.length) return null; // a line still being written
+        this.buf = Buffer.allocUnsafe(this.buf.length * 2); // one very long line
+        continue;
+      }
+      return { text: this.buf.toString('utf8', 0, end), pos: pos + end + 1 };
     }
   }
 

@@ -30,10 +30,22 @@ export interface JournalSource {
    * ever be written (the build ended and this is the end of its journal).
    */
   read(cursor: number, max: number): Promise<{ events: JournalEvent[]; complete: boolean }>;
+  /**
+   * Optional: like {@link read}, but each event as its stored JSON line (`JSON.stringify` of the
+   * {@link JournalEvent}), so a store that keeps that text can hand it out without decoding it.
+   */
+  readLines?(cursor: number, max: number): Promise<JournalLines>;
   /** Resolves when events after `cursor` may have been written, or the journal may have become complete. */
   waitForChange(cursor: number): Promise<void>;
   /** Release what the reader holds (file handles, listeners). */
   close(): Promise<void>;
+}
+
+/** What {@link JournalSource.readLines} returns: the lines, the `seq` of the last one (`cursor` when none). */
+export interface JournalLines {
+  lines: string[];
+  lastSeq: number;
+  complete: boolean;
 }
 
 /** Builds, their journals, idempotency keys and the queue. One per server. */

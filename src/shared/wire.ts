@@ -89,6 +89,22 @@ export interface BuildEventsPageWire {
 }
 
 /**
+ * `GET /builds/{id}/events?form=journal`: the same slice as {@link BuildEventsPageWire}, each event as the
+ * journal stores it, so the service sends its stored lines without decoding them.
+ */
+export interface BuildJournalPageWire {
+  /** Entries with seq > `after`, in order: `seq` is the event id, `data` the log line or the progress message. */
+  entries: BuildJournalEntryWire[];
+  last_id: string;
+  complete: boolean;
+}
+
+/** One stored journal entry (`time`: ISO 8601, UTC; absent in journals written before times were recorded). */
+export type BuildJournalEntryWire =
+  | { seq: number; type: 'log'; data: string; time?: string }
+  | { seq: number; type: 'progress'; data: ProgressMessageWire; time?: string };
+
+/**
  * One journal event. `time` (ISO 8601, UTC) is left out when it equals the previous event's in the same answer
  * (and is absent for events recorded before times were).
  */

@@ -6,14 +6,30 @@
  *
  * @packageDocumentation
  */
-import { isTerminalBuildStatus, type BuildEventWire, type BuildEventsPageWire } from '../../shared/wire';
+import { isTerminalBuildStatus, type BuildEventWire, type BuildEventsPageWire, type BuildJournalEntryWire, type BuildJournalPageWire } from '../../shared/wire';
 import { ProtocolError } from '../errors';
 import { requestJson, type HttpContext } from './transport';
 import type { BuildHistory, BuildHistoryEvent, BuildHistoryOptions } from '../types';
 
-function isEventsPage(v: unknown): v is BuildEventsPageWire {
-  const p = v as BuildEventsPageWire | null;
-  return !!p && Array.isArray(p.events) && typeof p.last_id === 'string' && typeof p.complete === 'boolean';
+function isEventsPage(v: unknown): v is BuildEventsPageWire | BuildJournalPageWire {
+  const p = v as (BuildEventsPageWire & BuildJournalPageWire) | null;
+  return !!p && (Array.isArray(p.events) || Array.isArray(p.entries)) && typeof p.last_id === 'string' && typeof p.complete === 'boolean';
+}
+
+/**
+ * Journal entries (`form=journal`) as the events form: a time is kept only where it changes, so the run of
+ * events that share one holds one string rather than a copy each.
+ */
+function entriesAsEvents(entries: readonly BuildJournalEntryWire[]): BuildEventWire[] {
+  const out: BuildEventWire[] = [];
+  let time: string | undefined;
+  for (const e of entries) {
+    const t = e.time !== undefined && e.time !== time ? (time = e.time) : undefined;
+    const id = String(e.seq);
+    if (e.type === 'log') out.push(t === undefined ? { id, type: 'log', line: e.data } : { id, type: 'log', line: e.data, time: t });
+    else if (e.type === 'progress') out.push(t === undefined ? { id, type: 'progress', progress: e.data } : { id, type: 'progress', progress: e.data, time: t });
+  }
+  return out;
 }
 
 /** The events `watch` would emit for `wire` (terminal statuses excepted: the stream's end reports those). */
@@ -47,12 +63,14 @@ export function historyEvents(buildId: string, wire: readonly BuildEventWire[]):
 
 /** One slice of `buildId`'s journal after `options.after`. */
 export async function getBuildHistory(http: HttpContext, buildId: string, options: BuildHistoryOptions = {}): Promise<BuildHistory> {
-  const q = new URLSearchParams();
+  // The journal form: the service sends its stored lines as they are; an older one ignores `form`.
+  const q = new URLSearchParams({ form: 'journal' });
   if (options.after !== undefined) q.set('after', options.after);
   if (options.limit !== undefined) q.set('limit', String(options.limit));
   const qs = q.toString();
-  const path = `builds/${encodeURIComponent(buildId)}/events${qs ? `?${qs}` : ''}`;
-  const res = await requestJson<BuildEventsPageWire>(http, { method: 'GET', path, signal: options.signal });
+  const path = `builds/${encodeURIComponent(buildId)}/events?${qs}`;
+  const res = await requestJson<unknown>(http, { method: 'GET', path, signal: options.signal });
   if (!isEventsPage(res.data)) throw new ProtocolError(`GET /${path}: malformed answer`);
-  return { events: historyEvents(buildId, res.data.events), lastEventId: res.data.last_id, complete: res.data.complete };
+  const wire = 'entries' in res.data ? entriesAsEvents(res.data.entries) : res.data.events;
+  return { events: historyEvents(buildId, wire), lastEventId: res.data.last_id, complete: res.data.complete };
 }
