@@ -20,14 +20,19 @@ import { assembleContext, checkManifest } from './context-assemble';
 import type { ContentStore } from './content-store';
 import { ByteCap, checkRelativePath, mapStreamError } from './context-extract';
 import { HttpError, badRequest, sendJson } from './errors';
+import { handleTarEntries } from './tar-entries';
+import { ExpansionCap, UnpackBudget } from './unpack-budget';
 import { parseImageName } from './image-name';
 import { checkBuildArgs, checkSecrets, drainRequest, type Submission, type UploadLimits } from './upload';
 
 /** Largest JSON body (after gunzip) of `/contents/missing` and a build by manifest. */
 const MAX_JSON_BYTES = 256 * 1024 * 1024;
 
-/** The request body, gunzipped when it says `Content-Encoding: gzip`, at most `maxBytes` either way. */
-function bodyOf(req: IncomingMessage, maxBytes: number): Readable {
+/**
+ * The request body, gunzipped when it says `Content-Encoding: gzip`, at most `maxBytes` either way, and expanding
+ * at most `maxExpansionRatio` times (beyond a floor; see `unpack-budget.ts`).
+ */
+function bodyOf(req: IncomingMessage, maxBytes: number, maxExpansionRatio?: number): Readable {
   const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
   if (encoding !== 'identity' && encoding !== 'gzip') {
     throw new HttpError(415, 'unsupported_encoding', `Content-Encoding ${JSON.stringify(encoding)} is not supported (gzip or none).`);
@@ -36,7 +41,8 @@ function bodyOf(req: IncomingMessage, maxBytes: number): Readable {
   const out = cap();
   if (encoding === 'gzip') {
     const first = cap();
-    void pipeline(first, createGunzip(), out).catch((err: unknown) => out.destroy(mapStreamError(err)));
+    const expansion = maxExpansionRatio === undefined ? [] : [new ExpansionCap(maxExpansionRatio, () => first.bytes)];
+    void pipeline([first, createGunzip(), ...expansion, out]).catch((err: unknown) => out.destroy(mapStreamError(err)));
     req.pipe(first);
   } else {
     req.pipe(out);
@@ -54,10 +60,10 @@ function bodyOf(req: IncomingMessage, maxBytes: number): Readable {
 }
 
 /** Read and parse a JSON body (see {@link bodyOf}). */
-async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+async function readJson(req: IncomingMessage, maxBytes: number, maxExpansionRatio?: number): Promise<unknown> {
   const chunks: Buffer[] = [];
   try {
-    for await (const chunk of bodyOf(req, maxBytes)) chunks.push(chunk as Buffer);
+    for await (const chunk of bodyOf(req, maxBytes, maxExpansionRatio)) chunks.push(chunk as Buffer);
   } catch (err) {
     throw mapStreamError(err);
   }
@@ -70,7 +76,7 @@ async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown
 
 /** `POST /contents/missing`: which of the digests this namespace has to upload. */
 export async function handleMissing(req: IncomingMessage, res: ServerResponse, store: ContentStore, namespace: string, limits: UploadLimits): Promise<void> {
-  const body = (await readJson(req, MAX_JSON_BYTES)) as { digests?: unknown } | null;
+  const body = (await readJson(req, MAX_JSON_BYTES, limits.maxExpansionRatio)) as { digests?: unknown } | null;
   const digests = body?.digests;
   if (!Array.isArray(digests) || digests.some((d) => typeof d !== 'string' || !CONTENT_DIGEST_RE.test(d))) {
     throw badRequest('Send {"digests": ["sha256:<64 hex>", …]}.', 'bad_request');
@@ -90,35 +96,20 @@ export async function handleContentsUpload(req: IncomingMessage, res: ServerResp
     throw new HttpError(413, 'payload_too_large', `The upload exceeds the limit of ${limits.maxUploadBytes} bytes.`);
   }
   const extract = tar.extract();
-  let stored = 0;
-  let bytes = 0;
-  let entryError: unknown = null;
-  extract.on('entry', (header, stream, next) => {
-    stream.on('error', () => undefined);
-    const put = async (): Promise<void> => {
-      if (++stored > limits.maxEntries) throw new HttpError(413, 'context_too_large', `More than ${limits.maxEntries} contents in one upload.`);
-      if ((header.type ?? 'file') !== 'file' || !CONTENT_DIGEST_RE.test(header.name)) {
-        throw badRequest(`Every entry of a contents upload is a file named by its digest (sha256:<64 hex>), not ${JSON.stringify(header.name)}.`, 'bad_request');
-      }
-      bytes += header.size ?? 0;
-      if (bytes > limits.maxUnpackedBytes) throw new HttpError(413, 'context_too_large', `The upload exceeds the limit of ${limits.maxUnpackedBytes} bytes.`);
-      await store.put(namespace, header.name, stream as unknown as AsyncIterable<Buffer>);
-    };
-    put().then(
-      () => next(),
-      (err: unknown) => {
-        entryError ??= err;
-        stream.resume();
-        next(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
+  const budget = new UnpackBudget(limits);
+  const entryError = handleTarEntries(extract, async (header, stream) => {
+    if ((header.type ?? 'file') !== 'file' || !CONTENT_DIGEST_RE.test(header.name)) {
+      throw badRequest(`Every entry of a contents upload is a file named by its digest (sha256:<64 hex>), not ${JSON.stringify(header.name)}.`, 'bad_request');
+    }
+    budget.add(header.size ?? 0);
+    await store.put(namespace, header.name, stream);
   });
   try {
-    await pipeline(bodyOf(req, limits.maxUploadBytes), extract);
+    await pipeline(bodyOf(req, limits.maxUploadBytes, limits.maxExpansionRatio), extract);
   } catch (err) {
-    throw mapStreamError(entryError ?? err);
+    throw mapStreamError(entryError() ?? err);
   }
-  const answer: ContentsUploadedWire = { stored };
+  const answer: ContentsUploadedWire = { stored: budget.entries };
   sendJson(res, 200, answer);
 }
 
@@ -133,7 +124,7 @@ export async function receiveManifestSubmission(
   namespace: string,
   limits: UploadLimits,
 ): Promise<Submission> {
-  const raw = await readJson(req, MAX_JSON_BYTES);
+  const raw = await readJson(req, MAX_JSON_BYTES, limits.maxExpansionRatio);
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw badRequest('A build by manifest is a JSON object.', 'bad_request');
   const body = raw as Partial<Record<keyof ManifestBuildRequestWire, unknown>>;
   if (typeof body.image_name !== 'string') throw badRequest('The request has no image_name.', 'invalid_image_name');

@@ -2,7 +2,7 @@
  * Building a context directory from a manifest and the namespace's content store (the content-addressed
  * upload), treating the manifest as hostile exactly like a tar upload: the same path checks as
  * `context-extract.ts` (relative, no `..`, never written through a symlink, symlinks that stay inside the
- * context), the same entry and size caps, and nothing sanitised — a bad entry rejects the whole manifest.
+ * context), the same entry and size caps (`unpack-budget.ts`), and nothing sanitised — a bad entry rejects the whole manifest.
  *
  * @packageDocumentation
  */
@@ -13,6 +13,7 @@ import type { ContentStore } from './content-store';
 import { missingContent } from './content-store';
 import { checkAncestors, checkRelativePath, checkSymlinkTarget, checkSymlinksStayInside, type ExtractLimits } from './context-extract';
 import { HttpError, badRequest } from './errors';
+import { UnpackBudget } from './unpack-budget';
 
 const MAX_PATH_LENGTH = 4096;
 
@@ -49,7 +50,7 @@ export function checkManifest(raw: unknown, limits: ExtractLimits): ManifestEntr
   if (!Array.isArray(raw)) throw invalid('manifest must be an array of entries.');
   if (raw.length > limits.maxEntries) throw new HttpError(413, 'context_too_large', `The context has more than ${limits.maxEntries} entries.`);
   const seen = new Set<string>();
-  let bytes = 0;
+  const budget = new UnpackBudget(limits);
   return raw.map((r, i) => {
     const entry = checkEntryShape(r, i);
     const rel = checkRelativePath(entry.path);
@@ -57,10 +58,7 @@ export function checkManifest(raw: unknown, limits: ExtractLimits): ManifestEntr
     if (seen.has(rel)) throw invalid(`${JSON.stringify(rel)} appears twice in the manifest.`);
     seen.add(rel);
     if (entry.type === 'symlink') checkSymlinkTarget(rel, entry.target);
-    if (entry.type === 'file') {
-      bytes += entry.size;
-      if (bytes > limits.maxUnpackedBytes) throw new HttpError(413, 'context_too_large', `The unpacked context exceeds the limit of ${limits.maxUnpackedBytes} bytes.`);
-    }
+    budget.add(entry.type === 'file' ? entry.size : 0);
     return { ...entry, path: rel };
   });
 }

@@ -16,16 +16,13 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { HttpError, badRequest, insufficientStorage, isDiskFull } from './errors';
+import { handleTarEntries, type EntryStream } from './tar-entries';
+import { ExpansionCap, UnpackBudget, tooLarge, type UnpackLimits } from './unpack-budget';
 
-/** Caps applied while unpacking. */
-export interface ExtractLimits {
-  /** Total bytes of file contents. */
-  maxUnpackedBytes: number;
-  /** Number of tar entries (files, directories, links). */
-  maxEntries: number;
-}
+/** Caps applied while unpacking (see `unpack-budget.ts`). */
+export type ExtractLimits = UnpackLimits;
 
-/** What was unpacked. */
+/** What was unpacked: entries, and their cost toward the cap (`entryCost` in `unpack-budget.ts`). */
 export interface ExtractStats {
   entries: number;
   bytes: number;
@@ -35,10 +32,6 @@ export interface ExtractStats {
 const TAR_OVERHEAD_PER_ENTRY = 4096;
 /** Symlinks followed while resolving one path before it counts as a loop (as Linux's ELOOP). */
 const MAX_SYMLINK_HOPS = 40;
-
-function tooLarge(message: string): HttpError {
-  return new HttpError(413, 'context_too_large', message);
-}
 
 function escapeError(message: string): HttpError {
   return badRequest(message, 'context_escape');
@@ -134,9 +127,6 @@ async function clearPath(abs: string, rel: string): Promise<void> {
   await fsp.unlink(abs);
 }
 
-/** An entry's content stream (a streamx Readable: async-iterable, can be resumed to skip). */
-type EntryStream = AsyncIterable<Buffer> & { resume(): unknown };
-
 /** Counts bytes through a stream and fails once `max` is passed. */
 export class ByteCap extends Transform {
   bytes = 0;
@@ -176,7 +166,7 @@ export function mapStreamError(err: unknown): HttpError {
  * {@link HttpError} at the first bad entry or exceeded limit; the caller removes `root` then.
  */
 export async function extractContext(input: Readable, root: string, limits: ExtractLimits): Promise<ExtractStats> {
-  const stats: ExtractStats = { entries: 0, bytes: 0 };
+  const budget = new UnpackBudget(limits);
   const symlinks: string[] = [];
   const extract = tar.extract();
   const tarCap = new ByteCap(limits.maxUnpackedBytes + (limits.maxEntries + 1) * TAR_OVERHEAD_PER_ENTRY, () =>
@@ -184,10 +174,10 @@ export async function extractContext(input: Readable, root: string, limits: Extr
   );
 
   const handleEntry = async (header: tar.Header, stream: EntryStream): Promise<void> => {
-    stats.entries++;
-    if (stats.entries > limits.maxEntries) throw tooLarge(`The context has more than ${limits.maxEntries} entries.`);
-    const rel = checkRelativePath(header.name);
     const type = header.type ?? 'file';
+    // Counted before anything is written: a file by its declared size, anything else as one block.
+    budget.add(type === 'file' || type === 'contiguous-file' ? (header.size ?? 0) : 0);
+    const rel = checkRelativePath(header.name);
     if (rel === '') {
       if (type !== 'directory') throw badRequest('An archive entry has an empty name.', 'invalid_context');
       stream.resume();
@@ -211,15 +201,10 @@ export async function extractContext(input: Readable, root: string, limits: Extr
       }
       case 'file':
       case 'contiguous-file': {
-        const size = header.size ?? 0;
-        if (stats.bytes + size > limits.maxUnpackedBytes) {
-          throw tooLarge(`The unpacked context exceeds the limit of ${limits.maxUnpackedBytes} bytes.`);
-        }
         await fsp.mkdir(path.dirname(abs), { recursive: true });
         await clearPath(abs, rel);
         // 'wx': O_EXCL never follows or reuses whatever might be at the path.
         await pipeline(stream, createWriteStream(abs, { flags: 'wx', mode: mode | 0o600 }));
-        stats.bytes += size;
         if (header.mtime) await fsp.utimes(abs, header.mtime, header.mtime).catch(() => undefined);
         return;
       }
@@ -255,29 +240,19 @@ export async function extractContext(input: Readable, root: string, limits: Extr
     }
   };
 
-  let entryError: unknown = null;
-  extract.on('entry', (header, stream, next) => {
-    // The entry stream is destroyed with the extractor's error when anything fails; that error is handled below.
-    stream.on('error', () => undefined);
-    handleEntry(header, stream as unknown as EntryStream).then(
-      () => next(),
-      (err: unknown) => {
-        entryError ??= err;
-        stream.resume();
-        next(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
-
+  const entryError = handleTarEntries(extract, handleEntry);
+  const compressed = new ByteCap(Infinity, () => tooLarge('')); // counts only: the ratio is checked after gunzip
+  const ratio = limits.maxExpansionRatio;
+  const expansion = ratio === undefined ? [] : [new ExpansionCap(ratio, () => compressed.bytes)];
   try {
-    await pipeline(input, createGunzip(), tarCap, extract);
+    await pipeline([input, compressed, createGunzip(), ...expansion, tarCap, extract]);
   } catch (err) {
-    throw mapStreamError(entryError ?? err);
+    throw mapStreamError(entryError() ?? err);
   }
-  if (entryError) throw mapStreamError(entryError);
+  if (entryError()) throw mapStreamError(entryError());
 
   checkSymlinksStayInside(root, symlinks);
-  return stats;
+  return { entries: budget.entries, bytes: budget.bytes };
 }
 
 /**

@@ -95,6 +95,11 @@ export const DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024 ** 3;
 export const DEFAULT_MAX_UNPACKED_BYTES = 16 * 1024 ** 3;
 /** Default cap on context entries. */
 export const DEFAULT_MAX_ENTRIES = 1_000_000;
+/**
+ * Default cap on how far an uploaded gzip may expand (beyond its first 64 MiB): many tiny files compress about
+ * 50–70 times, a gzip bomb about 1000 times.
+ */
+export const DEFAULT_MAX_EXPANSION_RATIO = 200;
 
 /** Options of {@link startServer}. */
 export interface StartServerOptions {
@@ -114,7 +119,8 @@ export interface StartServerOptions {
   maxConcurrent?: number;
   /** SSE heartbeat period (default {@link HEARTBEAT_INTERVAL_MS}). */
   heartbeatMs?: number;
-  limits?: { maxUploadBytes?: number; maxUnpackedBytes?: number; maxEntries?: number };
+  /** Upload and unpacking caps (docs/api.md, the limits of `POST /builds`); defaults `DEFAULT_MAX_*`. */
+  limits?: { maxUploadBytes?: number; maxUnpackedBytes?: number; maxEntries?: number; maxExpansionRatio?: number };
   /** Uploads (`POST /builds`) received at once (default 8); beyond it `503` with `Retry-After`. */
   maxUploads?: number;
   /**
@@ -227,6 +233,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     maxUploadBytes: options.limits?.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES,
     maxUnpackedBytes: options.limits?.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES,
     maxEntries: options.limits?.maxEntries ?? DEFAULT_MAX_ENTRIES,
+    maxExpansionRatio: options.limits?.maxExpansionRatio ?? DEFAULT_MAX_EXPANSION_RATIO,
   };
   const { builds: service, snapshots: snapshotStore, contents: sharedContents } = await openStores(options, dataDir, engine);
   const hooks: ServerHooks = options.hooks ?? {};
