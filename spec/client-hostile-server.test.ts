@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { lastValueFrom } from 'rxjs';
 import { createClient, ProtocolError } from '../src/client';
 import { CLI, cliEnv, FIXTURE_CONTEXT, STACK_FRAME } from './cli-helpers';
-import { removeTempDirs, tempDir } from './helpers/client-harness';
+import { collect, expectedLines, removeTempDirs, script, setup, tempDir } from './helpers/client-harness';
 import { startHostileServer, type HostileServer } from './helpers/hostile-server';
 
 const RSS_LIMIT_KB = 300 * 1024;
@@ -123,6 +123,13 @@ describe('library (built package, child process)', () => {
     expect(r.peakKb).toBeLessThan(RSS_LIMIT_KB);
   });
 
+  test('a 3 GiB Content-Length for GET /builds/{id}: ProtocolError before reading, no crash', async () => {
+    const r = await library('huge-json', 'get');
+    expect(r).toMatchObject({ ok: false, name: 'ProtocolError', code: 'protocol' });
+    expect(r.message).toMatch(/16 MiB limit \(maxResponseBytes\)/);
+    expect(r.peakKb).toBeLessThan(RSS_LIMIT_KB);
+  });
+
   test('endless JSON as the answer to POST /builds: ProtocolError naming the limit, peak RSS < 300 MiB', async () => {
     const r = await library('endless-json', 'build');
     expect(r).toMatchObject({ ok: false, name: 'ProtocolError', code: 'protocol' });
@@ -179,5 +186,22 @@ test('the log stream does not follow a redirect to another origin', async () => 
   } finally {
     await client.close();
     await elsewhere.close();
+  }
+});
+
+test('the bound is for JSON answers: builds.log reads a whole log longer than maxResponseBytes, builds.get does not', async () => {
+  const h = await setup({ client: { maxResponseBytes: 1024 } });
+  try {
+    const r = await collect(h.client.builds.build({ context: h.context, imageName: 'app', buildArgs: script({ lines: 200 }) }));
+    expect(r.error).toBeUndefined();
+    const id = (r.events.at(-1) as { buildId: string }).buildId;
+    const text = await h.client.builds.log(id);
+    expect(text.length).toBeGreaterThan(1024);
+    expect(text.trimEnd().split('\n')).toEqual(expectedLines(200));
+    // A JSON list of builds over 1 KiB is refused, naming the limit.
+    for (let i = 0; i < 5; i++) await collect(h.client.builds.build({ context: h.context, imageName: 'app', buildArgs: script({ lines: 1 }) }));
+    await expect(h.client.builds.list()).rejects.toThrow(/larger than the 1 KiB limit \(maxResponseBytes\)/);
+  } finally {
+    await h.dispose();
   }
 });

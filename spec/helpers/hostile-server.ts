@@ -4,6 +4,7 @@
  * through a client whose base URL carries it as a prefix (`http://127.0.0.1:port/endless-json`):
  *
  * - `endless-json`: `GET /builds/{id}` and the answer to `POST /builds` are a JSON string that never closes;
+ * - `huge-json`: `GET /builds/{id}` announces a 3 GiB JSON body (`Content-Length`), then sends it;
  * - `endless-sse`: `GET /builds/{id}/logs` is an event stream with one `data:` line that never ends;
  * - `silent`: `POST /builds` reads the whole upload and never answers;
  * - `redirect`: `GET /builds/{id}/logs` redirects to `target` (another origin).
@@ -44,8 +45,8 @@ function drainedOrClosed(res: ServerResponse): Promise<void> {
 }
 
 /** Write `head`, then CHUNK after CHUNK until the client goes away. */
-async function endless(res: ServerResponse, contentType: string, head: string, count: (n: number) => void): Promise<void> {
-  res.writeHead(200, { 'content-type': contentType });
+async function endless(res: ServerResponse, contentType: string, head: string, count: (n: number) => void, length?: number): Promise<void> {
+  res.writeHead(200, length === undefined ? { 'content-type': contentType } : { 'content-type': contentType, 'content-length': length });
   res.write(head);
   while (!res.destroyed && !res.writableEnded) {
     count(CHUNK.length);
@@ -71,6 +72,9 @@ export async function startHostileServer(): Promise<HostileServer> {
       for await (const _chunk of req) void _chunk;
       if (mode === 'silent') return; // Never answered.
       if (mode === 'endless-json') return endless(res, 'application/json', '{"build_id":"', count);
+    }
+    if (req.method === 'GET' && /^\/builds\/[^/]+$/.test(path) && mode === 'huge-json') {
+      return endless(res, 'application/json', '{"build_id":"b_1","status":"', count, 3 * 1024 ** 3);
     }
     if (req.method === 'GET' && /^\/builds\/[^/]+$/.test(path) && mode === 'endless-json') {
       return endless(res, 'application/json', '{"build_id":"b_1","status":"', count);

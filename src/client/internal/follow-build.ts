@@ -134,9 +134,21 @@ function checkExists(http: HttpContext, buildId: string, streamError: unknown, f
   );
 }
 
+/**
+ * Largest whole log `builds.log` reads: far above a JSON answer (logs are legitimately long) but below what a
+ * JavaScript string can hold, so a hostile or runaway log ends in a {@link ProtocolError}, not a crash.
+ */
+export const MAX_LOG_TEXT_BYTES = 256 * 1024 * 1024;
+
 /** `GET /builds/{id}/log`: the log lines written so far, as plain text (escapes stripped). */
 export async function getBuildLog(http: HttpContext, buildId: string, signal?: AbortSignal): Promise<string> {
-  const res = await requestText(http, { method: 'GET', path: `builds/${encodeURIComponent(buildId)}/log`, signal, accept: 'text/plain' });
+  const res = await requestText(http, {
+    method: 'GET',
+    path: `builds/${encodeURIComponent(buildId)}/log`,
+    signal,
+    accept: 'text/plain',
+    maxBytes: { bytes: MAX_LOG_TEXT_BYTES, name: 'the whole-log limit' },
+  });
   return res.data;
 }
 

@@ -146,6 +146,19 @@ function concatBytes(chunks: Uint8Array[], size: number): Uint8Array {
 }
 
 /**
+ * Stop reading a body and free its connection. A Node stream destroyed unread emits `error` (undici: "Request
+ * aborted"); with nobody listening that would crash the process, so a listener takes it first.
+ */
+async function dropBody(body: ErrorBodySource): Promise<void> {
+  if ('getReader' in body) {
+    await body.cancel().catch(() => undefined);
+    return;
+  }
+  (body as { on?(event: 'error', listener: () => void): unknown }).on?.('error', () => undefined);
+  body.destroy?.();
+}
+
+/**
  * Read at most `maxBytes` of a body, then stop reading and close it (never leave it hanging). `truncated` says
  * there was more. A body that fails mid-way rejects, with what was read lost.
  */
@@ -178,7 +191,7 @@ async function readUpTo(body: ErrorBodySource, maxBytes: number): Promise<{ byte
   } else {
     for await (const chunk of body) {
       if (!keep(chunk)) {
-        body.destroy?.();
+        await dropBody(body);
         break;
       }
     }
@@ -201,11 +214,10 @@ export async function readErrorBody(body: ErrorBodySource): Promise<string> {
  * {@link ProtocolError} naming the limit, and the rest is never read. Read failures reject as they came.
  */
 export async function readBodyText(body: ErrorBodySource | null, maxBytes: number, contentLength?: string | string[] | null): Promise<string> {
-  const tooLarge = () => new ProtocolError(`the answer is larger than the ${formatBytes(maxBytes)} limit (maxResponseBytes)`);
+  const tooLarge = () => new ProtocolError(`the answer is larger than the ${formatBytes(maxBytes)} limit`);
   const declared = Number(Array.isArray(contentLength) ? contentLength[0] : contentLength);
   if (body && Number.isFinite(declared) && declared > maxBytes) {
-    if ('getReader' in body) await body.cancel().catch(() => undefined);
-    else body.destroy?.();
+    await dropBody(body);
     throw tooLarge();
   }
   if (!body) return '';
@@ -263,6 +275,8 @@ export interface JsonRequest {
   onResponse?: () => void;
   /** See {@link TransportRequest.onSent}. */
   onSent?: () => void;
+  /** A bound of its own instead of the client's `maxResponseBytes` (a whole build log is not a JSON answer). */
+  maxBytes?: { bytes: number; name: string };
 }
 
 /** A successful JSON answer. `data` is `undefined` for empty bodies (e.g. 204). */
@@ -303,9 +317,9 @@ export async function requestText(ctx: HttpContext, req: JsonRequest & { accept?
     throw httpErrorFrom(res.status, text, res.headers['retry-after'], what);
   }
   try {
-    return { status: res.status, headers: res.headers, data: await res.text(ctx.limits.maxResponseBytes) };
+    return { status: res.status, headers: res.headers, data: await res.text(req.maxBytes?.bytes ?? ctx.limits.maxResponseBytes) };
   } catch (err) {
-    if (err instanceof ProtocolError) throw new ProtocolError(`${what}: ${err.message}`, { cause: err });
+    if (err instanceof ProtocolError) throw new ProtocolError(`${what}: ${err.message} (${req.maxBytes?.name ?? 'maxResponseBytes'})`, { cause: err });
     throw toTransportError(err) ?? err;
   }
 }
