@@ -194,17 +194,18 @@ export function finishFrom(info: BuildInfo): Observable<BuildEvent> {
  * The end of a stream that said `{"error": …}`. A build cancelled by someone else (another client, the CLI, the
  * page) ends as cancelled, not as a failure: our server says so in the progress event that precedes the control
  * event (`known`). A stream that did not carry it (resumed after it, or a reference-style service without progress
- * events) cannot tell, so the build's record decides; if the record cannot be read or is not terminal, the
- * stream's word stands: failed.
+ * events) cannot tell, so the build's record decides whether it was cancelled; if the record cannot be read or
+ * says anything else, the stream's word stands: failed.
  */
 function finishFromError(http: HttpContext, buildId: string, error: string, known: string | undefined, signal: AbortSignal): Observable<BuildEvent> {
   const failed = { buildId, status: 'failed', error } as BuildInfo;
   if (known === 'cancelled' || known === 'failed') return finishFrom({ ...failed, status: known });
   return from(getBuild(http, buildId, signal).catch(() => failed)).pipe(
     mergeMap((info) => {
-      if (info.status === 'cancelled' || info.status === 'succeeded') return finishFrom(info);
-      // The stream's message is the failure as the service reported it (verbatim, as before).
-      return finishFrom(failed);
+      // Only "cancelled" overrides the stream's word: a service may end a stream with an error while its record
+      // says otherwise (the reference's rule makes a log line `{"error":"x"}` an end), and that stays a failure
+      // with the stream's message, verbatim.
+      return finishFrom(info.status === 'cancelled' ? info : failed);
     }),
   );
 }
