@@ -3,7 +3,8 @@
  *
  * - `client`: `client.builds.build`, as users call it (default gzip level), phases from its status events:
  *   packing → uploading → queued (the POST was answered: the server has the whole context unpacked).
- * - `modules`: the same two steps `builds.build` runs (`packContext`, then `startSubmit`), called directly so
+ * - `modules`: the same two steps `builds.build` runs (`packContext`, and `startSubmit` following its temp file
+ *   from the first MiB on), called directly so
  *   that a different gzip level can be tried (the client does not expose the level).
  *
  * Peak RSS is sampled per phase (VmRSS every 20 ms); the process VmHWM comes with the worker stats.
@@ -15,6 +16,7 @@ import { lastValueFrom, tap } from 'rxjs';
 import { Agent } from 'undici';
 import { createClient } from '../../src/client';
 import { createHttpContext } from '../../src/client/internal/http';
+import type { GrowingFile } from '../../src/client/internal/growing-file';
 import { packContext } from '../../src/client/internal/pack';
 import { startSubmit } from '../../src/client/internal/submit';
 import { nowMs, procStatusBytes } from '../lib/proc';
@@ -93,21 +95,27 @@ async function viaClient(input: UploadInput, clock: PhaseClock): Promise<{ packe
 
 async function viaModules(input: UploadInput, clock: PhaseClock): Promise<{ packedBytes: number; buildId: string }> {
   const agent = new Agent();
-  const packed = await packContext({ contextDir: input.contextDir, dockerfile: 'Dockerfile', tmpDir: input.tmpDir, gzipLevel: input.gzipLevel });
+  // As `builds.build` does (issue 14): the upload starts once 1 MiB is packed and follows the temp file as it grows.
+  let created!: (f: GrowingFile) => void;
+  const fileCreated = new Promise<GrowingFile>((resolve) => (created = resolve));
+  const packing = packContext({ contextDir: input.contextDir, dockerfile: 'Dockerfile', tmpDir: input.tmpDir, gzipLevel: input.gzipLevel, onFile: created });
+  const growing = await fileCreated;
+  await growing.reached(1024 * 1024);
+  const packed = growing.finished ? await packing : undefined;
   try {
     clock.enter('uploading');
     const submission = startSubmit({
       http: createHttpContext(input.baseUrl, input.token, agent),
-      file: packed,
+      file: packed ?? growing,
       build: { imageName: 'bench-upload', dockerfile: 'Dockerfile', buildArgs: BUILD_ARGS, nydus: false, cacheKey: undefined },
       idempotencyKey: randomUUID(),
       retry: { count: 0, baseDelayMs: 0, maxDelayMs: 0 },
     });
     const buildId = await submission.result;
     clock.enter('done');
-    return { packedBytes: packed.size, buildId };
+    return { packedBytes: growing.written, buildId };
   } finally {
-    await packed.cleanup();
+    await (await packing).cleanup();
     await agent.close();
   }
 }

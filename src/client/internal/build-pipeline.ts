@@ -16,6 +16,7 @@ import { Observable, concat, defer, from, mergeMap, of } from 'rxjs';
 import { followBuild } from './follow-build';
 import { packContext, type PackedContext } from './pack';
 import { checkService } from './preflight';
+import type { GrowingFile } from './growing-file';
 import type { RetryTuning } from './retry-policy';
 import { startSubmit, type Submission } from './submit';
 import { isMissingContent, prepareByContent, type ContentUploadState } from './content-submit';
@@ -33,6 +34,9 @@ export interface PipelineDeps extends WatchDeps {
   /** The content-addressed upload (an rxbuild extension); falls back to the tar.gz upload without it. */
   contentUpload: ContentUploadState;
 }
+
+/** A packed context larger than this starts uploading while it is still being packed (smaller ones: once packed). */
+const STREAM_AFTER_BYTES = 1024 * 1024;
 
 /** Minimum time between two `packing`/`uploading` progress events (the last one is always emitted). */
 const PROGRESS_INTERVAL_MS = 100;
@@ -92,13 +96,24 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
               sub = undefined;
             }
           }
-          packed = packContext({ contextDir: v.contextDir, dockerfile: v.dockerfile, tmpDir: deps.tmpDir, signal, onProgress: onPack });
+          let growing!: (f: GrowingFile) => void;
+          const fileCreated = new Promise<GrowingFile>((resolve) => (growing = resolve));
+          packed = packContext({ contextDir: v.contextDir, dockerfile: v.dockerfile, tmpDir: deps.tmpDir, signal, onProgress: onPack, onFile: growing });
+          const onProgress = (sent: number, total: number) => progress(sent, total, sent === total);
+          // A large context is sent while it packs (issue 14); a small one is packed first and sent with its length.
+          const streaming = await Promise.race([packed.then(() => null), fileCreated.then((f) => f.reached(STREAM_AFTER_BYTES, signal).then(() => f))]);
+          if (streaming && !streaming.finished) {
+            signal.throwIfAborted();
+            sub = startSubmit({ ...submitBase(v), file: streaming, onProgress });
+          }
           const file = await packed;
           packProgress(file.files, file.bytes, true);
           signal.throwIfAborted();
-          emit({ type: 'status', phase: 'uploading', bytesSent: 0, bytesTotal: file.size });
-          signal.throwIfAborted();
-          sub = startSubmit({ ...submitBase(v), file, onProgress: (sent, total) => progress(sent, total, sent === total) });
+          if (!sub) {
+            emit({ type: 'status', phase: 'uploading', bytesSent: 0, bytesTotal: file.size });
+            signal.throwIfAborted();
+            sub = startSubmit({ ...submitBase(v), file, onProgress });
+          }
           const id = await sub.result;
           // Unsubscribed meanwhile: the teardown owns the id (it DELETEs it) and the temp file.
           if (signal.aborted) return id;

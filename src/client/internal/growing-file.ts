@@ -77,6 +77,16 @@ export class GrowingFile {
     }
   }
 
+  /** Resolves once `bytes` are written or the writer finished; rejects with the writer's failure or the abort. */
+  async reached(bytes: number, signal?: AbortSignal): Promise<void> {
+    for (;;) {
+      signal?.throwIfAborted();
+      if (this.failure !== undefined) throw this.failure;
+      if (this.finished || this.written >= bytes) return;
+      await this.grown(signal);
+    }
+  }
+
   private grown(signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => reject(signal!.reason);

@@ -18,12 +18,17 @@ import { isRetryableRequestError, retryAsync, type RetryNotice, type RetryTuning
 import type { ValidatedBuild } from './validate';
 import type { BuildFlagsInput } from './content-upload';
 import { MANIFEST_CONTENT_TYPE } from '../../shared/content-wire';
+import { GrowingFile } from './growing-file';
 
 /** Options of {@link startSubmit}. */
 export interface SubmitOptions {
   http: HttpContext;
-  /** The packed context: temp file path and its size. */
-  file: { path: string; size: number };
+  /**
+   * The packed context: temp file path and its size; or a {@link GrowingFile} still being packed, sent as it grows
+   * (chunked, no `Content-Length`) while packing goes on. A retry re-reads the temp file from its start (with a
+   * `Content-Length` once packing has finished), never re-packs.
+   */
+  file: { path: string; size: number } | GrowingFile;
   build: Pick<ValidatedBuild, 'imageName' | 'dockerfile' | 'buildArgs' | 'nydus' | 'cacheKey'> & BuildFlagsInput & Partial<Pick<ValidatedBuild, 'secrets'>>;
   /** **rxbuild** Submit by manifest instead: this gzipped JSON body (see `content-upload.ts`); `file` is unused. */
   manifestBody?: Buffer;
@@ -94,7 +99,10 @@ export function startSubmit(options: SubmitOptions): Submission {
   let bodyComplete = false;
   /** An attempt failed after its body was complete: the server may hold a build we do not know the id of. */
   let ambiguous = false;
-  const total = options.file.size;
+  const file = options.file;
+  /** The file's final size, once known. */
+  const sizeNow = (): number | undefined =>
+    file instanceof GrowingFile ? (file.finished && file.failure === undefined ? file.written : undefined) : file.size;
 
   /** A build by manifest: one small body, handed over at once. */
   const manifestRequest = (manifest: Buffer) => {
@@ -125,16 +133,20 @@ export function startSubmit(options: SubmitOptions): Submission {
     return id;
   };
 
-  /** The multipart form around the packed context, read from its temp file. */
+  /** The multipart form around the packed context, read from its temp file (as it grows, while packing). */
   const multipartRequest = () => {
-    const parts = multipartParts(options.build, total);
+    const size = sizeNow();
+    const parts = multipartParts(options.build, size ?? 0);
+    const source = (): AsyncIterable<Buffer> =>
+      size === undefined ? (file as GrowingFile).read(abort.signal) : createReadStream(file.path, { highWaterMark: 256 * 1024 });
     async function* body(): AsyncGenerator<Buffer> {
       yield parts.head;
       let sent = 0;
-      for await (const chunk of createReadStream(options.file.path, { highWaterMark: 256 * 1024 })) {
+      for await (const chunk of source()) {
         const buf = chunk as Buffer;
         sent += buf.length;
-        if (sent >= total) {
+        const total = sizeNow();
+        if (size !== undefined && sent >= size) {
           // The last bytes go out together with the closing boundary: from here on the server may create the
           // build, so a cancel must wait for the answer rather than abort (and orphan it).
           bodyComplete = true;
@@ -142,16 +154,18 @@ export function startSubmit(options: SubmitOptions): Submission {
         } else {
           yield buf;
         }
-        // Runs once the connection took the chunk.
-        options.onProgress?.(sent, total);
+        // Runs once the connection took the chunk. While packing goes on the total is unknown: no progress yet.
+        if (total !== undefined) options.onProgress?.(sent, total);
       }
       if (!bodyComplete) {
         bodyComplete = true;
         yield parts.tail;
+        if (size === undefined) options.onProgress?.(sent, sent);
       }
     }
+    const length: Record<string, string> = size === undefined ? {} : { 'content-length': String(parts.contentLength) };
     return {
-      headers: { 'content-type': `multipart/form-data; boundary=${parts.boundary}`, 'content-length': String(parts.contentLength) },
+      headers: { 'content-type': `multipart/form-data; boundary=${parts.boundary}`, ...length },
       body: body(),
     };
   };
