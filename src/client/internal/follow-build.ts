@@ -191,6 +191,26 @@ export function finishFrom(info: BuildInfo): Observable<BuildEvent> {
 }
 
 /**
+ * The end of a stream that said `{"error": …}`. A build cancelled by someone else (another client, the CLI, the
+ * page) ends as cancelled, not as a failure: our server says so in the progress event that precedes the control
+ * event (`known`). A stream that did not carry it (resumed after it, or a reference-style service without progress
+ * events) cannot tell, so the build's record decides whether it was cancelled; if the record cannot be read or
+ * says anything else, the stream's word stands: failed.
+ */
+function finishFromError(http: HttpContext, buildId: string, error: string, known: string | undefined, signal: AbortSignal): Observable<BuildEvent> {
+  const failed = { buildId, status: 'failed', error } as BuildInfo;
+  if (known === 'cancelled' || known === 'failed') return finishFrom({ ...failed, status: known });
+  return from(getBuild(http, buildId, signal).catch(() => failed)).pipe(
+    mergeMap((info) => {
+      // Only "cancelled" overrides the stream's word: a service may end a stream with an error while its record
+      // says otherwise (the reference's rule makes a log line `{"error":"x"}` an end), and that stays a failure
+      // with the stream's message, verbatim.
+      return finishFrom(info.status === 'cancelled' ? info : failed);
+    }),
+  );
+}
+
+/**
  * `mergeMap` for a project that nearly always answers a plain array: arrays are emitted inline, observables are
  * merged. (mergeMap subscribes to every array as an inner observable; at one per log line that cost ~15 % of the
  * client's CPU at 200k lines/s.) Completes when the source and every merged observable have completed.
@@ -337,12 +357,7 @@ export function followBuild(options: FollowOptions): Observable<BuildEvent> {
               return progressEvents(item.progress, item.time);
             case 'control':
               options.onSettled?.();
-              if ('error' in item.control) {
-                // A build cancelled by someone else (another client, the CLI, the page) ends as cancelled, not
-                // as a failure: our server says so in the progress event that precedes the control event.
-                const status = terminalStatus === 'cancelled' ? 'cancelled' : 'failed';
-                return finishFrom({ buildId, status, error: item.control.error } as BuildInfo);
-              }
+              if ('error' in item.control) return finishFromError(http, buildId, item.control.error, terminalStatus, abort.signal);
               return from(finishAfterDone()).pipe(mergeMap((o) => o));
           }
         }),
