@@ -297,9 +297,8 @@ export class BuildView {
     this.sub = undefined;
     if (err instanceof ClientClosedError) return;
     if (err instanceof BuildFailedError || (err instanceof CancelledError && err.buildId)) {
-      // The stream ended with the build's own failure (a cancel reads "build cancelled"): the record says which.
-      // A stream resumed after the history has not seen the progress event saying "cancelled": the record has.
-      this.onTerminal(err instanceof BuildFailedError && this.info?.status !== 'cancelled');
+      // The stream ended with the build's own end (the client tells a cancel from a failure, resumed or not).
+      this.onTerminal(err instanceof BuildFailedError);
       this.model.addNotice(`— ${err instanceof BuildFailedError ? err.buildError : 'cancelled'} —`, true);
       this.schedule();
       return;
