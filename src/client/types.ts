@@ -253,7 +253,7 @@ export interface BuildOptions {
   cacheKey?: string;
   /** **rxbuild** Run every step without the layer cache (`docker build --no-cache`). */
   noCache?: boolean;
-  /** **rxbuild** Pull the base images again (`docker build --pull`). */
+  /** **rxbuild** Take the base images from the registry, never a stored copy; fail if it cannot be reached (`docker build --pull`; docs/api.md). */
   pull?: boolean;
   /** **rxbuild** Build this stage of a multi-stage Dockerfile (`docker build --target`). */
   target?: string;

@@ -13,7 +13,7 @@ export interface BuildFlags {
   cacheKey: string | null;
   /** Run every step, using no cached layer (`--no-cache`). */
   noCache: boolean;
-  /** Pull the base images again even if the cache has them (`--pull`). */
+  /** Take the base images from the registry, never a stored copy (`--pull`; see docs/api.md). */
   pull: boolean;
   /** Build up to this stage of a multi-stage Dockerfile (`--target`). */
   target: string | null;

@@ -48,7 +48,7 @@ export function registerBuild(program: Command, run: (action: Action) => Promise
     .option('--secret <id=ID,src=FILE>', 'build secret for RUN --mount=type=secret,id=ID, read from FILE (repeatable; never stored, masked in logs)', collect, [])
     .option('--cache-key <key>', 'layer cache shared by builds with the same key (default: one cache per token)')
     .option('--no-cache', 'run every step without the layer cache')
-    .option('--pull', 'pull the base images again even when they are cached')
+    .option('--pull', 'take the base images from the registry, never a stored copy')
     .option('--target <stage>', 'build this stage of a multi-stage Dockerfile')
     .option('--label <KEY=VALUE>', 'image label (repeatable)', collect, [])
     .option('--no-nydus', 'do not ask the builder for a nydus (lazy-pull) conversion')
