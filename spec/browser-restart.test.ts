@@ -140,8 +140,9 @@ it('a service down for longer than the retry budget: the page gives up, then re-
 
   const spare = await spawnChild(first.port);
   await killHard(first);
-  // Five retries about a second apart, then the watch errors and the page offers to reconnect.
-  await page.waitForFunction(() => document.getElementById('build-status')?.textContent?.startsWith('disconnected'), undefined, { timeout: 30_000 });
+  // The library's default log-stream backoff (1, 2, 4, 8, 16 s plus up to 20 % jitter: 31–37 s in all) rides out
+  // a 30 s outage; only after it does the watch error and the page offer to reconnect.
+  await page.waitForFunction(() => document.getElementById('build-status')?.textContent?.startsWith('disconnected'), undefined, { timeout: 60_000 });
   expect(await page.isVisible('#reattach-button')).toBe(true);
   await spare.start();
   // No click: the list's next answer tells the view the service is back.
