@@ -175,7 +175,7 @@ async function run(ctx: BenchContext): Promise<Section> {
     const pgRate = median(pgRates);
     return {
       id: 'multinode',
-      title: 'PostgreSQL store and several nodes (issue 16)',
+      title: '9. PostgreSQL store and several nodes (issue 16)',
       method: [
         'A throwaway PostgreSQL 15 cluster (Debian package, initdb in a temp dir, fsync on) on loopback; nodes are `startServer` instances in the bench process, each with its own data dir and node name, sharing one database.',
         `Journal: one scripted build of ${f.int(lines)} lines (emitted as fast as the engine can, 2,000 per event-loop turn); lines/s = lines ÷ (time from the accepted submission to the terminal status, which is recorded only once the whole journal is written), so it includes the claim, the engine and the final seal. File store and PostgreSQL store alternate, ${pgRates.length} runs each.`,
@@ -214,4 +214,4 @@ async function run(ctx: BenchContext): Promise<Section> {
 }
 
 /** The benchmark. */
-export const multinodeBench: Bench = { id: 'multinode', title: 'PostgreSQL store and several nodes (issue 16)', run };
+export const multinodeBench: Bench = { id: 'multinode', title: '9. PostgreSQL store and several nodes (issue 16)', run };

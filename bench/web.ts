@@ -1,5 +1,5 @@
 /**
- * 8. The page with a large log (issue 15): Debian's Chromium (headless, through playwright-core) opens a finished
+ * 10. The page with a large log (issue 15): Debian's Chromium (headless, through playwright-core) opens a finished
  * 200,000-line build on the page; time from opening the build until its last line is on screen (the history in
  * JSON slices from `GET /builds/{id}/events`, the log model and the virtualised view, then the live stream from the
  * last id), and the page's memory once it is there. Baselines, interleaved: a 2,000-line build, and the same
@@ -88,7 +88,7 @@ async function openBuild(context: BrowserContext, url: string, buildId: string, 
 
 export const webBench: Bench = {
   id: 'web',
-  title: '8. The page with a 200,000-line log',
+  title: '10. The page with a 200,000-line log',
   async run(ctx): Promise<Section> {
     const runs = ctx.runs(5, 2);
     const large: Opening[] = [];

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { startTestServer, type TestServer } from './helpers/test-server';
 import { cliEnv, FIXTURE_CONTEXT, startCli, STACK_FRAME } from './cli-helpers';
+import { submitOk } from './server-helpers';
 
 const TOKEN = 'cli-cancel-packing-token';
 const MiB = 1024 * 1024;
@@ -121,4 +122,23 @@ test('`rxbuild build ctx | head -3`: the closed stdout cancels the build with ex
   const deletes = server.requests.filter((q) => q.method === 'DELETE');
   expect(deletes.map((q) => q.path)).toEqual([`/builds/${buildId}`]);
   expect(deletes[0].status).toBe(200);
+});
+
+test('`rxbuild builds logs --follow <id> | head -3`: the closed stdout only detaches — exit 141, no DELETE, the build runs on', async () => {
+  server = await startTestServer({ token: TOKEN });
+  const { env } = await envFor(server);
+  const buildId = await submitOk(server.url, { token: TOKEN, buildArgs: { SCRIPT_LINES: '100000', SCRIPT_INTERVAL_MS: '5', SCRIPT_OUTCOME: 'hang' } });
+  const run = startCli(['builds', 'logs', '--follow', buildId], env);
+  await run.waitForLine('stdout', () => run.lines.stdout.length >= 3);
+  const exited = once(run.child, 'exit') as Promise<[number | null]>;
+  run.child.stdout!.destroy();
+  const [code] = await exited;
+  await finished(run.child.stderr!);
+  const stderr = run.lines.stderr.join('\n');
+  expect(code).toBe(141);
+  expect(stderr).not.toMatch(STACK_FRAME);
+  expect(stderr).not.toMatch(/EPIPE/);
+  expect(server.requests.filter((q) => q.method === 'DELETE')).toEqual([]);
+  const res = await fetch(`${server.url}/builds/${buildId}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  expect(((await res.json()) as { status: string }).status).toBe('running');
 });

@@ -127,11 +127,18 @@ async function logsCommand(ctx: CliContext, id: string, followLive: boolean): Pr
       following.stop();
       detach();
     });
+    // A closed stdout (`| head`) also only detaches: nobody reads the log, and this watch never cancels.
+    let outputClosed = false;
+    void ctx.stdoutClosed.then(() => {
+      outputClosed = true;
+      following.stop();
+      detach();
+    });
     try {
       // A build cancelled elsewhere ends the watch as `cancelled` (the library tells it from a failure).
       const outcome = await Promise.race([following.outcome, detached]);
       renderer.finish(outcome);
-      if (outcome.kind === 'detached') return ExitCode.interrupted;
+      if (outcome.kind === 'detached') return outputClosed ? ExitCode.outputClosed : ExitCode.interrupted;
       return outcome.kind === 'succeeded' ? ExitCode.ok : ExitCode.failed;
     } finally {
       release();
