@@ -10,7 +10,7 @@ import { finished } from 'node:stream/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { startTestServer, type TestServer } from './helpers/test-server';
-import { cliEnv, FIXTURE_CONTEXT, startCli, STACK_FRAME } from './cli-helpers';
+import { cliEnv, FIXTURE_CONTEXT, startCli, STACK_FRAME, type CliRun } from './cli-helpers';
 import { submitOk } from './server-helpers';
 
 const TOKEN = 'cli-cancel-packing-token';
@@ -48,6 +48,19 @@ async function envFor(s: TestServer) {
   const tmp = await tempDir('rxbuild-cli-tmp-');
   const cache = await tempDir('rxbuild-cli-cache-');
   return { tmp, env: cliEnv({ RXBUILD_URL: s.url, RXBUILD_TOKEN: TOKEN, TMPDIR: tmp, XDG_CACHE_HOME: cache }) };
+}
+
+/**
+ * Act as `| head -3`: read three lines of stdout, then close the pipe. Resolves with the exit code and stderr
+ * once the CLI has exited (`run.exited` waits for stdout's end, which a destroyed pipe never has).
+ */
+async function headThree(run: CliRun): Promise<{ code: number | null; stderr: string }> {
+  await run.waitForLine('stdout', () => run.lines.stdout.length >= 3);
+  const exited = once(run.child, 'exit') as Promise<[number | null]>;
+  run.child.stdout!.destroy();
+  const [code] = await exited;
+  await finished(run.child.stderr!);
+  return { code, stderr: run.lines.stderr.join('\n') };
 }
 
 const packedBytes = (line: string): number | undefined => {
@@ -106,14 +119,7 @@ test('`rxbuild build ctx | head -3`: the closed stdout cancels the build with ex
   const run = startCli(args, env);
   const idLine = await run.waitForLine('stderr', (l) => l.startsWith('rxbuild: build '));
   const buildId = idLine.slice('rxbuild: build '.length);
-  // `head -3`: read three lines, then close the pipe.
-  await run.waitForLine('stdout', () => run.lines.stdout.length >= 3);
-  const exited = once(run.child, 'exit') as Promise<[number | null]>;
-  run.child.stdout!.destroy();
-  // (`run.exited` waits for stdout's end, which a destroyed pipe never has.)
-  const [code] = await exited;
-  await finished(run.child.stderr!);
-  const stderr = run.lines.stderr.join('\n');
+  const { code, stderr } = await headThree(run);
   expect(code).toBe(141);
   expect(stderr).toContain(`cancelling build ${buildId} — the output was closed`);
   expect(stderr).not.toMatch(STACK_FRAME);
@@ -129,12 +135,7 @@ test('`rxbuild builds logs --follow <id> | head -3`: the closed stdout only deta
   const { env } = await envFor(server);
   const buildId = await submitOk(server.url, { token: TOKEN, buildArgs: { SCRIPT_LINES: '100000', SCRIPT_INTERVAL_MS: '5', SCRIPT_OUTCOME: 'hang' } });
   const run = startCli(['builds', 'logs', '--follow', buildId], env);
-  await run.waitForLine('stdout', () => run.lines.stdout.length >= 3);
-  const exited = once(run.child, 'exit') as Promise<[number | null]>;
-  run.child.stdout!.destroy();
-  const [code] = await exited;
-  await finished(run.child.stderr!);
-  const stderr = run.lines.stderr.join('\n');
+  const { code, stderr } = await headThree(run);
   expect(code).toBe(141);
   expect(stderr).not.toMatch(STACK_FRAME);
   expect(stderr).not.toMatch(/EPIPE/);

@@ -7,32 +7,21 @@
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
-import { cliEnv, startCli, type CliRun } from './cli-helpers';
-import { follow, stopNodes } from './helpers/cluster';
+import { eventually } from './helpers/eventually';
+import { startScriptedNode, type ClusterNode, follow, stopNodes } from './helpers/cluster';
 import { startPostgres, type ThrowawayPostgres } from './helpers/postgres';
 import { api, readSse, submitOk, TOKEN, type SseEvent } from './server-helpers';
 
 const LEASE_MS = 3000;
 
-interface Node {
-  name: string;
-  url: string;
-  cli: CliRun;
-}
+type Node = ClusterNode;
 
 let pg: ThrowawayPostgres;
 let scratch: string;
 const nodes: Node[] = [];
 
 async function startNode(name: string): Promise<Node> {
-  const cli = startCli(
-    ['serve', '--json', '--port', '0', '--engine', 'scripted', '--data-dir', path.join(scratch, name), '--token', TOKEN, '--node-name', name,
-      '--database-url', pg.url, '--lease-ms', String(LEASE_MS)],
-    cliEnv(),
-  );
-  const listening = JSON.parse(await cli.waitForLine('stdout', (l) => l.startsWith('{'))) as { url: string };
-  const node = { name, url: listening.url, cli };
+  const node = await startScriptedNode(scratch, name, pg.url, LEASE_MS);
   nodes.push(node);
   return node;
 }
@@ -59,16 +48,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-/** Resolves once `check` holds, checking every 20 ms; false after `timeoutMs`. */
-async function eventually(check: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) return false;
-    await delay(20);
-  }
-  return true;
 }
 
 const numbered = (events: SseEvent[]): string[] => events.filter((e) => e.id !== null).map((e) => `${e.id} ${e.event} ${e.data}`);

@@ -7,9 +7,8 @@
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { cliEnv, startCli, type CliRun } from './cli-helpers';
 import { startPostgres, type ThrowawayPostgres } from './helpers/postgres';
-import { follow, listedAs, stopNodes, type Followed } from './helpers/cluster';
+import { startScriptedNode, type ClusterNode, follow, listedAs, stopNodes, type Followed } from './helpers/cluster';
 import { startRoundRobinProxy, type RoundRobinProxy } from './helpers/round-robin-proxy';
 import { api, controlOf, readSse, submit, submitOk, TOKEN, type SseEvent } from './server-helpers';
 
@@ -18,28 +17,15 @@ const LEASE_MS = 3000;
 /** Lines of each build, one every 100 ms: long enough that all six run at once when the node dies. */
 const LINES = 60;
 
-interface Node {
-  name: string;
-  url: string;
-  cli: CliRun;
-}
+type Node = ClusterNode;
 
 let pg: ThrowawayPostgres;
 let scratch: string;
 let nodes: Node[] = [];
 let proxy: RoundRobinProxy | null = null;
 
-async function startNode(name: string): Promise<Node> {
-  const dataDir = path.join(scratch, name);
-  const cli = startCli(
-    ['serve', '--json', '--port', '0', '--engine', 'scripted', '--data-dir', dataDir, '--token', TOKEN, '--node-name', name,
-      '--database-url', pg.url, '--lease-ms', String(LEASE_MS), '--max-concurrent', '2'],
-    cliEnv(),
-  );
-  const line = await cli.waitForLine('stdout', (l) => l.startsWith('{'));
-  const listening = JSON.parse(line) as { url: string; node: string; store: string };
-  expect(listening).toMatchObject({ node: name, store: 'postgresql' });
-  return { name, url: listening.url, cli };
+function startNode(name: string): Promise<Node> {
+  return startScriptedNode(scratch, name, pg.url, LEASE_MS, ['--max-concurrent', '2']);
 }
 
 beforeAll(async () => {

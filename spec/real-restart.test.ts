@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import { setTimeout as delay } from 'node:timers/promises';
+import { eventually } from './helpers/eventually';
 import { createClient, type RxbuildClient } from '../src/client';
 import { serve, type RunningService } from '../src/server/serve';
 import { checkBuildah } from '../src/server/engines/buildah';
@@ -92,16 +92,6 @@ function pgrep(text: string): number[] {
   } catch {
     return [];
   }
-}
-
-/** Poll (bounded) until `check` holds; polling with a deadline, not a sleep-as-wait. */
-async function eventually(check: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) return false;
-    await delay(20);
-  }
-  return true;
 }
 
 it('survives SIGKILL: same registry, finished builds kept, the running one interrupted and its processes killed', async () => {

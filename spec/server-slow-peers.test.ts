@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { startServer, type RunningServer } from '../src/server';
 import { api, submit, TOKEN } from './server-helpers';
+import { eventually } from './helpers/eventually';
 
 let dataDir: string;
 let server: RunningServer | undefined;
@@ -52,13 +53,9 @@ const uploadHead = (auth: boolean, contentLength = 60 * 1024 * 1024): string =>
   'POST /builds HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=XX\r\n' +
   `${auth ? `Authorization: Bearer ${TOKEN}\r\n` : ''}Content-Length: ${contentLength}\r\n\r\n--XX\r\n`;
 
-/** Resolves once `pred` holds, checking after each event-loop turn; rejects after `ms`. */
-async function eventually(pred: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** Resolves once `pred` holds (polled by the shared helper); rejects after `ms`, saying what did not happen. */
+async function eventuallyOrThrow(pred: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+  if (!(await eventually(pred, ms))) throw new Error(`not within ${ms} ms: ${what}`);
 }
 
 const stagingEmpty = async (): Promise<boolean> => (await fsp.readdir(path.join(dataDir, 'staging'))).length === 0;
@@ -79,14 +76,14 @@ it('2000 unauthenticated trickling uploads: a real request is answered within 2 
   }, 2000);
   try {
     // Every one has had its answer (old servers then drained their bodies forever); a real user now:
-    await eventually(() => peers.every((p) => p.received().startsWith('HTTP/1.1 401')), 20_000, 'every upload answered 401');
+    await eventuallyOrThrow(() => peers.every((p) => p.received().startsWith('HTTP/1.1 401')), 20_000, 'every upload answered 401');
     const asked = Date.now();
     const res = await fetch(`${server.url}/builds`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: AbortSignal.timeout(10_000) });
     expect(res.status).toBe(200);
     await res.arrayBuffer();
     expect(Date.now() - asked).toBeLessThan(2000);
 
-    await eventually(() => peers.every((p) => p.isClosed()), 30_000 - (Date.now() - start), 'every trickling connection closed');
+    await eventuallyOrThrow(() => peers.every((p) => p.isClosed()), 30_000 - (Date.now() - start), 'every trickling connection closed');
   } finally {
     clearInterval(trickle);
     for (const p of peers) p.socket.destroy();
@@ -98,18 +95,18 @@ it('an upload that stalls is aborted (408, connection closed) and its staging re
   const peer = await openPeer(server.port, uploadHead(true, 10_000));
   peer.socket.write('Content-Disposition: form-data; name="context"; filename="c.tar.gz"\r\nContent-Type: application/gzip\r\n\r\n');
   peer.socket.write(Buffer.from([0x1f, 0x8b])); // the start of a gzip stream, and then nothing
-  await eventually(async () => !(await stagingEmpty()), 5000, 'the upload has a staging dir');
+  await eventuallyOrThrow(async () => !(await stagingEmpty()), 5000, 'the upload has a staging dir');
   await peer.closed;
   expect(peer.received()).toMatch(/^HTTP\/1\.1 408/);
   expect(peer.received()).toContain('"upload_timeout"');
-  await eventually(stagingEmpty, 5000, 'the staging dir removed');
+  await eventuallyOrThrow(stagingEmpty, 5000, 'the staging dir removed');
   expect((await api(server.url, 'GET', '/builds')).body.builds).toEqual([]);
 });
 
 it('uploads beyond --max-uploads get 503 with Retry-After; a slot freed is a slot used', async () => {
   server = await startServer({ token: TOKEN, dataDir, maxUploads: 2 });
   const stalled = [await openPeer(server.port, uploadHead(true)), await openPeer(server.port, uploadHead(true))];
-  await eventually(async () => (await fsp.readdir(path.join(dataDir, 'staging'))).length === 2, 5000, 'two uploads being received');
+  await eventuallyOrThrow(async () => (await fsp.readdir(path.join(dataDir, 'staging'))).length === 2, 5000, 'two uploads being received');
 
   const refused = await submit(server.url);
   expect(refused.status).toBe(503);
@@ -117,8 +114,8 @@ it('uploads beyond --max-uploads get 503 with Retry-After; a slot freed is a slo
   expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('too_many_uploads');
 
   for (const p of stalled) p.socket.destroy();
-  await eventually(stagingEmpty, 5000, 'the stalled uploads cleaned up');
-  await eventually(async () => {
+  await eventuallyOrThrow(stagingEmpty, 5000, 'the stalled uploads cleaned up');
+  await eventuallyOrThrow(async () => {
     const res = await submit(server!.url);
     await res.arrayBuffer();
     return res.status === 201;

@@ -1,9 +1,37 @@
 /**
- * What the multi-node specs share: following a build's log through a balancer (reconnecting with
- * Last-Event-ID when the node serving it dies), each node's view of a set of builds, and stopping the nodes.
+ * What the multi-node specs share: starting a scripted node on a shared database, following a build's log
+ * through a balancer (reconnecting with Last-Event-ID when the node serving it dies), each node's view of a set
+ * of builds, and stopping the nodes.
  */
-import type { CliRun } from '../cli-helpers';
-import { api, controlOf, readSse, type SseEvent } from '../server-helpers';
+import * as path from 'node:path';
+import { cliEnv, startCli, type CliRun } from '../cli-helpers';
+import { api, controlOf, readSse, TOKEN, type SseEvent } from '../server-helpers';
+
+/** One `rxbuild serve` node as a child process. */
+export interface ClusterNode {
+  name: string;
+  url: string;
+  cli: CliRun;
+}
+
+/**
+ * Start `rxbuild serve --engine scripted` as node `name` on `databaseUrl`, its data dir under `scratch`, and wait
+ * until it listens. `extraArgs` are appended (e.g. `--max-concurrent 2`).
+ */
+export async function startScriptedNode(
+  scratch: string, name: string, databaseUrl: string, leaseMs: number, extraArgs: string[] = [],
+): Promise<ClusterNode> {
+  const cli = startCli(
+    ['serve', '--json', '--port', '0', '--engine', 'scripted', '--data-dir', path.join(scratch, name), '--token', TOKEN, '--node-name', name,
+      '--database-url', databaseUrl, '--lease-ms', String(leaseMs), ...extraArgs],
+    cliEnv(),
+  );
+  const listening = JSON.parse(await cli.waitForLine('stdout', (l) => l.startsWith('{'))) as { url: string; node: string; store: string };
+  if (listening.node !== name || listening.store !== 'postgresql') {
+    throw new Error(`node ${name} came up as ${JSON.stringify(listening)}, not as ${name} on postgresql`);
+  }
+  return { name, url: listening.url, cli };
+}
 
 /** What a reader following a build got. */
 export interface Followed {
