@@ -16,37 +16,31 @@ function isEventsPage(v: unknown): v is BuildEventsPageWire | BuildJournalPageWi
   return !!p && (Array.isArray(p.events) || Array.isArray(p.entries)) && typeof p.last_id === 'string' && typeof p.complete === 'boolean';
 }
 
-/**
- * Journal entries (`form=journal`) as the events form: a time is kept only where it changes, so the run of
- * events that share one holds one string rather than a copy each.
- */
-function entriesAsEvents(entries: readonly BuildJournalEntryWire[]): BuildEventWire[] {
-  const out: BuildEventWire[] = [];
-  let time: string | undefined;
-  for (const e of entries) {
-    const t = e.time !== undefined && e.time !== time ? (time = e.time) : undefined;
-    const id = String(e.seq);
-    if (e.type === 'log') out.push(t === undefined ? { id, type: 'log', line: e.data } : { id, type: 'log', line: e.data, time: t });
-    else if (e.type === 'progress') out.push(t === undefined ? { id, type: 'progress', progress: e.data } : { id, type: 'progress', progress: e.data, time: t });
-  }
-  return out;
-}
+type HistoryEntryWire = BuildEventWire | BuildJournalEntryWire;
 
-/** The events `watch` would emit for `wire` (terminal statuses excepted: the stream's end reports those). */
-export function historyEvents(buildId: string, wire: readonly BuildEventWire[]): BuildHistoryEvent[] {
+/**
+ * The events `watch` would emit for `wire` (terminal statuses excepted: the stream's end reports those). `wire` is
+ * either answer form, read as it is: the journal form (`form=journal`, stored entries) needs no conversion pass.
+ */
+export function historyEvents(buildId: string, wire: readonly HistoryEntryWire[]): BuildHistoryEvent[] {
   const out: BuildHistoryEvent[] = [];
   let time: string | undefined;
   let phase: string | undefined;
   let stepKey: string | undefined;
   for (const e of wire) {
-    // The answer leaves a time out when it equals the one before: one string for the run of events.
-    if (e.time !== undefined) time = e.time;
+    // One string for a run of events with the same time (the events form leaves repeats out; the journal form
+    // repeats them, and a run then shares the first).
+    if (e.time !== undefined && e.time !== time) time = e.time;
+    const journal = 'seq' in e;
     if (e.type === 'log') {
+      const id = journal ? String(e.seq) : e.id;
+      const line = journal ? e.data : e.line;
       if (phase !== 'running') out.push({ type: 'status', phase: (phase = 'running'), buildId });
-      out.push(time ? { type: 'log', buildId, id: e.id, line: e.line, time } : { type: 'log', buildId, id: e.id, line: e.line });
+      out.push(time ? { type: 'log', buildId, id, line, time } : { type: 'log', buildId, id, line });
       continue;
     }
-    const p = e.progress;
+    if (journal && e.type !== 'progress') continue; // an entry type this client does not know
+    const p = journal ? e.data : e.progress;
     if (!p || typeof p.status !== 'string' || isTerminalBuildStatus(p.status)) continue;
     if (p.status !== phase) {
       phase = p.status;
@@ -71,6 +65,6 @@ export async function getBuildHistory(http: HttpContext, buildId: string, option
   const path = `builds/${encodeURIComponent(buildId)}/events?${qs}`;
   const res = await requestJson<unknown>(http, { method: 'GET', path, signal: options.signal });
   if (!isEventsPage(res.data)) throw new ProtocolError(`GET /${path}: malformed answer`);
-  const wire = 'entries' in res.data ? entriesAsEvents(res.data.entries) : res.data.events;
+  const wire = 'entries' in res.data ? res.data.entries : res.data.events;
   return { events: historyEvents(buildId, wire), lastEventId: res.data.last_id, complete: res.data.complete };
 }
