@@ -129,6 +129,10 @@ it('Cancel unsubscribes the watch and so sends exactly one DELETE; navigating aw
   // Navigate to the other build: the first watch is unsubscribed without cancelling.
   await page.evaluate((bid) => (location.hash = `#/builds/${bid}`), cancelled);
   await page.waitForFunction((bid) => document.querySelector('#log li.line') !== null && document.querySelector('tr[aria-current="true"]')?.getAttribute('data-build-id') === bid, cancelled);
+  // The open build's row is marked for the eye too, not only for assistive technology.
+  const rowShadows = await page.evaluate(() => ['tr[aria-current="true"]', 'tr[data-build-id]:not([aria-current="true"])'].map((sel) => getComputedStyle(document.querySelector(sel)!).boxShadow));
+  expect(rowShadows[0]).toContain('inset');
+  expect(rowShadows[1]).toBe('none');
   await linesAtLeast(3);
   const button = page.locator('#cancel-button');
   expect(await button.isVisible()).toBe(true);
