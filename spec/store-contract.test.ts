@@ -102,6 +102,19 @@ describe.each(['files', 'postgres'] as const)('the %s store', (kind) => {
     expect((await api(server.url, 'GET', '/builds')).body.builds).toHaveLength(1);
   });
 
+  it('build secrets: the file store takes them; PostgreSQL refuses them with a 400 (never stored, any node may run the build)', async () => {
+    const res = await submit(server.url, { extraFields: { 'secret.npmrc': 'token-value' } });
+    const body = (await res.json()) as { build_id?: string; error?: { code: string; message: string } };
+    if (kind === 'files') {
+      expect(res.status).toBe(201);
+      expect((await server.waitForBuild(body.build_id!)).status).toBe('succeeded');
+    } else {
+      expect(res.status).toBe(400);
+      expect(body.error).toMatchObject({ code: 'secrets_unsupported' });
+      expect((await api(server.url, 'GET', '/builds')).body.builds).toEqual([]);
+    }
+  });
+
   it('queues beyond the slots, and cancels a queued and a running build', async () => {
     await server.close();
     server = await start({ maxConcurrent: 1 });

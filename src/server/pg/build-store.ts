@@ -20,6 +20,7 @@ import { Pool, type PoolClient } from 'pg';
 import { isTerminalBuildStatus, type BuildRecordWire, type BuildStatus } from '../../shared/wire';
 import { CANCEL_WAIT_MS, newStoredBuild, type CancelOutcome, type NewBuild, type StoredBuild } from '../build-service';
 import type { Engine } from '../engine';
+import { badRequest } from '../errors';
 import { ENGINE_STOP_WATCHDOG_MS, progressOf, startRun, type AbortReason, type StartedRun } from '../engine-run';
 import type { JournalEvent } from '../journal';
 import { killLeftoverGroupAndWait } from '../process-group';
@@ -293,6 +294,10 @@ export class PgBuildStore implements BuildStore {
 
   async create(input: NewBuild): Promise<StoredBuild> {
     if (this.closing) throw new Error('service is closing');
+    // Secrets live only in the memory of the process that received them, and here any node may run the build.
+    if (input.secrets && Object.keys(input.secrets).length > 0) {
+      throw badRequest('Build secrets are not supported with --database-url: they are never stored, and any node may run the build.', 'secrets_unsupported');
+    }
     const id = `b_${randomBytes(12).toString('hex')}`;
     const stored = newStoredBuild(id, input);
     stored.record.node = null;
