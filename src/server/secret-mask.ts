@@ -7,6 +7,8 @@
  * @packageDocumentation
  */
 
+import { literalReplacer } from './literal-replace';
+
 const MIN_MASKED = 4;
 
 /** A function that masks the values of `secrets` in a line; the identity when there are none. */
@@ -18,7 +20,5 @@ export function secretMasker(secrets: Record<string, string> | undefined): (line
     }
   }
   if (fragments.size === 0) return (line) => line;
-  // Longest first, so a whole value is masked before its parts.
-  const ordered = [...fragments].sort((a, b) => b.length - a.length);
-  return (line) => ordered.reduce((out, fragment) => out.split(fragment).join('***'), line);
+  return literalReplacer([...fragments].map((fragment) => [fragment, '***'] as const));
 }

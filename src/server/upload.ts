@@ -68,19 +68,24 @@ export function checkBuildArgs(value: unknown): Record<string, string> {
   return out;
 }
 
+/** `id` if it is a valid secret id (`SECRET_ID_RE`), else a 400. */
+function checkSecretId(id: string): string {
+  if (!SECRET_ID_RE.test(id)) throw badRequest(`Secret id ${JSON.stringify(id)} must be 1–64 of A-Z a-z 0-9 _ . -.`, 'invalid_form');
+  return id;
+}
+
 /** Check a manifest submission's `secrets`: an object of strings keyed by secret id. */
 export function checkSecrets(value: unknown): Record<string, string> {
   if (value === undefined) return {};
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw badRequest('secrets must be a JSON object of strings.', 'invalid_form');
   const out: Record<string, string> = {};
   for (const [id, secret] of Object.entries(value as Record<string, unknown>)) {
-    if (!SECRET_ID_RE.test(id)) throw badRequest(`Secret id ${JSON.stringify(id)} must be 1–64 of A-Z a-z 0-9 _ . -.`, 'invalid_form');
+    checkSecretId(id);
     if (typeof secret !== 'string') throw badRequest(`Secret ${JSON.stringify(id)} must be a string.`, 'invalid_form');
     out[id] = secret;
   }
   return out;
 }
-
 
 /** After an error, keep reading (and discarding) the body for at most this long, then drop the connection. */
 const MAX_DRAIN_MS = 30_000;
@@ -195,9 +200,7 @@ export function receiveSubmission(
             break;
           default:
             if (name.startsWith(BUILD_FORM_FIELDS.secretPrefix)) {
-              const id = name.slice(BUILD_FORM_FIELDS.secretPrefix.length);
-              if (!SECRET_ID_RE.test(id)) throw badRequest(`Secret id ${JSON.stringify(id)} must be 1–64 of A-Z a-z 0-9 _ . -.`, 'invalid_form');
-              secrets[id] = value;
+              secrets[checkSecretId(name.slice(BUILD_FORM_FIELDS.secretPrefix.length))] = value;
             }
             // Other unknown fields are ignored, so newer clients can talk to this server.
             break;

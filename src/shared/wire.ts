@@ -127,10 +127,10 @@ export interface ErrorBodyWire {
   };
 }
 
-/** Names of the multipart form fields of `POST /builds`. The `context` part is a tar.gz file. */
 /** A build secret's id: what `RUN --mount=type=secret,id=…` names. */
 export const SECRET_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
+/** Names of the multipart form fields of `POST /builds`. The `context` part is a tar.gz file. */
 export const BUILD_FORM_FIELDS = {
   imageName: 'image_name',
   dockerfile: 'dockerfile',

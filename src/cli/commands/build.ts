@@ -16,6 +16,7 @@ import type { CliContext } from '../context';
 import { UsageError } from '../errors';
 import { follow } from '../follow';
 import { runToExit } from '../cancel-on-interrupt';
+import { SECRET_ID_RE } from '../../shared/wire';
 import { collect, parseBuildArgs, parseLabels } from '../parse';
 import type { Action } from '../program';
 import { createRenderer } from '../render';
@@ -90,10 +91,13 @@ export function defaultImageName(contextDir: string): string {
 export function readSecrets(values: string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const item of values) {
-    const fields = Object.fromEntries(item.split(',').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    const fields = Object.fromEntries(item.split(',').map((kv) => {
+      const eq = kv.indexOf('=');
+      return [kv.slice(0, eq), kv.slice(eq + 1)];
+    }));
     const id = fields.id;
     const src = fields.src ?? fields.source;
-    if (!id || !src || !/^[A-Za-z0-9_.-]{1,64}$/.test(id)) throw new UsageError(`--secret "${item}": expected id=ID,src=FILE with ID made of A-Z a-z 0-9 _ . -`);
+    if (!id || !src || !SECRET_ID_RE.test(id)) throw new UsageError(`--secret "${item}": expected id=ID,src=FILE with ID made of A-Z a-z 0-9 _ . -`);
     try {
       out[id] = readFileSync(src, 'utf8');
     } catch (err) {

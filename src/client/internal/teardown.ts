@@ -11,6 +11,7 @@
  *
  * @packageDocumentation
  */
+import { DEFAULTS } from '../defaults';
 import { HttpError, TeardownError } from '../errors';
 import type { TeardownEvent } from '../types';
 import { requestJson, type HttpContext } from './transport';
@@ -23,7 +24,7 @@ export interface TeardownTuning extends RetryTuning {
 }
 
 /** Default {@link TeardownTuning}: 3 retries, 200 ms doubling, 10 s in all. */
-export const DEFAULT_TEARDOWN: TeardownTuning = { count: 3, baseDelayMs: 200, maxDelayMs: 10_000, deadlineMs: 10_000 };
+export const DEFAULT_TEARDOWN: TeardownTuning = DEFAULTS.teardown;
 
 /** Options of {@link deleteBuild}. */
 export interface DeleteOptions {

@@ -13,6 +13,7 @@
  * @packageDocumentation
  */
 import type { ErrorBodyWire } from '../../shared/wire';
+import { DEFAULTS } from '../defaults';
 import { ForbiddenError, HttpError, NotFoundError, ProtocolError, ResponseTimeoutError, UnauthorizedError, toTransportError } from '../errors';
 
 /** One request of {@link HttpTransport.request}. Header names are as given (transports treat them case-insensitively). */
@@ -82,7 +83,11 @@ export interface ClientLimits {
 }
 
 /** The default {@link ClientLimits}: 16 MiB answers, 8 MiB events, 120 s for an answer. */
-export const DEFAULT_LIMITS: ClientLimits = { maxResponseBytes: 16 * 1024 * 1024, maxEventBytes: 8 * 1024 * 1024, responseTimeoutMs: 120_000 };
+export const DEFAULT_LIMITS: ClientLimits = {
+  maxResponseBytes: DEFAULTS.maxResponseBytes,
+  maxEventBytes: DEFAULTS.maxEventBytes,
+  responseTimeoutMs: DEFAULTS.responseTimeoutMs,
+};
 
 /** What every stage needs to talk to the service. Snapshots and other modules reuse it as is. */
 export interface HttpContext {

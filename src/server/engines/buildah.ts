@@ -34,6 +34,7 @@ import { budOptionArgs, keepFinalImage, scopeDir, storageArgs } from './buildah-
 import { sweepBuildCgroups } from './build-cgroup';
 import { DEFAULT_BUILD_TIMEOUT_MS, formatDuration, openSandbox, type Sandbox, type SandboxOptions } from './buildah-sandbox';
 import { writeRuntimeShim } from './oci-runtime-shim';
+import { literalReplacer } from '../literal-replace';
 
 const execFileAsync = promisify(execFile);
 
@@ -131,12 +132,6 @@ function writeSecrets(secrets: Record<string, string> | undefined): { args: stri
     return ['--secret', `id=${id},src=${file}`];
   });
   return { args, remove: () => rmSync(dir, { recursive: true, force: true }) };
-}
-
-/** Replace each absolute path (and anything below it) in a line by its placeholder, longest path first. */
-function pathRedactor(paths: Array<[string, string]>): (line: string) => string {
-  const ordered = [...paths].sort((a, b) => b[0].length - a[0].length);
-  return (line) => ordered.reduce((out, [path, placeholder]) => out.split(path).join(placeholder), line);
 }
 
 /** A local image name for one build, unique per build id, so concurrent builds never share a tag. */
@@ -306,7 +301,7 @@ export function createBuildahEngine(options: BuildahEngineOptions): BuildahEngin
     const localTag = localTagFor(job.buildId);
     const buildEnv = { ...env, ...sandbox?.env };
     // Logs and errors never show the service's absolute paths (buildah quotes them, e.g. for a failing COPY).
-    const redact = pathRedactor([
+    const redact = literalReplacer([
       [job.contextDir, '<context>'],
       [job.workDir, '<work>'],
       [storageDir, '<storage>'],
