@@ -197,6 +197,13 @@ describe.each(['files', 'postgres'] as const)('the %s store', (kind) => {
     expect(slices).toEqual(streamed.slice(0, 40));
     const resumed = await readSse(`${server.url}/builds/${id}/logs`, { lastEventId: first.last_id });
     expect(logLines(resumed)).toEqual(rest.events.filter((e: { type: string }) => e.type === 'log').map((e: { line: string }) => e.line));
+    // The journal form: the same entries as stored, in slices that meet at the same ids.
+    const journalFirst = (await api(server.url, 'GET', `/builds/${id}/events?form=journal&limit=15`)).body;
+    const journalRest = (await api(server.url, 'GET', `/builds/${id}/events?form=journal&after=${journalFirst.last_id}&limit=1000`)).body;
+    expect([journalFirst.last_id, journalRest.complete]).toEqual([first.last_id, true]);
+    const entries = [...journalFirst.entries, ...journalRest.entries] as Array<{ seq: number; type: string; data: unknown }>;
+    expect(entries.map((e) => e.seq)).toEqual(Array.from({ length: entries.length }, (_, i) => i + 1));
+    expect(entries.filter((e) => e.type === 'log').map((e) => `${e.seq} ${e.data}`)).toEqual(streamed.slice(0, 40));
   });
 
   it('registers snapshots, moves aliases atomically, retires, pages, and honours Idempotency-Key', async () => {

@@ -94,14 +94,6 @@ export async function eventsPageJson(journal: JournalSource, after: number, limi
   }
 }
 
-/** Stored lines after `after` through `readLines`, or the events of `read` encoded as the journal stores them. */
-async function readLines(journal: JournalSource, cursor: number, max: number): Promise<JournalLines> {
-  if (journal.readLines) return journal.readLines(cursor, max);
-  const r = await journal.read(cursor, max);
-  const last = r.events.length > 0 ? r.events[r.events.length - 1].seq : cursor;
-  return { lines: r.events.map((e) => JSON.stringify(e)), lastSeq: last, complete: r.complete };
-}
-
 /**
  * The page `after`/`limit` names in the journal form (`form=journal`, {@link BuildJournalPageWire}): the stored
  * JSON lines joined into the answer as they are, so a 50,000-line slice costs no decoding. Closes `journal`.
@@ -113,7 +105,7 @@ export async function journalPageJson(journal: JournalSource, after: number, lim
     let lastId = after;
     let complete = false;
     while (parts.length < limit && chars <= EVENTS_PAGE_MAX_CHARS) {
-      const r = await readLines(journal, lastId, limit - parts.length);
+      const r = await journal.readLines(lastId, limit - parts.length);
       // A read may hand out more than asked for (a whole file chunk): keep what fits, bounded by the last seq.
       const take = Math.min(r.lines.length, limit - parts.length);
       let i = 0;

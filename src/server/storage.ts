@@ -31,10 +31,10 @@ export interface JournalSource {
    */
   read(cursor: number, max: number): Promise<{ events: JournalEvent[]; complete: boolean }>;
   /**
-   * Optional: like {@link read}, but each event as its stored JSON line (`JSON.stringify` of the
-   * {@link JournalEvent}), so a store that keeps that text can hand it out without decoding it.
+   * Like {@link read}, but each event as its stored JSON line (`JSON.stringify` of the {@link JournalEvent}), so
+   * a store that keeps that text hands it out without decoding it.
    */
-  readLines?(cursor: number, max: number): Promise<JournalLines>;
+  readLines(cursor: number, max: number): Promise<JournalLines>;
   /** Resolves when events after `cursor` may have been written, or the journal may have become complete. */
   waitForChange(cursor: number): Promise<void>;
   /** Release what the reader holds (file handles, listeners). */

@@ -22,7 +22,7 @@ import type { Pool, PoolClient } from 'pg';
 import type { ProgressMessageWire } from '../../shared/wire';
 import type { RunJournal } from '../engine-run';
 import type { JournalEvent } from '../journal';
-import type { JournalSource } from '../storage';
+import type { JournalLines, JournalSource } from '../storage';
 import { CHANNELS, transaction } from './db';
 
 /** Events per chunk row at most: a reader resuming inside a chunk re-reads at most this many. */
@@ -259,6 +259,12 @@ export class PgJournalSource implements JournalSource {
   }
 
   async read(cursor: number, max: number): Promise<{ events: JournalEvent[]; complete: boolean }> {
+    const r = await this.readLines(cursor, max);
+    return { events: r.lines.map((line) => JSON.parse(line) as JournalEvent), complete: r.complete };
+  }
+
+  /** Like {@link read}, but the events as the chunks store them (one `JSON.stringify` line each), not decoded. */
+  async readLines(cursor: number, max: number): Promise<JournalLines> {
     this.watch.look();
     // `sealed` first: it is set only after the last event is committed, so if it is true, all events are there.
     const head = await this.pool.query<{ sealed: boolean }>('SELECT sealed FROM rxbuild_builds WHERE build_id = $1', [this.buildId]);
@@ -268,14 +274,17 @@ export class PgJournalSource implements JournalSource {
        WHERE build_id = $1 AND last_seq > $2 AND first_seq <= $2::bigint + $3 ORDER BY last_seq`,
       [this.buildId, cursor, max],
     );
-    const events: JournalEvent[] = [];
+    const lines: string[] = [];
+    let lastSeq = cursor;
     for (const chunk of rows.rows) {
-      const lines = chunk.events.split('\n');
+      const stored = chunk.events.split('\n');
       const from = Math.max(0, cursor + 1 - chunk.first_seq);
-      const to = Math.min(lines.length, cursor + max + 1 - chunk.first_seq);
-      for (let i = from; i < to; i++) events.push(JSON.parse(lines[i]) as JournalEvent);
+      const to = Math.min(stored.length, cursor + max + 1 - chunk.first_seq);
+      for (let i = from; i < to; i++) lines.push(stored[i]);
+      // A chunk holds consecutive seqs from first_seq, so line i is event first_seq + i.
+      if (to > from) lastSeq = chunk.first_seq + to - 1;
     }
-    return { events, complete: sealed && events.length < max };
+    return { lines, lastSeq, complete: sealed && lines.length < max };
   }
 
   waitForChange(): Promise<void> {
