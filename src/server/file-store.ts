@@ -28,6 +28,15 @@ export class FileJournalSource implements JournalSource {
     this.reader = new JournalFileReader(journal.file);
   }
 
+  /**
+   * Where in the file to read the events after `cursor`: on from the last read, or — for a caller that asks again
+   * from an earlier cursor than it was handed — from the sparse index.
+   */
+  private seek(cursor: number): number {
+    const indexed = this.journal.offsetAfter(cursor);
+    return cursor < this.posSeq ? indexed : Math.max(this.pos, indexed);
+  }
+
   async read(cursor: number, max: number): Promise<{ events: JournalEvent[]; complete: boolean }> {
     for (;;) {
       const memory = this.journal.memorySince(cursor, max);
@@ -36,10 +45,7 @@ export class FileJournalSource implements JournalSource {
         events = memory;
       } else {
         // Behind the memory window: read the file (everything before the window is on disk).
-        // A caller that used only part of the last read (the SSE writer cuts its batches) asks again from an
-        // earlier cursor: start over from the index then.
-        const indexed = this.journal.offsetAfter(cursor);
-        this.pos = cursor < this.posSeq ? indexed : Math.max(this.pos, indexed);
+        this.pos = this.seek(cursor);
         const r = await this.reader.read(this.pos, cursor);
         this.pos = r.pos;
         if (r.events.length > 0) this.posSeq = r.events[r.events.length - 1].seq;
@@ -64,7 +70,7 @@ export class FileJournalSource implements JournalSource {
         lines = memory.map((e) => JSON.stringify(e));
         lastSeq = memory.length > 0 ? memory[memory.length - 1].seq : cursor;
       } else {
-        this.pos = cursor < this.posSeq ? this.journal.offsetAfter(cursor) : Math.max(this.pos, this.journal.offsetAfter(cursor));
+        this.pos = this.seek(cursor);
         const r = await this.reader.readLines(this.pos, cursor);
         this.pos = r.pos;
         if (r.lines.length === 0) {

@@ -155,14 +155,18 @@ export async function streamLogs(res: ServerResponse, options: StreamLogsOptions
       else res.end();
       return;
     }
+    // Events read but not yet written (a batch is written in slices of about MAX_WRITE_CHARS): sent next, after
+    // the slice before them has drained, without reading them again.
+    let held: JournalEvent[] = [];
     while (!closed) {
-      const read = await journal.read(cursor, BATCH);
+      const read = held.length > 0 ? { events: held, complete: false } : await journal.read(cursor, BATCH);
+      held = [];
       let batch = read.events;
       if (batch.length > 0) {
         if (sent + batch.length > limit) batch = batch.slice(0, limit - sent);
         const encoded = encodeUpTo(batch, encodeEvent, MAX_WRITE_CHARS);
         const chunk = encoded.text;
-        // The rest of the batch is read again after this write (and its drain).
+        held = batch.slice(encoded.count);
         batch = batch.slice(0, encoded.count);
         // A limit of 0 (endLogWithoutControl.events = 0) slices the batch empty: the cursor stays.
         if (batch.length > 0) cursor = batch[batch.length - 1].seq;
