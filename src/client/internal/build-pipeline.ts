@@ -152,7 +152,7 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
                 idleTimeoutMs: deps.idleTimeoutMs,
                 retry: deps.logRetry,
                 maxEmptyReconnects: deps.maxEmptyReconnects,
-                onSettled: () => (state.settled = true),
+                onSettled: () => (state.terminal = true),
               }),
             ),
           ),
@@ -163,7 +163,7 @@ export function buildPipeline(deps: PipelineDeps, options: BuildOptions): Observ
         // The temp file goes on every path; packContext removes its own file when aborted mid-way.
         if (packed) work.push(deps.teardowns.track(packed.then((p) => p.cleanup(), () => undefined)));
         if (state.buildId !== undefined) {
-          if (!state.terminal && !state.settled) work.push(cancelEnded(deps.teardowns, state.buildId, state));
+          if (!state.terminal) work.push(cancelEnded(deps.teardowns, state.buildId, state));
         } else if (sub) {
           // Unsubscribed while uploading: if the POST still yields a build, it must not be orphaned.
           const s = sub;

@@ -33,9 +33,11 @@ export const TERMINAL_PHASES: ReadonlySet<BuildPhase> = new Set(['succeeded', 'f
 /** Shared skeleton of `build` and `watch`: signal, timeout, SIGINT, and teardown of a known build. */
 export interface Lifecycle {
   buildId: string | undefined;
+  /**
+   * A terminal status was emitted, or the service said the build ended (control event, terminal progress): the
+   * build must never be cancelled.
+   */
   terminal: boolean;
-  /** The service said the build ended (control event, terminal progress): it must never be cancelled. */
-  settled: boolean;
   /** The subscription ended by an error of its own work (not by the caller, a signal, SIGINT or close). */
   failed: boolean;
   /** Start whatever must outlive the subscription; returns the promise the SIGINT handler waits for. */
@@ -62,7 +64,6 @@ export function lifecycle<T extends BuildEvent>(
     const state: Lifecycle = {
       buildId: undefined,
       terminal: false,
-      settled: false,
       failed: false,
       startTeardown: () => (teardownPromise ??= makeTeardown(state)),
     };
@@ -143,9 +144,9 @@ export function watchPipeline(deps: WatchDeps, buildId: string, options: WatchOp
         retry: deps.logRetry,
         maxEmptyReconnects: deps.maxEmptyReconnects,
         mayNotExist: true,
-        onSettled: () => (state.settled = true),
+        onSettled: () => (state.terminal = true),
       });
     },
-    (state) => (!state.terminal && !state.settled && shouldCancel() ? cancelEnded(deps.teardowns, buildId, state) : Promise.resolve()),
+    (state) => (!state.terminal && shouldCancel() ? cancelEnded(deps.teardowns, buildId, state) : Promise.resolve()),
   );
 }
