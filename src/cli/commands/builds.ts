@@ -123,16 +123,16 @@ async function logsCommand(ctx: CliContext, id: string, followLive: boolean): Pr
     // Ctrl+C: stop watching (no DELETE is sent) and say that the build goes on.
     let detach!: () => void;
     const detached = new Promise<BuildOutcome>((resolve) => (detach = () => resolve({ kind: 'detached', buildId: id })));
-    const release = trapSigint(() => {
+    const stopAndDetach = (): void => {
       following.stop();
       detach();
-    });
+    };
+    const release = trapSigint(stopAndDetach);
     // A closed stdout (`| head`) also only detaches: nobody reads the log, and this watch never cancels.
     let outputClosed = false;
     void ctx.stdoutClosed.then(() => {
       outputClosed = true;
-      following.stop();
-      detach();
+      stopAndDetach();
     });
     try {
       // A build cancelled elsewhere ends the watch as `cancelled` (the library tells it from a failure).
