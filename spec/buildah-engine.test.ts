@@ -5,7 +5,6 @@
  *
  * Nothing is skipped: if buildah cannot run here, `beforeAll` throws and every test fails with that message.
  */
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +15,7 @@ import { ensureBaseImage, findStaticBusybox } from '../src/server/base-image';
 import { registryGetManifest, registryManifestDigest, startRegistry, type RunningRegistry } from '../src/server/registry';
 import { listGroupMembers } from '../src/server/process-group';
 import type { BuildStepWire } from '../src/shared/wire';
+import { pgrep } from './helpers/processes';
 
 let tmp: string;
 let registry: RunningRegistry;
@@ -244,11 +244,3 @@ describe('buildah engine', () => {
   });
 });
 
-/** pids of processes whose command line contains `text` (excluding pgrep itself). */
-function pgrep(text: string): number[] {
-  try {
-    return execFileSync('pgrep', ['-f', text], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
-  } catch {
-    return []; // pgrep exits 1 when nothing matches
-  }
-}

@@ -11,6 +11,7 @@ import { eventually } from './helpers/eventually';
 import { startScriptedNode, type ClusterNode, follow, stopNodes } from './helpers/cluster';
 import { startPostgres, type ThrowawayPostgres } from './helpers/postgres';
 import { api, readSse, submitOk, TOKEN, type SseEvent } from './server-helpers';
+import { alive } from './helpers/processes';
 
 const LEASE_MS = 3000;
 
@@ -40,15 +41,6 @@ afterAll(async () => {
   await pg?.stop();
   await fsp.rm(scratch, { recursive: true, force: true });
 }, 60_000);
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const numbered = (events: SseEvent[]): string[] => events.filter((e) => e.id !== null).map((e) => `${e.id} ${e.event} ${e.data}`);
 

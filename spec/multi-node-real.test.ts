@@ -7,7 +7,6 @@
  * the dead node's builds end "interrupted (node NAME lost)" within 30 s; the survivors list the same builds with
  * the same statuses.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +19,7 @@ import { startPostgres, type ThrowawayPostgres } from './helpers/postgres';
 import { startRoundRobinProxy, type RoundRobinProxy } from './helpers/round-robin-proxy';
 import { follow, listedAs, stopNodes } from './helpers/cluster';
 import { api, makeTarGz, submitOk, TOKEN } from './server-helpers';
+import { pgrep, cmdline, killAll } from './helpers/processes';
 
 /** Short, so a lost node is noticed in seconds (the default is 10 s). */
 const LEASE_MS = 3000;
@@ -55,33 +55,6 @@ async function startNode(name: string): Promise<Node> {
   const node = { name, url: listening.url, dataDir, cli };
   everyNode.push(node);
   return node;
-}
-
-/** pids of processes whose command line contains `text`. */
-function pgrep(text: string): number[] {
-  try {
-    return execFileSync('pgrep', ['-f', text], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
-  } catch {
-    return []; // exit 1: nothing matches
-  }
-}
-
-function cmdline(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-  } catch {
-    return ''; // gone already
-  }
-}
-
-function killAll(pids: number[]): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
 }
 
 beforeAll(async () => {

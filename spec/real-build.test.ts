@@ -6,7 +6,6 @@
  * sending exactly one DELETE that kills the build's processes. Nothing is skipped: if buildah cannot run,
  * `beforeAll` fails every test with an install hint.
  */
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -18,6 +17,7 @@ import { TestHooks } from './helpers/test-server';
 import { checkBuildah } from '../src/server/engines/buildah';
 import { findStaticBusybox } from '../src/server/base-image';
 import { registryManifestDigest, splitImageRef } from '../src/server/registry';
+import { pgrep } from './helpers/processes';
 
 const TOKEN = `real-build-${randomBytes(6).toString('hex')}`;
 let tmp: string;
@@ -48,15 +48,6 @@ function busyboxContext(dockerfile: string): string {
 }
 
 const logLines = (events: BuildEvent[]): string[] => events.flatMap((e) => (e.type === 'log' ? [e.line] : []));
-
-/** pids of processes whose command line contains `text`. */
-function pgrep(text: string): number[] {
-  try {
-    return execFileSync('pgrep', ['-f', text], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
-  } catch {
-    return []; // exit 1: nothing matches
-  }
-}
 
 describe('real builds through the client', () => {
   it('builds examples/hello FROM busybox, streams its steps and pushes a digest the registry serves', async () => {

@@ -19,6 +19,7 @@ import { serve, type RunningService } from '../src/server/serve';
 import { checkBuildah } from '../src/server/engines/buildah';
 import { findStaticBusybox } from '../src/server/base-image';
 import { registryManifestDigest, splitImageRef } from '../src/server/registry';
+import { pgrep } from './helpers/processes';
 
 const TOKEN = `restart-${randomBytes(6).toString('hex')}`;
 const ROOT = resolve(__dirname, '..');
@@ -84,14 +85,6 @@ function busyboxContext(dockerfile: string): string {
   copyFileSync(findStaticBusybox(), join(dir, 'busybox'));
   writeFileSync(join(dir, 'Dockerfile'), dockerfile);
   return dir;
-}
-
-function pgrep(text: string): number[] {
-  try {
-    return execFileSync('pgrep', ['-f', text], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
 }
 
 it('survives SIGKILL: same registry, finished builds kept, the running one interrupted and its processes killed', async () => {

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { lastValueFrom, toArray } from 'rxjs';
 import { BuildFailedError, createClient, type BuildEvent, type RxbuildClient } from '../src/client';
 import { cliEnv, startCli, type CliRun } from './cli-helpers';
+import { pgrep } from './helpers/processes';
 
 const TOKEN = `hostile-${randomBytes(12).toString('hex')}`;
 const ESCAPE = join(__dirname, 'fixtures', 'sandbox', 'chroot-escape');
@@ -90,14 +91,6 @@ async function build(service: Service, ctx: string, buildArgs: Record<string, st
     if (m) checks[m[1]] = m[2];
   }
   return { events, lines, checks, error };
-}
-
-function pgrep(text: string): number[] {
-  try {
-    return execFileSync('pgrep', ['-f', text], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
 }
 
 const PROBE = `

@@ -4,6 +4,7 @@
  */
 import { listGroupMembers, startServer, type Engine, type RunningServer } from '../src/server';
 import { api, controlOf, logLines, readSse, submitOk, TOKEN } from './server-helpers';
+import { alive as pidAlive } from './helpers/processes';
 
 let server: RunningServer;
 beforeAll(async () => {
@@ -12,15 +13,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server.close();
 });
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('DELETE /builds/{id}', () => {
   it('cancels a running build: engine aborted, status cancelled, stream ends with an error control event', async () => {

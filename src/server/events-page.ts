@@ -8,15 +8,13 @@
  *
  * @packageDocumentation
  */
-import type { BuildEventWire, BuildEventsPageWire } from '../shared/wire';
+import { EVENTS_PAGE_MAX, type BuildEventWire, type BuildEventsPageWire } from '../shared/wire';
 import { badRequest } from './errors';
 import type { JournalEvent } from './journal';
-import type { JournalLines, JournalSource } from './storage';
+import type { JournalSource } from './storage';
 
 /** Events per answer when the request names no `limit`. */
 export const EVENTS_PAGE_DEFAULT = 10_000;
-/** The largest `limit` accepted (a few MB of JSON). */
-export const EVENTS_PAGE_MAX = 50_000;
 /**
  * An answer stops after the event that takes it past this many characters (at least one event is always sent),
  * so it stays well under the clients' cap on a JSON answer (16 MiB) however long the lines.

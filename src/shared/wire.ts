@@ -99,6 +99,9 @@ export interface BuildJournalPageWire {
   complete: boolean;
 }
 
+/** The largest `limit` of `GET /builds/{id}/events` (a few MB of JSON per answer). */
+export const EVENTS_PAGE_MAX = 50_000;
+
 /** One stored journal entry (`time`: ISO 8601, UTC; absent in journals written before times were recorded). */
 export type BuildJournalEntryWire =
   | { seq: number; type: 'log'; data: string; time?: string }

@@ -26,6 +26,7 @@ import {
   type BuildEvent,
   type BuildInfo,
 } from '../client/browser';
+import { EVENTS_PAGE_MAX } from '../shared/wire';
 import type { BuildsList } from './builds-list';
 import { copyButton, dateCell, statusBadge } from './builds-list';
 import { plainText } from './ansi';
@@ -38,7 +39,7 @@ import { LogView } from './log-view';
 /** Lines kept in the page; past this the log says to download the rest. */
 export const MAX_LOG_LINES = 1_000_000;
 /** Journal entries per history request (the service's maximum): a 200,000-line log comes in four answers. */
-const HISTORY_SLICE = 50_000;
+const HISTORY_SLICE = EVENTS_PAGE_MAX;
 
 /** The detail panel of one build. */
 export class BuildView {
