@@ -46,7 +46,7 @@ const rowIds = () => page.$$eval('#builds-body tr', (rows) => rows.map((r) => (r
 async function shows(expected: readonly string[]): Promise<void> {
   const matched = page.waitForFunction(
     (want) => {
-      const rows = [...document.querySelectorAll<HTMLElement>('#builds-body tr')].map((r) => r.dataset.buildId ?? '');
+      const rows = Array.from(document.querySelectorAll<HTMLElement>('#builds-body tr'), (r) => r.dataset.buildId ?? '');
       return rows.length === want.length && rows.every((id, k) => id === want[k]);
     },
     expected,
