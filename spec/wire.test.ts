@@ -1,4 +1,4 @@
-import { parseReferenceControl, isTerminalBuildStatus } from '../src/shared/wire';
+import { BUILD_STATUSES, isActiveBuildStatus, isTerminalBuildStatus, parseReferenceControl } from '../src/shared/wire';
 
 describe('wire helpers', () => {
   it('reads the reference control events from plain messages', () => {
@@ -15,5 +15,11 @@ describe('wire helpers', () => {
   it('knows which statuses are terminal', () => {
     expect(['queued', 'running'].map((s) => isTerminalBuildStatus(s as never))).toEqual([false, false]);
     expect(['succeeded', 'failed', 'cancelled'].map((s) => isTerminalBuildStatus(s as never))).toEqual([true, true, true]);
+  });
+  it('lists every status in order; queued and running, and nothing else, are active', () => {
+    expect(BUILD_STATUSES).toEqual(['queued', 'running', 'succeeded', 'failed', 'cancelled']);
+    expect(BUILD_STATUSES.filter(isActiveBuildStatus)).toEqual(['queued', 'running']);
+    expect(BUILD_STATUSES.filter((s) => !isActiveBuildStatus(s)).every(isTerminalBuildStatus)).toBe(true);
+    expect(['finished', 'preparing', '', undefined, null, 1].some(isActiveBuildStatus)).toBe(false);
   });
 });

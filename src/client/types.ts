@@ -10,6 +10,7 @@
  * @packageDocumentation
  */
 import type { Observable } from 'rxjs';
+import type { BuildStatus } from '../shared/wire';
 import type { TeardownError } from './errors';
 
 /** Client-side phases of a build, in order. The last three are terminal. */
@@ -273,7 +274,7 @@ export interface BuildOptions {
 /** A build's server-side state, as `GET /builds/{id}` reports it (camelCase view of the wire record). */
 export interface BuildInfo {
   buildId: string;
-  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+  status: BuildStatus;
   imageName: string;
   imageRef: string | null;
   digest: string | null;

@@ -4,9 +4,10 @@
  *
  * @packageDocumentation
  */
+import { BUILD_STATUSES } from '../shared/wire';
 import type { StoredBuild } from './build-service';
 
-const STATUSES = new Set(['queued', 'running', 'succeeded', 'failed', 'cancelled']);
+const STATUSES: ReadonlySet<string> = new Set(BUILD_STATUSES);
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isStringOrNull = (v: unknown): boolean => v === null || typeof v === 'string';

@@ -8,7 +8,7 @@
  *
  * @packageDocumentation
  */
-import type { BuildStatus, BuildsPageWire } from '../shared/wire';
+import { BUILD_STATUSES, type BuildStatus, type BuildsPageWire } from '../shared/wire';
 import { badRequest } from './errors';
 import type { BuildPosition, BuildStore } from './storage';
 
@@ -18,7 +18,7 @@ export const BUILDS_PAGE_DEFAULT = 100;
 export const BUILDS_PAGE_MAX = 1000;
 
 /** The statuses `status=` accepts. */
-const STATUSES: ReadonlySet<string> = new Set<BuildStatus>(['queued', 'running', 'succeeded', 'failed', 'cancelled']);
+const STATUSES: ReadonlySet<string> = new Set(BUILD_STATUSES);
 
 type Position = BuildPosition;
 
@@ -48,7 +48,7 @@ function parseLimit(raw: string | null): number {
 
 function parseStatus(raw: string | null): BuildStatus | undefined {
   if (raw === null || raw === '') return undefined;
-  if (!STATUSES.has(raw)) throw badRequest(`status must be one of ${[...STATUSES].join(', ')}.`, 'invalid_status');
+  if (!STATUSES.has(raw)) throw badRequest(`status must be one of ${BUILD_STATUSES.join(', ')}.`, 'invalid_status');
   return raw as BuildStatus;
 }
 

@@ -10,8 +10,11 @@
  * @packageDocumentation
  */
 
+/** Every state a build can be in, in the order a build goes through them. The last three are terminal. */
+export const BUILD_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
+
 /** Every state a build can be in. `succeeded`, `failed` and `cancelled` are terminal. */
-export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type BuildStatus = (typeof BUILD_STATUSES)[number];
 
 /** The terminal build states: once a build is in one of these it never changes again. */
 export const TERMINAL_BUILD_STATUSES: readonly BuildStatus[] = ['succeeded', 'failed', 'cancelled'];
@@ -19,6 +22,14 @@ export const TERMINAL_BUILD_STATUSES: readonly BuildStatus[] = ['succeeded', 'fa
 /** True when `status` is terminal (`succeeded`, `failed` or `cancelled`). */
 export function isTerminalBuildStatus(status: BuildStatus): boolean {
   return TERMINAL_BUILD_STATUSES.includes(status);
+}
+
+/**
+ * True when `status` is `queued` or `running`: the build exists and has not ended. Any other value, a status word
+ * a service made up included, is false (an unknown word is not proof that a build still runs).
+ */
+export function isActiveBuildStatus(status: unknown): status is 'queued' | 'running' {
+  return status === 'queued' || status === 'running';
 }
 
 /** Progress through a Dockerfile: step `index` of `total`, with the step's own text (`RUN make`). */

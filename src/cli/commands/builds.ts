@@ -6,6 +6,7 @@
  */
 import type { Command } from 'commander';
 import type { BuildInfo } from '../../client/types';
+import { isActiveBuildStatus } from '../../shared/wire';
 import { openClient } from '../client';
 import type { CliContext } from '../context';
 import { ExitCode, hasStatus, UsageError } from '../errors';
@@ -109,7 +110,7 @@ async function logsCommand(ctx: CliContext, id: string, followLive: boolean): Pr
   return openClient(ctx, async (client) => {
     if (!followLive) {
       const info = await client.builds.get(id);
-      if (info.status === 'queued' || info.status === 'running') {
+      if (isActiveBuildStatus(info.status)) {
         const text = await client.builds.log(id);
         const lines = text === '' ? [] : text.replace(/\n$/, '').split('\n');
         for (const line of lines) ctx.print({ type: 'log', buildId: id, line }, line);

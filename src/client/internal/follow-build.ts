@@ -13,7 +13,7 @@
  * @packageDocumentation
  */
 import { Observable, Subscription, catchError, concat, defer, from, mergeMap, of, throwError, type OperatorFunction } from 'rxjs';
-import { isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire } from '../../shared/wire';
+import { isActiveBuildStatus, isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire } from '../../shared/wire';
 import { BuildFailedError, CancelledError, HttpError, NotFoundError, ProtocolError, RetriesExhaustedError, TransportError } from '../errors';
 import { requestJson, requestText, type HttpContext } from './transport';
 import { openLogStream, type StreamItem } from './log-stream';
@@ -288,14 +288,14 @@ export function followBuild(options: FollowOptions): Observable<BuildEvent> {
           info = await getBuild(http, buildId, abort.signal);
           // Only a status we know to mean "not yet" is waited out; an unknown word is the service's own name
           // for an end, and `done` already said which.
-          if (info.status === 'queued' || info.status === 'running') throw NOT_TERMINAL_YET;
+          if (isActiveBuildStatus(info.status)) throw NOT_TERMINAL_YET;
         },
         { ...STATUS_POLL, signal: abort.signal, shouldRetry: (err) => err === NOT_TERMINAL_YET },
       ).catch((err: unknown) => {
         // Still not terminal after the polls: finishFrom reports it.
         if (err !== NOT_TERMINAL_YET) throw err;
       });
-      return finishFrom(isTerminalBuildStatus(info!.status) || info!.status === 'queued' || info!.status === 'running' ? info! : { ...info!, status: 'succeeded' });
+      return finishFrom(isTerminalBuildStatus(info!.status) || isActiveBuildStatus(info!.status) ? info! : { ...info!, status: 'succeeded' });
     };
 
     const progressEvents = (p: ProgressMessageWire, time: string | undefined): BuildEvent[] => {

@@ -3,18 +3,18 @@
  *
  * @packageDocumentation
  */
-import type { BuildsPageWire } from '../../shared/wire';
+import { BUILD_STATUSES, type BuildsPageWire } from '../../shared/wire';
 import { InvalidInputError, ProtocolError } from '../errors';
 import { toBuildInfo } from './follow-build';
 import { requestJson, type HttpContext } from './transport';
 import type { BuildInfo, BuildsPage, ListBuildsOptions, ListBuildsPageOptions } from '../types';
 
-const STATUSES: ReadonlySet<string> = new Set<BuildInfo['status']>(['queued', 'running', 'succeeded', 'failed', 'cancelled']);
+const STATUSES: ReadonlySet<string> = new Set(BUILD_STATUSES);
 /** The service's largest page: the fewest requests for a walk over every build. */
 const WALK_PAGE = 1000;
 
 function validate(o: ListBuildsPageOptions): void {
-  if (o.status !== undefined && !STATUSES.has(o.status)) throw new InvalidInputError('status', `status must be one of ${[...STATUSES].join(', ')}`);
+  if (o.status !== undefined && !STATUSES.has(o.status)) throw new InvalidInputError('status', `status must be one of ${BUILD_STATUSES.join(', ')}`);
   if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 1 || o.limit > 1000)) {
     throw new InvalidInputError('limit', 'limit must be an integer from 1 to 1000');
   }

@@ -11,6 +11,7 @@
  *
  * @packageDocumentation
  */
+import { isActiveBuildStatus } from '../../shared/wire';
 import { DEFAULTS } from '../defaults';
 import { HttpError, TeardownError } from '../errors';
 import type { TeardownEvent } from '../types';
@@ -142,7 +143,7 @@ export class Teardowns {
       (res) => res.data?.status,
       () => undefined,
     );
-    return this.track(check.then((status) => (status === 'queued' || status === 'running' ? this.cancelBuild(buildId) : undefined)));
+    return this.track(check.then((status) => (isActiveBuildStatus(status) ? this.cancelBuild(buildId) : undefined)));
   }
 
   /**
