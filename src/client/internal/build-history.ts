@@ -6,8 +6,9 @@
  *
  * @packageDocumentation
  */
-import { isTerminalBuildStatus, type BuildEventWire, type BuildEventsPageWire, type BuildJournalEntryWire, type BuildJournalPageWire } from '../../shared/wire';
+import type { BuildEventWire, BuildEventsPageWire, BuildJournalEntryWire, BuildJournalPageWire } from '../../shared/wire';
 import { ProtocolError } from '../errors';
+import { JournalEvents } from './journal-events';
 import { requestJson, type HttpContext } from './transport';
 import type { BuildHistory, BuildHistoryEvent, BuildHistoryOptions } from '../types';
 
@@ -19,38 +20,24 @@ function isEventsPage(v: unknown): v is BuildEventsPageWire | BuildJournalPageWi
 type HistoryEntryWire = BuildEventWire | BuildJournalEntryWire;
 
 /**
- * The events `watch` would emit for `wire` (terminal statuses excepted: the stream's end reports those). `wire` is
- * either answer form, read as it is: the journal form (`form=journal`, stored entries) needs no conversion pass.
+ * The events `watch` emits for `wire` (terminal statuses excepted: the stream's end reports those), made by the
+ * same {@link JournalEvents}. `wire` is either answer form, read as it is: the journal form (`form=journal`, stored
+ * entries) needs no conversion pass.
  */
 export function historyEvents(buildId: string, wire: readonly HistoryEntryWire[]): BuildHistoryEvent[] {
   const out: BuildHistoryEvent[] = [];
+  const journal = new JournalEvents(buildId);
   let time: string | undefined;
-  let phase: string | undefined;
-  let stepKey: string | undefined;
   for (const e of wire) {
     // One string for a run of events with the same time (the events form leaves repeats out; the journal form
     // repeats them, and a run then shares the first).
     if (e.time !== undefined && e.time !== time) time = e.time;
-    const journal = 'seq' in e;
-    if (e.type === 'log') {
-      const id = journal ? String(e.seq) : e.id;
-      const line = journal ? e.data : e.line;
-      if (phase !== 'running') out.push({ type: 'status', phase: (phase = 'running'), buildId });
-      out.push(time ? { type: 'log', buildId, id, line, time } : { type: 'log', buildId, id, line });
-      continue;
-    }
-    if (journal && e.type !== 'progress') continue; // an entry type this client does not know
-    const p = journal ? e.data : e.progress;
-    if (!p || typeof p.status !== 'string' || isTerminalBuildStatus(p.status)) continue;
-    if (p.status !== phase) {
-      phase = p.status;
-      out.push(p.status === 'queued' ? { type: 'status', phase: 'queued', buildId, queuePosition: p.queue_position } : { type: 'status', phase: 'running', buildId });
-    }
-    const key = p.step ? `${p.step.index}/${p.step.total}:${p.step.text}` : undefined;
-    if (p.step && key !== stepKey) {
-      stepKey = key;
-      out.push({ type: 'step', buildId, index: p.step.index, total: p.step.total, text: p.step.text, ...(time ? { time } : {}) });
-    }
+    if ('seq' in e) {
+      if (e.type === 'log') journal.log(out, String(e.seq), e.data, time);
+      else if (e.type === 'progress') journal.progress(out, e.data, time);
+      // Any other entry type is one this client does not know.
+    } else if (e.type === 'log') journal.log(out, e.id, e.line, time);
+    else if (e.type === 'progress') journal.progress(out, e.progress, time);
   }
   return out;
 }

@@ -13,11 +13,12 @@
  * @packageDocumentation
  */
 import { Observable, Subscription, catchError, concat, defer, from, mergeMap, of, throwError, type OperatorFunction } from 'rxjs';
-import { isActiveBuildStatus, isTerminalBuildStatus, type BuildRecordWire, type ProgressMessageWire } from '../../shared/wire';
+import { isActiveBuildStatus, isTerminalBuildStatus, type BuildRecordWire } from '../../shared/wire';
 import { BuildFailedError, CancelledError, HttpError, NotFoundError, ProtocolError, RetriesExhaustedError, TransportError } from '../errors';
 import { requestJson, requestText, type HttpContext } from './transport';
 import { openLogStream, type StreamItem } from './log-stream';
 import { IdlessReplay } from './idless-replay';
+import { JournalEvents } from './journal-events';
 import { isRetryableLogError, retryAsync, retryPolicy, type RetryTuning } from './retry-policy';
 import type { BuildEvent, BuildInfo } from '../types';
 
@@ -270,9 +271,7 @@ export function followBuild(options: FollowOptions): Observable<BuildEvent> {
     const dedupe = new EventDeduper(options.lastEventId);
     /** Lines without SSE ids: a reconnect must prove it replays them before they are dropped. */
     const replay = new IdlessReplay();
-    let phase: 'queued' | 'running' | undefined;
-    let lastQueuePosition: number | null | undefined;
-    let lastStepKey: string | undefined;
+    const journal = new JournalEvents(buildId);
     /** The terminal status the server's last progress event reported, if any (it precedes the control event). */
     let terminalStatus: string | undefined;
     let emptyStreak = 0;
@@ -298,31 +297,6 @@ export function followBuild(options: FollowOptions): Observable<BuildEvent> {
       return finishFrom(isTerminalBuildStatus(info!.status) || isActiveBuildStatus(info!.status) ? info! : { ...info!, status: 'succeeded' });
     };
 
-    const progressEvents = (p: ProgressMessageWire, time: string | undefined): BuildEvent[] => {
-      const out: BuildEvent[] = [];
-      // Only changes are emitted: a server repeating its progress on every reconnect must not look like news
-      // (any emission restores the retry budget).
-      if ((p.status === 'queued' || p.status === 'running') && (p.status !== phase || (p.status === 'queued' && p.queue_position !== lastQueuePosition))) {
-        phase = p.status;
-        lastQueuePosition = p.queue_position;
-        out.push(
-          p.status === 'queued'
-            ? { type: 'status', phase: 'queued', buildId, queuePosition: p.queue_position }
-            : { type: 'status', phase: 'running', buildId },
-        );
-      }
-      if (p.step) {
-        const key = `${p.step.index}/${p.step.total}:${p.step.text}`;
-        if (key !== lastStepKey) {
-          lastStepKey = key;
-          const step: BuildEvent = { type: 'step', buildId, index: p.step.index, total: p.step.total, text: p.step.text };
-          if (time) step.time = time;
-          out.push(step);
-        }
-      }
-      return out;
-    };
-
     const attempt$ = defer(() => {
       let fresh = 0;
       replay.connect();
@@ -337,15 +311,10 @@ export function followBuild(options: FollowOptions): Observable<BuildEvent> {
               emptyStreak = 0;
               const out: BuildEvent[] = [];
               if (verdict === 'unproven') out.push(linesMayRepeat(buildId));
-              if (phase !== 'running') {
-                // Output means it runs, whether or not the server sends progress events.
-                phase = 'running';
-                out.push({ type: 'status', phase: 'running', buildId });
-              }
-              out.push(item.time ? { type: 'log', buildId, id: item.id, line: item.line, time: item.time } : { type: 'log', buildId, id: item.id, line: item.line });
+              journal.log(out, item.id, item.line, item.time);
               return out;
             }
-            case 'progress':
+            case 'progress': {
               // Progress shares the log's id sequence (so Last-Event-ID resumes both): deduplicate it too.
               if (!dedupe.accept(item.id)) return [];
               fresh++;
@@ -354,7 +323,12 @@ export function followBuild(options: FollowOptions): Observable<BuildEvent> {
                 terminalStatus = item.progress.status;
                 options.onSettled?.();
               }
-              return progressEvents(item.progress, item.time);
+              // Only changes are emitted: a server repeating its progress on every reconnect must not look like
+              // news (any emission restores the retry budget).
+              const out: BuildEvent[] = [];
+              journal.progress(out, item.progress, item.time);
+              return out;
+            }
             case 'control':
               options.onSettled?.();
               if ('error' in item.control) return finishFromError(http, buildId, item.control.error, terminalStatus, abort.signal);
