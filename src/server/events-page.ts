@@ -10,7 +10,7 @@
  */
 import { EVENTS_PAGE_MAX, type BuildEventWire, type BuildEventsPageWire } from '../shared/wire';
 import { badRequest } from './errors';
-import type { JournalEvent } from './journal';
+import { storedLineSeq, type JournalEvent } from './journal';
 import type { JournalSource } from './storage';
 
 /** Events per answer when the request names no `limit`. */
@@ -112,7 +112,8 @@ export async function journalPageJson(journal: JournalSource, after: number, lim
         chars += r.lines[i].length;
       }
       const all = i === r.lines.length;
-      lastId = all ? r.lastSeq : lastIdOf(r.lines[i - 1], lastId);
+      // Cut short: the seq of the last line kept (the lines handed out are whole entries, so it has one).
+      lastId = all ? r.lastSeq : (storedLineSeq(r.lines[i - 1]) ?? lastId);
       complete = all && r.complete;
       if (r.lines.length === 0 || !all || r.complete) break;
     }
@@ -120,11 +121,4 @@ export async function journalPageJson(journal: JournalSource, after: number, lim
   } finally {
     await journal.close().catch(() => undefined);
   }
-}
-
-/** The `seq` a stored line starts with (the lines handed out are whole entries), or `fallback` for none. */
-function lastIdOf(line: string | undefined, fallback: number): number {
-  if (line === undefined) return fallback;
-  const m = /^\{"seq":(\d+),/.exec(line);
-  return m ? Number(m[1]) : (JSON.parse(line) as JournalEvent).seq;
 }

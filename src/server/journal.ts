@@ -106,12 +106,8 @@ async function lastLineSeq(handle: fsp.FileHandle, end: number): Promise<number>
   const start = await lastLineStart(handle, end);
   const buf = Buffer.allocUnsafe(end - 1 - start);
   await handle.read(buf, 0, buf.length, start);
-  try {
-    const seq = (JSON.parse(buf.toString('utf8')) as { seq?: unknown }).seq;
-    return typeof seq === 'number' && Number.isSafeInteger(seq) ? seq : 0;
-  } catch {
-    return 0;
-  }
+  const seq = storedLineSeq(buf.toString('utf8'));
+  return seq !== null && Number.isSafeInteger(seq) ? seq : 0;
 }
 
 /**
@@ -170,10 +166,23 @@ function wholeLineSeq(text: string): number | null {
   return Number(m[1]);
 }
 
-/** A line that failed {@link wholeLineSeq}, decoded and encoded again, or null when damaged. */
-function reencoded(text: string): string | null {
+/**
+ * The `seq` of a stored journal line, or null when it is damaged: read from the line's start when it is one
+ * whole entry as the journal writes it, else decoded. Every reader of a stored line's seq goes through this.
+ */
+export function storedLineSeq(text: string): number | null {
+  return wholeLineSeq(text) ?? parseEvent(text)?.seq ?? null;
+}
+
+/**
+ * A stored line as readers hand it out, with its `seq`: the line itself when it is one whole entry as the
+ * journal writes it, else decoded and encoded again; null when damaged.
+ */
+function servedLine(text: string): { line: string; seq: number } | null {
+  const seq = wholeLineSeq(text);
+  if (seq !== null) return { line: text, seq };
   const e = parseEvent(text);
-  return e ? JSON.stringify(e) : null;
+  return e ? { line: JSON.stringify(e), seq: e.seq } : null;
 }
 
 /** The event journal of one build. Create with {@link Journal.open}. */
@@ -449,33 +458,14 @@ export class JournalFileReader {
    * last complete line read. Returns no events at the end of what is written.
    */
   async read(pos: number, cursor: number): Promise<{ events: JournalEvent[]; pos: number }> {
-    if (!this.handle) {
-      try {
-        this.handle = await fsp.open(this.file, 'r');
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { events: [], pos };
-        throw err;
-      }
+    const chunk = await this.readChunk(pos);
+    if (!chunk) return { events: [], pos };
+    const events: JournalEvent[] = [];
+    for (const text of chunk.text.split('\n')) {
+      const event = parseEvent(text);
+      if (event && event.seq > cursor) events.push(event);
     }
-    for (;;) {
-      const { bytesRead } = await this.handle.read(this.buf, 0, this.buf.length, pos);
-      if (bytesRead === 0) return { events: [], pos };
-      const end = this.buf.lastIndexOf(10, bytesRead - 1);
-      if (end === -1) {
-        if (bytesRead < this.buf.length) return { events: [], pos }; // a line still being written
-        this.buf = Buffer.allocUnsafe(this.buf.length * 2); // one very long line
-        continue;
-      }
-      const events: JournalEvent[] = [];
-      let start = 0;
-      while (start <= end) {
-        const nl = this.buf.indexOf(10, start);
-        const event = parseEvent(this.buf.toString('utf8', start, nl));
-        if (event && event.seq > cursor) events.push(event);
-        start = nl + 1;
-      }
-      return { events, pos: pos + end + 1 };
-    }
+    return { events, pos: chunk.pos };
   }
 
   /**
@@ -489,18 +479,19 @@ export class JournalFileReader {
     const lines: string[] = [];
     let lastSeq = cursor;
     for (const text of chunk.text.split('\n')) {
-      const seq = wholeLineSeq(text);
-      const line = seq !== null ? text : reencoded(text);
-      const s = seq ?? (line === null ? null : (JSON.parse(line) as JournalEvent).seq);
-      if (line !== null && s !== null && s > cursor) {
-        lines.push(line);
-        lastSeq = s;
+      const served = servedLine(text);
+      if (served && served.seq > cursor) {
+        lines.push(served.line);
+        lastSeq = served.seq;
       }
     }
     return { lines, lastSeq, pos: chunk.pos };
   }
 
-  /** The complete lines from byte `pos` (without the last LF) and the position after them, or null. */
+  /**
+   * The complete lines from byte `pos` (without the last LF; JSON.stringify never leaves a raw LF inside a line)
+   * and the position after them, or null at the end of what is written.
+   */
   private async readChunk(pos: number): Promise<{ text: string; pos: number } | null> {
     if (!this.handle) {
       try {
