@@ -7,7 +7,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import {
   CONTENT_DIGEST_RE,
@@ -21,7 +20,7 @@ import type { ContentStore } from './content-store';
 import { ByteCap, checkRelativePath, mapStreamError } from './context-extract';
 import { HttpError, badRequest, sendJson } from './errors';
 import { handleTarEntries } from './tar-entries';
-import { ExpansionCap, UnpackBudget } from './unpack-budget';
+import { UnpackBudget, gunzipStages } from './unpack-budget';
 import { parseImageName } from './image-name';
 import { checkBuildArgs, checkSecrets, drainRequest, type Submission, type UploadLimits } from './upload';
 
@@ -41,8 +40,7 @@ function bodyOf(req: IncomingMessage, maxBytes: number, maxExpansionRatio?: numb
   const out = cap();
   if (encoding === 'gzip') {
     const first = cap();
-    const expansion = maxExpansionRatio === undefined ? [] : [new ExpansionCap(maxExpansionRatio, () => first.bytes)];
-    void pipeline([first, createGunzip(), ...expansion, out]).catch((err: unknown) => out.destroy(mapStreamError(err)));
+    void pipeline([first, ...gunzipStages(maxExpansionRatio, () => first.bytes), out]).catch((err: unknown) => out.destroy(mapStreamError(err)));
     req.pipe(first);
   } else {
     req.pipe(out);

@@ -13,11 +13,10 @@ import { createWriteStream, lstatSync, promises as fsp, readlinkSync } from 'nod
 import * as path from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { HttpError, badRequest, insufficientStorage, isDiskFull } from './errors';
 import { handleTarEntries, type EntryStream } from './tar-entries';
-import { ExpansionCap, UnpackBudget, tooLarge, type UnpackLimits } from './unpack-budget';
+import { UnpackBudget, gunzipStages, tooLarge, type UnpackLimits } from './unpack-budget';
 
 /** Caps applied while unpacking (see `unpack-budget.ts`). */
 export type ExtractLimits = UnpackLimits;
@@ -242,10 +241,8 @@ export async function extractContext(input: Readable, root: string, limits: Extr
 
   const entryError = handleTarEntries(extract, handleEntry);
   const compressed = new ByteCap(Infinity, () => tooLarge('')); // counts only: the ratio is checked after gunzip
-  const ratio = limits.maxExpansionRatio;
-  const expansion = ratio === undefined ? [] : [new ExpansionCap(ratio, () => compressed.bytes)];
   try {
-    await pipeline([input, compressed, createGunzip(), ...expansion, tarCap, extract]);
+    await pipeline([input, compressed, ...gunzipStages(limits.maxExpansionRatio, () => compressed.bytes), tarCap, extract]);
   } catch (err) {
     throw mapStreamError(entryError() ?? err);
   }

@@ -6,6 +6,7 @@
  * @packageDocumentation
  */
 import { Transform, type TransformCallback } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import { HttpError } from './errors';
 
 /** A tar header block: what every entry costs on top of its content. */
@@ -79,4 +80,13 @@ export class ExpansionCap extends Transform {
       cb(null, chunk);
     }
   }
+}
+
+/**
+ * The pipeline stages that gunzip a stream: gunzip, then, when `maxExpansionRatio` is set, an
+ * {@link ExpansionCap} against `compressedBytes()` (what a counting stage in front of them has read so far).
+ */
+export function gunzipStages(maxExpansionRatio: number | undefined, compressedBytes: () => number): Transform[] {
+  const gunzip = createGunzip();
+  return maxExpansionRatio === undefined ? [gunzip] : [gunzip, new ExpansionCap(maxExpansionRatio, compressedBytes)];
 }
