@@ -39,17 +39,17 @@ export class PlainRenderer implements Renderer {
         // Say the build id once, as soon as it exists: it is what `rxbuild builds logs|cancel` need.
         if (event.buildId && event.buildId !== this.announcedBuildId) {
           this.announcedBuildId = event.buildId;
-          this.io.stderr.write(this.c.dim(`rxbuild: build ${event.buildId}\n`));
+          this.info(`build ${event.buildId}`);
         }
         break;
       case 'reconnecting':
-        this.io.stderr.write(this.c.dim(`rxbuild: ${reconnectText(event)}\n`));
+        this.info(reconnectText(event));
         break;
       case 'step':
         // The engine's own output already carries its STEP lines; nothing to add in plain mode.
         break;
       case 'notice':
-        this.io.stderr.write(`rxbuild: ${event.message}\n`);
+        this.notice(event.message);
         break;
     }
   }
@@ -62,12 +62,12 @@ export class PlainRenderer implements Renderer {
     if (first) this.packedShownAt = now;
     else if (now - this.packedShownAt >= PACKING_LINE_MS) {
       this.packedShownAt = now;
-      this.io.stderr.write(this.c.dim(`rxbuild: packing: ${packedText(this.packed)}\n`));
+      this.info(`packing: ${packedText(this.packed)}`);
     }
   }
 
   private packingDone(): void {
-    this.io.stderr.write(this.c.dim(`rxbuild: packed ${packedText(this.packed!)}\n`));
+    this.info(`packed ${packedText(this.packed!)}`);
     this.packed = undefined;
   }
 

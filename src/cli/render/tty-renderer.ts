@@ -12,8 +12,7 @@ import { clearLine, cursorTo } from 'node:readline';
 import { createColors } from 'picocolors';
 import type { BuildEvent, BuildPhase } from '../../client/types';
 import { formatBytes, formatDuration, progressBar, truncate } from '../format';
-import { reconnectText } from './plain-renderer';
-import { packedText } from './plain-renderer';
+import { packedText, reconnectText } from './plain-renderer';
 import { sanitizeLine, type BuildOutcome, type Renderer, type RenderIo } from './renderer';
 
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
