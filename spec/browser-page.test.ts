@@ -134,8 +134,9 @@ it('Cancel unsubscribes the watch and so sends exactly one DELETE; navigating aw
   expect(rowShadows[0]).toContain('inset');
   expect(rowShadows[1]).toBe('none');
   await linesAtLeast(3);
+  // The lines come from the history before the watch is attached; Cancel shows once it is (see the next test).
   const button = page.locator('#cancel-button');
-  expect(await button.isVisible()).toBe(true);
+  await button.waitFor({ state: 'visible' });
   await button.click();
   await server.waitForRequest((r) => r.method === 'DELETE' && r.path === `/builds/${cancelled}`);
   expect((await server.waitForBuild(cancelled)).status).toBe('cancelled');
@@ -148,6 +149,51 @@ it('Cancel unsubscribes the watch and so sends exactly one DELETE; navigating aw
   expect(deletesOf(left)).toHaveLength(0);
   expect((await api(server.url, 'GET', `/builds/${left}`)).body.status).toBe('running');
   await api(server.url, 'DELETE', `/builds/${left}`);
+});
+
+it('offers Cancel only once the watch is attached: not while the history loads, when a click would do nothing', async () => {
+  const attached = await submitOk(server.url, { imageName: 'web/attached:1', buildArgs: { SCRIPT_LINES: '3', SCRIPT_OUTCOME: 'hang' } });
+  const loading = await submitOk(server.url, { imageName: 'web/loading:1', buildArgs: { SCRIPT_LINES: '3', SCRIPT_OUTCOME: 'hang' } });
+  try {
+    await open(`#/builds/${attached}`);
+    // The page shows `attached` (not the build before it) and its watch is on.
+    await page.waitForFunction(
+      (bid) => document.querySelector('tr[aria-current="true"]')?.getAttribute('data-build-id') === bid && !(document.getElementById('cancel-button') as HTMLButtonElement).hidden,
+      attached,
+    );
+    // Hold the second slice of the next build's history: its lines are shown, its watch is not started yet.
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let holding!: () => void;
+    const held = new Promise<void>((r) => (holding = r));
+    let continued: Promise<void> | undefined;
+    const secondSlice = (url: URL) => url.pathname === `/builds/${loading}/events` && url.searchParams.has('after');
+    await page.route(secondSlice, (route) => {
+      continued = released.then(() => route.continue());
+      holding();
+      return continued;
+    });
+    try {
+      await page.evaluate((bid) => (location.hash = `#/builds/${bid}`), loading);
+      await held;
+      await linesAtLeast(3);
+      expect(await page.isVisible('#cancel-button')).toBe(false);
+    } finally {
+      release();
+      // The held request goes on before the route goes (unroute would settle it itself).
+      await continued;
+      await page.unroute(secondSlice);
+    }
+    await page.locator('#cancel-button').waitFor({ state: 'visible' });
+    await page.click('#cancel-button');
+    expect((await server.waitForBuild(loading)).status).toBe('cancelled');
+    expect(deletesOf(loading)).toHaveLength(1);
+    expect(deletesOf(attached)).toHaveLength(0);
+    expect((await api(server.url, 'GET', `/builds/${attached}`)).body.status).toBe('running');
+  } finally {
+    // Hanging builds take the server's slots: end them however the test went.
+    for (const id of [attached, loading]) await api(server.url, 'DELETE', `/builds/${id}`);
+  }
 });
 
 it('links a build to its image in the registry and to its snapshot, which the page shows', async () => {

@@ -265,6 +265,8 @@ it('Cancel: the status says "cancelling" at once, in the view and the list, then
   await open(`#/builds/${id}`);
   await statusContains('running');
   await page.locator(`tr[data-build-id="${id}"]`).waitFor();
+  // 'running' comes from the history, before the watch is attached; Cancel is offered once it is.
+  await page.locator('#cancel-button').waitFor({ state: 'visible' });
   const seen = await page.evaluate((bid) => {
     (document.getElementById('cancel-button') as HTMLButtonElement).click();
     return [document.getElementById('build-status')!.textContent, document.querySelector(`tr[data-build-id="${bid}"] .badge`)?.textContent];

@@ -139,6 +139,10 @@ export class BuildView {
     this.phase = this.step = this.notice = '';
     this.terminal = this.failed = this.cancelling = false;
     this.pendingTarget = 0;
+    // Cancel and Reconnect act on the watch: neither is offered until the next build's watch is attached (a Cancel
+    // clicked while its history loads would find no watch to unsubscribe and do nothing).
+    this.cancelButton.hidden = true;
+    this.reattachButton.hidden = true;
     this.section.hidden = true;
     document.body.classList.remove('build-open');
     this.list.select(undefined);
