@@ -1,20 +1,70 @@
 /**
  * `rxbuild builds ls|get|logs|cancel` against a real local service, on builds started elsewhere (raw HTTP).
  */
+import { ScriptedEngine, type Engine, type EngineJob, type EngineResult, type EngineSink } from '../src/server';
 import { api, readSse, submitOk } from './server-helpers';
 import { jsonLines, runCli, startCli, STACK_FRAME, useCliService } from './cli-helpers';
 
 const TOKEN = 'cli-builds-token';
-const service = useCliService(TOKEN);
+
+/**
+ * The scripted engine, except that a build whose args name a `GATE` stays running after its lines until the spec
+ * opens that gate: "still running when the reader attaches" is then a fact, not a bet on how fast the CLI starts.
+ */
+class GatedEngine implements Engine {
+  readonly name = 'scripted';
+  private readonly inner = new ScriptedEngine();
+  private readonly gates = new Map<string, { opened: Promise<void>; open: () => void }>();
+
+  private gate(name: string) {
+    let g = this.gates.get(name);
+    if (!g) {
+      let open!: () => void;
+      const opened = new Promise<void>((r) => (open = r));
+      g = { opened, open };
+      this.gates.set(name, g);
+    }
+    return g;
+  }
+
+  open(name: string): void {
+    this.gate(name).open();
+  }
+
+  async run(job: EngineJob, sink: EngineSink, signal: AbortSignal): Promise<EngineResult> {
+    const result = await this.inner.run(job, sink, signal);
+    const name = job.buildArgs.GATE;
+    if (name !== undefined) {
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => reject(Object.assign(new Error('build cancelled'), { name: 'AbortError' }));
+        if (signal.aborted) return onAbort();
+        signal.addEventListener('abort', onAbort, { once: true });
+        void this.gate(name).opened.then(() => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        });
+      });
+    }
+    return result;
+  }
+}
+
+const engine = new GatedEngine();
+const service = useCliService(TOKEN, { engine });
 
 const submit = (buildArgs: Record<string, string>) => submitOk(service.server.url, { token: TOKEN, imageName: 'elsewhere:1', buildArgs });
 const deletesOf = (id: string) => service.server.requests.filter((q) => q.method === 'DELETE' && q.path === `/builds/${id}`);
 
 describe('rxbuild builds logs --follow', () => {
   it('attaches to a running build started elsewhere and sees every remaining line once, in order', async () => {
-    const id = await submit({ SCRIPT_LINES: '60', SCRIPT_INTERVAL_MS: '50' });
+    // The build holds after its lines until the CLI's log request has arrived (the CLI's start-up alone can take
+    // seconds on a loaded machine: a build timed to outlast it was not always still running when it attached).
+    const id = await submit({ SCRIPT_LINES: '60', SCRIPT_INTERVAL_MS: '10', GATE: 'follow' });
     await service.server.waitForBuild(id, (s) => s === 'running');
-    const r = await runCli(['builds', 'logs', '--follow', id, '--json'], service.env);
+    const run = startCli(['builds', 'logs', '--follow', id, '--json'], service.env);
+    await service.server.waitForRequest((q) => q.method === 'GET' && q.path === `/builds/${id}/logs`);
+    engine.open('follow');
+    const r = await run.exited;
     expect(r.code).toBe(0);
     const events = jsonLines(r.stdout);
     expect(events.filter((e) => e.type === 'log').map((e) => e.line)).toEqual(Array.from({ length: 60 }, (_, i) => `line ${i + 1}`));

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { Engine } from '../src/server';
 import { startTestServer, type TestServer } from './helpers/test-server';
 
 /** The built CLI (`npm test` builds it first, in `pretest`). */
@@ -126,13 +127,13 @@ export interface CliService {
 }
 
 /**
- * Start a scripted service (port 0) before the file's tests and close it after them. The returned object is
+ * Start a scripted service (port 0; `options.engine` instead of the plain scripted engine) before the file's tests and close it after them. The returned object is
  * filled in by `beforeAll`, so read its fields inside tests, not at module load.
  */
-export function useCliService(token: string): CliService {
+export function useCliService(token: string, options: { engine?: Engine } = {}): CliService {
   const service = {} as { server: TestServer; env: NodeJS.ProcessEnv };
   beforeAll(async () => {
-    service.server = await startTestServer({ token });
+    service.server = await startTestServer({ token, engine: options.engine });
     service.env = cliEnv({ RXBUILD_URL: service.server.url, RXBUILD_TOKEN: token });
   });
   afterAll(() => service.server?.close());
