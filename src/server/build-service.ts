@@ -16,12 +16,11 @@ import * as path from 'node:path';
 import type { BuildRecordWire, BuildStatus, ProgressMessageWire } from '../shared/wire';
 import { isTerminalBuildStatus } from '../shared/wire';
 import type { BuildFlags } from './build-options';
-import type { Engine, EngineJob, EngineSink } from './engine';
-import { ENGINE_STOP_WATCHDOG_MS, INTERRUPTED, createRunSink, engineJobFor, progressOf, runToOutcome, type AbortReason } from './engine-run';
+import type { Engine } from './engine';
+import { ENGINE_STOP_WATCHDOG_MS, INTERRUPTED, progressOf, startRun, type StartedRun } from './engine-run';
 import { parseStoredBuild } from './build-record-check';
 import { Journal, cutTornTail } from './journal';
 import { quarantine } from './quarantine';
-import { secretMasker } from './secret-mask';
 import { killLeftoverGroupAndWait, type TrackedProcessGroup } from './process-group';
 
 export { INTERRUPTED, ENGINE_STOP_WATCHDOG_MS } from './engine-run';
@@ -97,13 +96,10 @@ export type CancelOutcome =
   | { kind: 'cancelling'; build: StoredBuild }
   | { kind: 'finished'; build: StoredBuild };
 
-interface Run {
-  controller: AbortController;
-  /** Why it was aborted: a user's DELETE or the service shutting down. */
-  reason: AbortReason;
+/** A running build: its {@link StartedRun} (aborted for a user's DELETE or the service shutting down), and… */
+interface Run extends StartedRun {
   /** Set when a write of the build's journal or record failed: the build is stopped and ends failed with it. */
   storageError: string | null;
-  done: Promise<void>;
 }
 
 /** Options of {@link BuildService.open}. */
@@ -453,50 +449,41 @@ export class BuildService {
     record.queue_position = null;
     record.started_at = new Date().toISOString();
     if (this.options.nodeName !== undefined) record.node = this.options.nodeName;
-    const controller = new AbortController();
-    const run: Run = { controller, reason: null, storageError: null, done: Promise.resolve() };
-    this.runs.set(id, run);
     const recordFailed = (err: unknown): void => this.storageFailed(id, storageFailure(err, 'build record'));
     void this.persist(stored, false).catch(recordFailed);
     journal.appendProgress(this.progressOf(stored));
-    this.emitStatus(stored);
 
-    let finished = false;
-    const secrets = this.secrets.get(id);
-    const mask = secretMasker(secrets);
-    const runSink = createRunSink({
-      journal,
-      record,
-      // After a failed write the build is being stopped: its output has nowhere to go.
-      finished: () => finished || run.storageError !== null,
-      onStep: () => this.emitStatus(stored),
-      groups: stored.process_groups,
-      persistGroups: () => void this.persist(stored, false).catch(recordFailed),
-    });
-    // A secret printed by a RUN step (or quoted in an error) reaches the journal as ***.
-    const sink: EngineSink = secrets ? { ...runSink, log: (line) => runSink.log(mask(line)) } : runSink;
     const dir = this.buildDir(id);
-    const job: EngineJob = { ...engineJobFor(stored, path.join(dir, 'context'), path.join(dir, 'work')), ...(secrets ? { secrets } : {}) };
-    run.done = (async () => {
-      await runToOutcome(
-        async (signal) => {
-          await fsp.mkdir(job.workDir, { recursive: true });
-          return this.options.engine.run(job, sink, signal);
+    const workDir = path.join(dir, 'work');
+    const run: Run = Object.assign(
+      startRun({
+        engine: this.options.engine,
+        stored,
+        journal,
+        contextDir: path.join(dir, 'context'),
+        workDir,
+        secrets: this.secrets.get(id),
+        prepare: async () => {
+          await fsp.mkdir(workDir, { recursive: true });
         },
-        controller,
-        () => run.reason,
-        this.options.engineStopTimeoutMs ?? ENGINE_STOP_WATCHDOG_MS,
-        record,
-      );
-      if (record.error) record.error = mask(record.error);
-      finished = true;
-      if (run.storageError && record.status !== 'cancelled') {
-        // Even if the image was built: a build whose log or record could not be kept does not count as done.
-        record.status = 'failed';
-        record.error = run.storageError;
-      }
-      await this.finish(stored, journal);
-    })();
+        // After a failed write the build is being stopped: its output has nowhere to go.
+        stopped: () => run.storageError !== null,
+        onStep: () => this.emitStatus(stored),
+        persistGroups: () => void this.persist(stored, false).catch(recordFailed),
+        stopTimeoutMs: this.options.engineStopTimeoutMs ?? ENGINE_STOP_WATCHDOG_MS,
+        finish: async () => {
+          if (run.storageError && record.status !== 'cancelled') {
+            // Even if the image was built: a build whose log or record could not be kept does not count as done.
+            record.status = 'failed';
+            record.error = run.storageError;
+          }
+          await this.finish(stored, journal);
+        },
+      }),
+      { storageError: null },
+    );
+    this.runs.set(id, run);
+    this.emitStatus(stored);
   }
 
   /** Journal the terminal state, make it durable, tell waiters, free the slot. */

@@ -1,6 +1,7 @@
 /**
  * Running one claimed build on an engine, the same way for every store: the sink that turns engine output
- * into journal events, the watchdog that never lets a stuck engine keep a slot, and the record's outcome.
+ * into journal events (build secrets masked), the watchdog that never lets a stuck engine keep a slot, and the
+ * record's outcome.
  *
  * @packageDocumentation
  */
@@ -8,6 +9,7 @@ import type { BuildRecordWire, BuildStepWire, ProgressMessageWire } from '../sha
 import type { StoredBuild } from './build-service';
 import type { Engine, EngineJob, EngineResult, EngineSink } from './engine';
 import type { TrackedProcessGroup } from './process-group';
+import { secretMasker } from './secret-mask';
 
 /** The error recorded on builds that were running or queued when the service stopped or died. */
 export const INTERRUPTED = 'interrupted';
@@ -61,13 +63,18 @@ export interface RunSinkOptions {
   /** The engine's live process groups (mutated in place), and how to make them durable. */
   groups: TrackedProcessGroup[];
   persistGroups: () => void;
+  /** Applied to each line the engine prints before it is journaled ({@link secretMasker} of the build's secrets). */
+  mask?: (line: string) => string;
 }
 
 /** The sink an engine reports to during one run. */
 export function createRunSink(o: RunSinkOptions): EngineSink {
+  const mask = o.mask ?? ((line: string) => line);
   return {
-    log: (line) => {
+    log: (printed) => {
       if (o.finished()) return;
+      // Masked whole, before the split: a multi-line secret printed at once is masked as one.
+      const line = mask(printed);
       // One event per line: SSE data must not carry raw line breaks.
       if (line.includes('\n') || line.includes('\r')) {
         for (const part of line.split(/\r\n|\r|\n/)) o.journal.appendLog(part);
@@ -165,8 +172,15 @@ export interface StartRunOptions {
   journal: RunJournal;
   contextDir: string;
   workDir: string;
+  /**
+   * Build secrets: handed to the engine (`RUN --mount=type=secret`), and masked (`***`) in the log lines the
+   * engine prints and in the error recorded.
+   */
+  secrets?: Record<string, string>;
   /** Before the engine starts: make the directories, fetch the context. A rejection fails the build. */
   prepare: () => Promise<void>;
+  /** True when the run's output has nowhere to go any more (the store is stopping it): engine output is dropped. */
+  stopped?: () => boolean;
   /** A step changed the record. */
   onStep: () => void;
   /** `stored.process_groups` changed. */
@@ -180,15 +194,18 @@ export interface StartRunOptions {
 export function startRun(o: StartRunOptions): StartedRun {
   let finished = false;
   const record = o.stored.record;
+  const mask = secretMasker(o.secrets);
   const sink = createRunSink({
     journal: o.journal,
     record,
-    finished: () => finished,
+    finished: () => finished || (o.stopped?.() ?? false),
     onStep: o.onStep,
     groups: o.stored.process_groups,
     persistGroups: o.persistGroups,
+    // A secret printed by a RUN step (or quoted in an error) reaches the journal as ***.
+    mask,
   });
-  const job = engineJobFor(o.stored, o.contextDir, o.workDir);
+  const job: EngineJob = { ...engineJobFor(o.stored, o.contextDir, o.workDir), ...(o.secrets ? { secrets: o.secrets } : {}) };
   const run: StartedRun = { controller: new AbortController(), reason: null, done: Promise.resolve() };
   run.done = (async () => {
     await runToOutcome(
@@ -201,6 +218,7 @@ export function startRun(o: StartRunOptions): StartedRun {
       o.stopTimeoutMs,
       record,
     );
+    if (record.error) record.error = mask(record.error);
     finished = true;
     await o.finish();
   })();
