@@ -17,7 +17,8 @@ import { ensureBaseImage } from './base-image';
 import { checkBuildah, createBuildahEngine } from './engines/buildah';
 import { checkSandboxTools, type SandboxOptions } from './engines/buildah-sandbox';
 import { ScriptedEngine } from './engines/scripted';
-import { startServer, type RunningServer, type ServerHooks } from './index';
+import type { Engine } from './engine';
+import { startServer, type RunningServer, type ServerHooks, type StartServerOptions } from './index';
 import { startRegistry, type RunningRegistry } from './registry';
 import { registryImageResolver } from './snapshots-images';
 
@@ -76,24 +77,26 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
   mkdirSync(dataDir, { recursive: true });
   const log = options.log ?? ((): void => undefined);
   const kind = options.engine ?? 'buildah';
+  /** The HTTP service's options from ours, the same for both engines. */
+  const serverOptions = (engine: Engine, registry: string): StartServerOptions => ({
+    host: options.host,
+    port: options.port ?? 0,
+    token: options.token,
+    dataDir,
+    engine,
+    registry,
+    maxConcurrent: options.maxConcurrent,
+    web: options.web,
+    database: options.database,
+    nodeName: options.nodeName,
+    contextCacheBytes: options.contextCacheBytes,
+    maxUploads: options.maxUploads,
+    hooks: options.hooks,
+  });
 
   if (kind === 'scripted') {
     const registry = options.registry ?? 'registry.invalid';
-    const server = await startServer({
-      host: options.host,
-      port: options.port ?? 0,
-      token: options.token,
-      dataDir,
-      engine: new ScriptedEngine(),
-      registry,
-      maxConcurrent: options.maxConcurrent,
-      web: options.web,
-      database: options.database,
-      nodeName: options.nodeName,
-      contextCacheBytes: options.contextCacheBytes,
-      maxUploads: options.maxUploads,
-      hooks: options.hooks,
-    });
+    const server = await startServer(serverOptions(new ScriptedEngine(), registry));
     return { url: server.url, registry, dataDir, server, close: onceOnly(() => server.close()) };
   }
 
@@ -120,21 +123,9 @@ export async function serve(options: ServeOptions): Promise<RunningService> {
     let server: RunningServer;
     try {
       server = await startServer({
-        host: options.host,
-        port: options.port ?? 0,
-        token: options.token,
-        dataDir,
-        engine,
-        registry,
-        maxConcurrent: options.maxConcurrent,
-        web: options.web,
-        database: options.database,
-        nodeName: options.nodeName,
-        contextCacheBytes: options.contextCacheBytes,
-        maxUploads: options.maxUploads,
+        ...serverOptions(engine, registry),
         // Snapshots are checked against the real registry (HEAD of the manifest), not just our own builds.
         snapshots: { images: registryImageResolver(registry) },
-        hooks: options.hooks,
       });
     } catch (err) {
       await engine.close();
