@@ -63,18 +63,21 @@ function counter(text: string, name: string): number {
   return m ? Number(m[1]) : 0;
 }
 
+/** The names of the child cgroups (subdirectories) of `dir`, or null when it cannot be read (gone, no hierarchy). */
+function childCgroups(dir: string): string[] | null {
+  try {
+    return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+  } catch {
+    return null;
+  }
+}
+
 /** The pids of every process in `dir` and its descendants. */
 function procsUnder(dir: string): number[] {
   const out: number[] = [];
   const walk = (d: string): void => {
     for (const pid of readOr(join(d, 'cgroup.procs'), '').split('\n')) if (pid) out.push(Number(pid));
-    let entries: string[] = [];
-    try {
-      entries = readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
-    } catch {
-      return;
-    }
-    for (const e of entries) walk(join(d, e));
+    for (const child of childCgroups(d) ?? []) walk(join(d, child));
   };
   walk(dir);
   return out;
@@ -82,13 +85,9 @@ function procsUnder(dir: string): number[] {
 
 /** Remove `dir` and its child cgroups, deepest first (a cgroup directory can only go once it is empty). */
 function removeTree(dir: string): void {
-  let entries: string[] = [];
-  try {
-    entries = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
-  } catch {
-    return;
-  }
-  for (const e of entries) removeTree(join(dir, e));
+  const children = childCgroups(dir);
+  if (children === null) return;
+  for (const child of children) removeTree(join(dir, child));
   try {
     rmdirSync(dir);
   } catch {
@@ -209,13 +208,8 @@ async function killAndRemove(dirs: string[], waitMs: number): Promise<void> {
 export async function sweepBuildCgroups(scope: string): Promise<number> {
   const parents = isUnified() ? [join(ROOT, 'rxbuild', scope)] : V1_CONTROLLERS.map((c) => join(ROOT, c, 'rxbuild', scope));
   const builds = new Set<string>();
-  for (const p of parents) {
-    try {
-      for (const e of readdirSync(p, { withFileTypes: true })) if (e.isDirectory()) builds.add(e.name);
-    } catch {
-      // No such hierarchy or nothing left.
-    }
-  }
+  // A parent that cannot be read: no such hierarchy, or nothing left.
+  for (const p of parents) for (const id of childCgroups(p) ?? []) builds.add(id);
   for (const id of builds) await killAndRemove(parents.map((p) => join(p, id)), 2000);
   return builds.size;
 }
