@@ -14,10 +14,9 @@ import * as path from 'node:path';
 import { findStaticBusybox } from '../src/server/base-image';
 import { checkBuildah } from '../src/server/engines/buildah';
 import { registryManifestDigest, splitImageRef, startRegistry, type RunningRegistry } from '../src/server/registry';
-import { cliEnv, startCli, type CliRun } from './cli-helpers';
 import { startPostgres, type ThrowawayPostgres } from './helpers/postgres';
 import { startRoundRobinProxy, type RoundRobinProxy } from './helpers/round-robin-proxy';
-import { follow, listedAs, stopNodes } from './helpers/cluster';
+import { follow, listedAs, startNode, stopNodes, type ClusterNode } from './helpers/cluster';
 import { api, makeTarGz, submitOk, TOKEN } from './server-helpers';
 import { pgrep, cmdline, killAll } from './helpers/processes';
 
@@ -28,12 +27,7 @@ const LINES = 20;
 /** In every build's RUN command line, so the spec finds (and kills) the containers' processes. */
 const MARK = `rxbuild-mn-${randomBytes(4).toString('hex')}`;
 
-interface Node {
-  name: string;
-  url: string;
-  dataDir: string;
-  cli: CliRun;
-}
+type Node = ClusterNode;
 
 let pg: ThrowawayPostgres;
 let registry: RunningRegistry;
@@ -42,17 +36,11 @@ let nodes: Node[] = [];
 const everyNode: Node[] = [];
 let proxy: RoundRobinProxy | null = null;
 
-async function startNode(name: string): Promise<Node> {
-  const dataDir = path.join(scratch, name);
-  const cli = startCli(
-    ['serve', '--json', '--port', '0', '--data-dir', dataDir, '--token', TOKEN, '--node-name', name, '--database-url', pg.url,
-      '--lease-ms', String(LEASE_MS), '--max-concurrent', '2', '--registry', registry.address, '--build-network', 'none'],
-    cliEnv(),
-  );
-  const line = await cli.waitForLine('stdout', (l) => l.startsWith('{'));
-  const listening = JSON.parse(line) as { url: string; node: string; store: string };
-  expect(listening).toMatchObject({ node: name, store: 'postgresql' });
-  const node = { name, url: listening.url, dataDir, cli };
+async function startBuildahNode(name: string): Promise<Node> {
+  const node = await startNode(scratch, name, pg.url, LEASE_MS, {
+    engine: 'buildah',
+    extraArgs: ['--max-concurrent', '2', '--registry', registry.address, '--build-network', 'none'],
+  });
   everyNode.push(node);
   return node;
 }
@@ -63,7 +51,7 @@ beforeAll(async () => {
   scratch = await fsp.mkdtemp(path.join(tmpdir(), 'rxbuild-multi-real-'));
   registry = await startRegistry({ dataDir: path.join(scratch, 'registry') });
   // One at a time: the first applies the migrations and pushes the offline base image to the shared registry.
-  for (const name of ['n1', 'n2', 'n3']) nodes.push(await startNode(name));
+  for (const name of ['n1', 'n2', 'n3']) nodes.push(await startBuildahNode(name));
   proxy = await startRoundRobinProxy(nodes.map((n) => n.url));
 }, 180_000);
 

@@ -1,5 +1,5 @@
 /**
- * What the multi-node specs share: starting a scripted node on a shared database, following a build's log
+ * What the multi-node specs share: starting a node (scripted or buildah) on a shared database, following a build's log
  * through a balancer (reconnecting with Last-Event-ID when the node serving it dies), each node's view of a set
  * of builds, and stopping the nodes.
  */
@@ -11,26 +11,37 @@ import { api, controlOf, readSse, TOKEN, type SseEvent } from '../server-helpers
 export interface ClusterNode {
   name: string;
   url: string;
+  /** Its data dir (`<scratch>/<name>`): a buildah node keeps its storage there. */
+  dataDir: string;
   cli: CliRun;
 }
 
 /**
- * Start `rxbuild serve --engine scripted` as node `name` on `databaseUrl`, its data dir under `scratch`, and wait
- * until it listens. `extraArgs` are appended (e.g. `--max-concurrent 2`).
+ * Start `rxbuild serve --engine <engine>` as node `name` on `databaseUrl`, its data dir `<scratch>/<name>`, and wait
+ * until it listens (as `name`, on PostgreSQL). `extraArgs` are appended (e.g. `--max-concurrent 2`; a buildah node
+ * on a shared database needs `--registry`).
  */
-export async function startScriptedNode(
-  scratch: string, name: string, databaseUrl: string, leaseMs: number, extraArgs: string[] = [],
+export async function startNode(
+  scratch: string, name: string, databaseUrl: string, leaseMs: number, options: { engine: 'scripted' | 'buildah'; extraArgs?: string[] },
 ): Promise<ClusterNode> {
+  const dataDir = path.join(scratch, name);
   const cli = startCli(
-    ['serve', '--json', '--port', '0', '--engine', 'scripted', '--data-dir', path.join(scratch, name), '--token', TOKEN, '--node-name', name,
-      '--database-url', databaseUrl, '--lease-ms', String(leaseMs), ...extraArgs],
+    ['serve', '--json', '--port', '0', '--engine', options.engine, '--data-dir', dataDir, '--token', TOKEN, '--node-name', name,
+      '--database-url', databaseUrl, '--lease-ms', String(leaseMs), ...(options.extraArgs ?? [])],
     cliEnv(),
   );
   const listening = JSON.parse(await cli.waitForLine('stdout', (l) => l.startsWith('{'))) as { url: string; node: string; store: string };
   if (listening.node !== name || listening.store !== 'postgresql') {
     throw new Error(`node ${name} came up as ${JSON.stringify(listening)}, not as ${name} on postgresql`);
   }
-  return { name, url: listening.url, cli };
+  return { name, url: listening.url, dataDir, cli };
+}
+
+/** {@link startNode} with the scripted engine. */
+export function startScriptedNode(
+  scratch: string, name: string, databaseUrl: string, leaseMs: number, extraArgs: string[] = [],
+): Promise<ClusterNode> {
+  return startNode(scratch, name, databaseUrl, leaseMs, { engine: 'scripted', extraArgs });
 }
 
 /** What a reader following a build got. */
