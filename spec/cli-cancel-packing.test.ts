@@ -5,10 +5,10 @@
  * Every moment is reached through the CLI's own output, never by waiting.
  */
 import { once } from 'node:events';
-import { mkdtemp, open, readdir, rm } from 'node:fs/promises';
+import { open, readdir } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { removeTempDirs, tempDir } from './helpers/client-harness';
 import { startTestServer, type TestServer } from './helpers/test-server';
 import { cliEnv, FIXTURE_CONTEXT, startCli, STACK_FRAME, type CliRun } from './cli-helpers';
 import { submitOk } from './server-helpers';
@@ -18,18 +18,11 @@ const MiB = 1024 * 1024;
 const BIG = 300 * MiB;
 
 let server: TestServer | undefined;
-const dirs: string[] = [];
 afterEach(async () => {
   await server?.close();
   server = undefined;
-  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+  await removeTempDirs();
 });
-
-async function tempDir(prefix: string): Promise<string> {
-  const d = await mkdtemp(path.join(tmpdir(), prefix));
-  dirs.push(d);
-  return d;
-}
 
 /** A Dockerfile and a 300 MiB sparse file (read as zeros; costs no disk). */
 async function bigContext(): Promise<string> {
