@@ -27,7 +27,7 @@ import { killLeftoverGroupAndWait } from '../process-group';
 import type { BuildPosition, BuildStore, JournalSource } from '../storage';
 import { dropContext, loadContext, storeContext } from './contexts';
 import { CHANNELS, Listener, migrate, transaction } from './db';
-import { ChangeWatch, PgJournalSource, PgJournalWriter, insertEvents, lastSeqOf } from './journal';
+import { ChangeWatch, ClaimLost, PgJournalSource, PgJournalWriter, insertEvents, lastSeqOf } from './journal';
 
 /** Default lease: a node silent this long is lost. */
 export const DEFAULT_LEASE_MS = 10_000;
@@ -161,7 +161,10 @@ export class PgBuildStore implements BuildStore {
       for (const group of stored.process_groups) await killLeftoverGroupAndWait(group);
       const id = stored.record.build_id;
       if (stored.record.status === 'running') {
-        await this.endWhere(id, `status = 'running' AND node = $2`, [this.options.nodeName], (s) => this.lose(s));
+        await this.endWhere(id, `status = 'running' AND node = $2`, [this.options.nodeName], (s) => {
+          s.process_groups = []; // killed above
+          return this.lose(s);
+        });
       } else {
         await this.pool.query(`UPDATE rxbuild_builds SET stored = jsonb_set(stored, '{process_groups}', '[]') WHERE build_id = $1`, [id]);
       }
@@ -188,6 +191,7 @@ export class PgBuildStore implements BuildStore {
        WHERE b.status = 'running' AND b.node <> $1 AND n.seen_at < now() - make_interval(secs => $2::double precision / 1000)`,
       [this.options.nodeName, this.leaseMs],
     );
+    // The lost node's process groups stay recorded: if it comes back on the same machine, it kills them.
     for (const { build_id: id, node } of lost.rows) {
       await this.endWhere(
         id,
@@ -233,7 +237,6 @@ export class PgBuildStore implements BuildStore {
       const stored = r.rows[0].stored;
       const lines = end(stored);
       stored.record.queue_position = null;
-      stored.process_groups = [];
       await this.appendAndSeal(c, stored, lines);
       return stored;
     });
@@ -410,32 +413,61 @@ export class PgBuildStore implements BuildStore {
       onStep: () => this.persist(stored),
       persistGroups: () => this.persist(stored),
       stopTimeoutMs: this.options.engineStopTimeoutMs ?? ENGINE_STOP_WATCHDOG_MS,
-      finish: () => this.finish(stored, journal),
+      finish: () => this.finish(stored, journal, claim),
     });
     this.runs.set(id, run);
   }
 
   /** Journal the terminal state, store it (only under this node's claim), free the slot. */
-  private async finish(stored: StoredBuild, journal: PgJournalWriter): Promise<void> {
+  private async finish(stored: StoredBuild, journal: PgJournalWriter, claim: number): Promise<void> {
     const id = stored.record.build_id;
     if (stored.record.status === 'failed') journal.appendLog(`error: ${stored.record.error}`);
     journal.appendProgress(progressOf(stored.record));
-    try {
-      await this.persistChains.get(id);
-      await journal.seal(async (c) => {
-        await c.query(`UPDATE rxbuild_builds SET status = $2, stored = $3, sealed = true WHERE build_id = $1`, [id, stored.record.status, stored]);
-        await c.query(`SELECT pg_notify('${CHANNELS.events}', $1)`, [id]);
-        await dropContext(c, id);
-      });
-    } catch {
-      // The database is unreachable or another node took the build over: the lease decides its outcome.
-    }
+    await this.persistChains.get(id);
+    await this.seal(stored, journal, claim);
     this.persistChains.delete(id);
     await fsp.rm(this.workDir(id), { recursive: true, force: true }).catch(() => undefined);
     this.runs.delete(id);
     this.claims.delete(id);
     this.changes.emit(id);
     this.pump();
+  }
+
+  /**
+   * End the build this node ran with its outcome. This node is alive, so no lease ever ends the build for it: when
+   * the database fails under the seal (a restart, a dropped connection), it tries again until the database
+   * answers, the claim is gone, or the node stops (then the lease, or its next life, ends it). If a journal write
+   * already failed, events are missing and the outcome cannot stand: the build ends failed instead.
+   */
+  private async seal(stored: StoredBuild, journal: PgJournalWriter, claim: number): Promise<void> {
+    const id = stored.record.build_id;
+    const retryMs = Math.max(50, Math.floor(this.leaseMs / 3));
+    for (;;) {
+      try {
+        const lost = journal.failure;
+        if (lost instanceof ClaimLost) return;
+        if (lost === null) {
+          await journal.seal(async (c) => {
+            await c.query(`UPDATE rxbuild_builds SET status = $2, stored = $3, sealed = true WHERE build_id = $1`, [id, stored.record.status, stored]);
+            await c.query(`SELECT pg_notify('${CHANNELS.events}', $1)`, [id]);
+            await dropContext(c, id);
+          });
+        } else {
+          await this.endWhere(id, `status = 'running' AND claim = $2`, [claim], (s) => {
+            const error = `interrupted (journal write failed: ${lost.message})`;
+            Object.assign(s.record, { status: 'failed', error, finished_at: stored.record.finished_at ?? new Date().toISOString() });
+            s.process_groups = []; // the run is over: its engine stopped them
+            return [`error: ${error}`];
+          });
+        }
+        return;
+      } catch (err) {
+        if (err instanceof ClaimLost) return;
+      }
+      if (this.closing) return;
+      await new Promise((resolve) => setTimeout(resolve, retryMs));
+      if (this.closing) return;
+    }
   }
 
   private abortRun(id: string, reason: Exclude<AbortReason, null>): void {

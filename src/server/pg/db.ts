@@ -23,11 +23,21 @@ export const CHANNELS = {
 /** The SQL migrations (copied next to the compiled code by `npm run build`). */
 export const MIGRATIONS_DIR = path.join(__dirname, 'migrations');
 
-/** Apply every migration not applied yet. */
+/**
+ * The advisory lock nodes take turns on while they migrate. node-pg-migrate only *tries* its own lock and fails
+ * at once ("Another migration is already running") when another node holds it, so nodes started together would
+ * fail to start: each waits for this one first, and then finds the other's lock free.
+ */
+const MIGRATE_LOCK = '7421063311200191';
+
+/** Apply every migration not applied yet (one node at a time: see {@link MIGRATE_LOCK}). */
 export async function migrate(url: string): Promise<void> {
   const client = new Client({ connectionString: url });
+  client.on('error', () => undefined); // a dropped connection fails the query in flight, which is enough
   await client.connect();
   try {
+    // Released with the session if anything below fails.
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATE_LOCK]);
     await runner({
       dbClient: client,
       dir: MIGRATIONS_DIR,
@@ -44,16 +54,27 @@ export async function migrate(url: string): Promise<void> {
 /** Run `work` in a transaction on a pooled connection. */
 export async function transaction<T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // The pool listens for errors of idle connections only. A checked-out connection that PostgreSQL drops (a
+  // restart, a terminated backend) emits 'error', which without a listener would end the whole process; the
+  // statement in flight fails anyway, and the connection must not go back to the pool.
+  let broken: Error | undefined;
+  const onError = (err: Error): void => {
+    broken ??= err;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     const result = await work(client);
     await client.query('COMMIT');
     return result;
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    await client.query('ROLLBACK').catch((rollbackErr: Error) => {
+      broken ??= rollbackErr; // never hand out a connection that may still be inside this transaction
+    });
     throw err;
   } finally {
-    client.release();
+    client.off('error', onError);
+    client.release(broken);
   }
 }
 

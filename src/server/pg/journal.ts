@@ -112,6 +112,8 @@ export class PgJournalWriter implements RunJournal {
   private flushing: Promise<void> | null = null;
   private scheduled = false;
   private error: Error | null = null;
+  /** The last events, taken by {@link seal} (kept until they are written, so a failed seal can be tried again). */
+  private sealLines: string[] | null = null;
 
   constructor(
     private readonly pool: Pool,
@@ -134,7 +136,7 @@ export class PgJournalWriter implements RunJournal {
 
   private append(event: JournalEvent): number {
     event.seq = ++this.lastSeq;
-    if (this.error) return event.seq; // nothing more can be written: do not pile up
+    if (this.error || this.sealLines) return event.seq; // nothing more can be written: do not pile up
     event.time = new Date().toISOString();
     this.pending.push(JSON.stringify(event));
     if (!this.scheduled) {
@@ -168,6 +170,11 @@ export class PgJournalWriter implements RunJournal {
     return this.flushing.then(() => (this.pending.length > 0 ? this.flush() : undefined));
   }
 
+  /** Why a write failed (events were lost, or the claim is gone), or null while every write landed. */
+  get failure(): Error | null {
+    return this.error;
+  }
+
   private fail(err: Error): void {
     const first = this.error === null;
     this.error ??= err;
@@ -179,13 +186,14 @@ export class PgJournalWriter implements RunJournal {
    * End the journal: let the write in flight land, then in one transaction that holds the build's row under this
    * node's claim, write what is left and run `finalize` (the terminal record). So a node that reaps this build
    * (lease expired) either ends it before — and this writes nothing — or after, and finds it ended. Rejects, with
-   * nothing of it written, if the claim is gone or some earlier write failed.
+   * nothing of it written, if the claim is gone or some earlier write failed ({@link failure}); may be called
+   * again after it failed otherwise (the database did not answer). Appends after it are dropped.
    */
   async seal(finalize: (c: PoolClient) => Promise<void>): Promise<void> {
     while (this.flushing) await this.flushing;
     if (this.error) throw this.error;
-    const lines = this.pending.splice(0);
-    this.error = new Error('journal sealed'); // later appends are dropped
+    this.sealLines ??= this.pending.splice(0);
+    const lines = this.sealLines;
     await transaction(this.pool, async (c) => {
       const held = await c.query(`SELECT 1 FROM rxbuild_builds WHERE build_id = $1 AND claim = $2 AND status = 'running' FOR UPDATE`, [
         this.buildId,
