@@ -11,6 +11,8 @@
  */
 import type { Observable } from 'rxjs';
 import type { BuildStatus } from '../shared/wire';
+
+export type { BuildStatus } from '../shared/wire';
 import type { TeardownError } from './errors';
 
 /** Client-side phases of a build, in order. The last three are terminal. */
