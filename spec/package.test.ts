@@ -88,7 +88,8 @@ it('ships a LICENSE, no TypeScript sources, and source maps that carry their sou
     expect(m.sourcesContent!.every((s) => typeof s === 'string' && s.length > 0)).toBe(true);
   }
   const manifest = JSON.parse(await readFile(path.join(pkg, 'package.json'), 'utf8'));
-  expect(manifest.peerDependencies).toEqual({ rxjs: expect.any(String) });
+  expect(manifest.peerDependencies).toEqual({ rxjs: expect.any(String), pg: expect.any(String), 'node-pg-migrate': expect.any(String) });
+  expect(manifest.peerDependenciesMeta).toEqual({ pg: { optional: true }, 'node-pg-migrate': { optional: true } });
   expect(manifest.dependencies.rxjs).toBeUndefined();
   expect(manifest.scripts.prepare).toBeUndefined();
   expect(manifest.repository.url).toMatch(/^git\+https:/);
@@ -212,4 +213,25 @@ it('an esbuild browser bundle holds one RxJS (its ESM build) and the client', as
   // Printed for the notes: the whole page-side client with its RxJS operators, minified.
   console.log(`browser bundle: ${bytes} bytes minified, ${rxjs.length} rxjs modules, ${inputs.length} inputs`);
   expect(bytes).toBeLessThan(120_000);
+});
+
+it('a library user installs no PostgreSQL packages; serve --database-url without them names what to install', async () => {
+  // The PostgreSQL store is for `rxbuild serve` on several nodes: its packages (node-pg-migrate brings ~40 more)
+  // are optional peers, loaded only when --database-url is given.
+  for (const name of ['pg', 'node-pg-migrate', 'yargs']) expect(existsSync(path.join(project, 'node_modules', name))).toBe(false);
+  const cli = path.join(project, 'node_modules', 'rxbuild', 'dist', 'cli', 'main.js');
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'rxbuild-pack-serve-'));
+  try {
+    const args = [cli, 'serve', '--engine', 'scripted', '--port', '0', '--data-dir', dataDir, '--database-url', 'postgres://127.0.0.1:9/none'];
+    const failed = await run(process.execPath, args, { cwd: project, timeout: 60_000 }).then(
+      () => null,
+      (err: { code?: number; stderr?: string }) => err,
+    );
+    expect(failed?.code).toBe(1);
+    const lines = (failed?.stderr ?? '').trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^error: the PostgreSQL store .*: npm install pg node-pg-migrate$/);
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+  }
 });

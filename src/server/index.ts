@@ -20,9 +20,7 @@ import {
 import { authenticate, namespaceForToken } from './auth';
 import { controlFor } from './build-service';
 import { FileBuildStore, FileSnapshotStorage } from './file-store';
-import { PgBuildStore } from './pg/build-store';
-import { PgContentStore } from './pg/content-store';
-import { PgSnapshotStorage } from './pg/snapshots';
+import { loadPgStores } from './pg-loader';
 import type { BuildStore, SnapshotStorage } from './storage';
 import { resolveInRoot } from './context-extract';
 import type { Engine } from './engine';
@@ -76,7 +74,6 @@ export { HttpError } from './errors';
 export type { ServerHooks, RouteInfo, RouteKind, LogStreamFaults } from './hooks';
 export { BUILDS_PAGE_DEFAULT, BUILDS_PAGE_MAX } from './builds-page';
 export { FileContentStore, DEFAULT_CONTEXT_CACHE_BYTES, type ContentStore } from './content-store';
-export { PgContentStore, type PgContentStoreOptions } from './pg/content-store';
 export {
   builtImagesResolver,
   registryImageResolver,
@@ -151,7 +148,7 @@ export interface StartServerOptions {
   /**
    * **rxbuild** contexts by content (`/contents`, builds by manifest): the store of file contents (default a
    * {@link FileContentStore} under `<dataDir>/contents`, capped at `contextCacheBytes`; with `database`, a
-   * {@link PgContentStore} shared by every node on it), or `false` to answer
+   * PostgreSQL content store shared by every node on it), or `false` to answer
    * those routes 404 like a reference service. A store passed in is shared, not closed.
    */
   contentStore?: ContentStore | false;
@@ -196,10 +193,8 @@ async function openStores(
     nodeName: options.nodeName ?? hostname(),
   };
   if (options.database) {
-    const builds = await PgBuildStore.open({ ...common, url: options.database.url, leaseMs: options.database.leaseMs });
-    // Contents by content go into the database too, so any node can assemble what another node received.
-    const contents = new PgContentStore(builds.db, path.join(dataDir, 'contents-tmp'), { capBytes: options.contextCacheBytes });
-    return { builds, snapshots: new PgSnapshotStorage(builds.db), contents };
+    const { url, leaseMs } = options.database;
+    return loadPgStores().openPgStores({ ...common, url, leaseMs, contextCacheBytes: options.contextCacheBytes });
   }
   const builds = await FileBuildStore.open(common);
   const snapshots = await FileSnapshotStorage.open(dataDir).catch(async (err: unknown) => {
