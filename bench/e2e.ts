@@ -19,7 +19,10 @@ import { median, ratio } from './lib/stats';
 const TARGET_RATIO = 1.15;
 const EXAMPLE = path.join('examples', 'hello');
 
-/** The engine's buildah setup (see src/server/engines/buildah.ts): same storage, config, policy and flags. */
+/**
+ * The engine's buildah setup (see src/server/engines/buildah.ts): same storage, config, policy and flags, except the
+ * isolation: chroot, as the engine ran before its sandbox (bench/sandbox.ts measures oci against chroot).
+ */
 class DirectBuildah {
   private readonly storage: string;
   private readonly env: NodeJS.ProcessEnv;
@@ -148,7 +151,7 @@ export const e2eBench: Bench = {
         '`rxbuild build examples/hello -t … --no-nydus` (plain output) as a child process against `serve()` in the bench process ' +
           '(buildah engine, its own docker-registry), timed from spawn to exit: CLI start-up, pack, upload, extraction, `buildah bud`, ' +
           '`buildah push`, the engine\'s `buildah rmi`, log streaming and the final status.',
-        'Baseline: `buildah bud` then `buildah push` run directly with the engine\'s exact flags (`--isolation chroot`, vfs storage, the same ' +
+        'Baseline: `buildah bud` then `buildah push` run directly with the engine\'s flags (`--isolation chroot` — the engine\'s isolation before issue 10\'s sandbox; what the sandbox adds is section 7 —, vfs storage, the same ' +
           '`--root`/`--runroot`, registries.conf, signature policy, `--format oci`, `push --tls-verify=false --retry 1 --digestfile`) on the same ' +
           'storage and registry, timed as the sum of the two; the `buildah rmi` the engine also runs is timed separately (second baseline). `--no-nydus` so both push gzip layers.',
         `One warm-up of each first (not measured), then ${runs} runs of each, alternating; medians.`,
