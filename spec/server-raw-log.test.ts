@@ -3,7 +3,10 @@
  * log stream (`event: time` before events recorded at a new time), against a real server.
  */
 import { startTestServer, type TestServer } from './helpers/test-server';
-import { plainLine } from '../src/server/raw-log';
+import { PassThrough } from 'node:stream';
+import type { ServerResponse } from 'node:http';
+import { plainLine, sendRawLog } from '../src/server/raw-log';
+import type { JournalSource } from '../src/server/storage';
 import { TOKEN, api, logLines, readSse, submitOk } from './server-helpers';
 
 let server: TestServer;
@@ -16,6 +19,32 @@ afterEach(() => server.setFaults({}));
 const COLOURED = '\x1b[1;32mPASS\x1b[0m \x1b[38;5;208mwarn\x1b[0m';
 
 describe('GET /builds/{id}/log', () => {
+  it('of a build already ended: the whole log, also the part its journal had not written yet when asked', async () => {
+    // The record turns terminal a moment before the journal's last writes land (finish() seals after it); a
+    // request in between saw "" — the page's download and `builds logs` of a finished build must not.
+    let written = false;
+    let waited = 0;
+    const journal: JournalSource = {
+      read: async () =>
+        written
+          ? { events: [1, 2, 3].map((seq) => ({ seq, type: 'log', data: `line ${seq}`, time: new Date(Date.now() + 60_000).toISOString() })), complete: true }
+          : { events: [], complete: false },
+      readLines: () => Promise.reject(new Error('not used')),
+      waitForChange: async () => {
+        waited += 1;
+        written = true;
+      },
+      close: async () => undefined,
+    };
+    const out = new PassThrough();
+    const chunks: Buffer[] = [];
+    out.on('data', (c: Buffer) => chunks.push(c));
+    const res = Object.assign(out, { writeHead: () => res }) as unknown as ServerResponse;
+    await sendRawLog(res, journal, 'b_1', { ended: true });
+    expect(waited).toBe(1);
+    expect(Buffer.concat(chunks).toString()).toBe('line 1\nline 2\nline 3\n');
+  });
+
   it('answers a finished build as plain text, one line per log line, SGR escapes stripped', async () => {
     const id = await submitOk(server.url, { buildArgs: { SCRIPT_LINES: '3', SCRIPT_LINE_TEXT: COLOURED, SCRIPT_STEPS: '2' } });
     await server.waitForBuild(id);

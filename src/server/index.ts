@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import {
   HEARTBEAT_INTERVAL_MS,
   IDEMPOTENCY_KEY_HEADER,
+  isTerminalBuildStatus,
   type BuildRecordWire,
   type BuildStatus,
   type CreateBuildResponseWire,
@@ -359,8 +360,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
 
   async function handleRawLog(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
     await beforeRoute('logs', req, id);
-    if (!(await service.get(id))) throw notFound(id);
-    await sendRawLog(res, await service.journal(id), id);
+    const stored = await service.get(id);
+    if (!stored) throw notFound(id);
+    await sendRawLog(res, await service.journal(id), id, { ended: isTerminalBuildStatus(stored.record.status) });
   }
 
   async function handleEvents(req: IncomingMessage, res: ServerResponse, id: string, params: URLSearchParams): Promise<void> {

@@ -2,7 +2,7 @@
  * `GET /builds/{id}/log`: a build's log as plain text, one line per log event, terminal escapes stripped — what
  * the page's "Download log" saves and what `rxbuild builds logs <id>` prints for a build that still runs.
  *
- * It is the log *so far*: the lines the journal recorded before the request came, read with backpressure through
+ * Of a running build it is the log *so far*: the lines the journal recorded before the request came, read with backpressure through
  * the store's {@link JournalSource}, so a 200,000-line log costs no memory.
  *
  * @packageDocumentation
@@ -26,24 +26,31 @@ export function plainLine(line: string): string {
 }
 
 /**
- * The journal's events written before `until` (ms since the epoch), in batches: a build that keeps writing does
- * not keep the answer open. Events without a time (journals older than times) are all taken.
+ * The journal's events in batches: those written before `until` (ms since the epoch), so a build that keeps
+ * writing does not keep the answer open; or, with `until` null, every event to the journal's end, waiting for the
+ * last writes of a build that has just ended. Events without a time (journals older than times) are all taken.
  */
-async function* eventsBefore(journal: JournalSource, until: number): AsyncGenerator<JournalEvent[]> {
+async function* eventsBefore(journal: JournalSource, until: number | null): AsyncGenerator<JournalEvent[]> {
   let cursor = 0;
   for (;;) {
     const { events, complete } = await journal.read(cursor, BATCH);
-    const end = events.findIndex((e) => e.time !== undefined && Date.parse(e.time) > until);
+    const end = until === null ? -1 : events.findIndex((e) => e.time !== undefined && Date.parse(e.time) > until);
     const batch = end === -1 ? events : events.slice(0, end);
     if (batch.length > 0) yield batch;
-    if (end !== -1 || complete || events.length === 0) return;
-    cursor = events[events.length - 1].seq;
+    if (end !== -1 || complete) return;
+    if (events.length > 0) cursor = events[events.length - 1].seq;
+    else if (until === null) await journal.waitForChange(cursor);
+    else return;
   }
 }
 
-/** Answer with the log lines written so far as `text/plain`; stops early when the client goes away. Closes `journal`. */
-export async function sendRawLog(res: ServerResponse, journal: JournalSource, buildId: string): Promise<void> {
-  const until = Date.now();
+/**
+ * Answer with the log lines as `text/plain`; stops early when the client goes away. Closes `journal`. Of a running
+ * build, the lines written so far; of one that `ended` (its record is terminal), the whole log: the record turns
+ * terminal just before the journal's last writes land, and a finished build's log must not come back short.
+ */
+export async function sendRawLog(res: ServerResponse, journal: JournalSource, buildId: string, { ended }: { ended: boolean }): Promise<void> {
+  const until = ended ? null : Date.now();
   try {
     res.writeHead(200, {
       'content-type': 'text/plain; charset=utf-8',
