@@ -11,9 +11,9 @@
  */
 import type { Observable } from 'rxjs';
 import type { BuildStatus } from '../shared/wire';
-
-export type { BuildStatus } from '../shared/wire';
 import type { TeardownError } from './errors';
+
+export type { BuildStatus };
 
 /** Client-side phases of a build, in order. The last three are terminal. */
 export type BuildPhase =

@@ -2,8 +2,9 @@
  * `GET /builds/{id}/log`: a build's log as plain text, one line per log event, terminal escapes stripped — what
  * the page's "Download log" saves and what `rxbuild builds logs <id>` prints for a build that still runs.
  *
- * Of a running build it is the log *so far*: the lines the journal recorded before the request came, read with backpressure through
- * the store's {@link JournalSource}, so a 200,000-line log costs no memory.
+ * Of a running build it is the log *so far* (the lines the journal recorded before the request came); of an ended
+ * one, the whole log. Read with backpressure through the store's {@link JournalSource}, so a 200,000-line log
+ * costs no memory.
  *
  * @packageDocumentation
  */

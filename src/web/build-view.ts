@@ -26,12 +26,12 @@ import {
   type BuildEvent,
   type BuildInfo,
 } from '../client/browser';
-import { EVENTS_PAGE_MAX } from '../shared/wire';
+import { EVENTS_PAGE_MAX, isTerminalBuildStatus } from '../shared/wire';
 import type { BuildsList } from './builds-list';
 import { copyButton, dateCell, statusBadge } from './builds-list';
 import { plainText } from './ansi';
 import { byId, h } from './dom';
-import { isTerminal, reconnectReason, registryImageUrl, shortId } from './format';
+import { reconnectReason, registryImageUrl, shortId } from './format';
 import { LogModel } from './log-model';
 import { LogSearch } from './log-search';
 import { LogView } from './log-view';
@@ -276,7 +276,7 @@ export class BuildView {
         return;
       }
       case 'status':
-        if (isTerminal(e.phase as BuildInfo['status'])) return this.onTerminal(e.phase === 'failed');
+        if (isTerminalBuildStatus(e.phase as BuildInfo['status'])) return this.onTerminal(e.phase === 'failed');
         // After Cancel or the end, older states replayed by the re-attached stream are not news.
         if (this.cancelling || this.terminal) return;
         this.setPhase(e.phase === 'queued' && e.queuePosition ? `queued (#${e.queuePosition})` : e.phase);
@@ -390,7 +390,7 @@ export class BuildView {
 
   private applyInfo(info: BuildInfo): void {
     this.showInfo(info);
-    if (!isTerminal(info.status)) return;
+    if (!isTerminalBuildStatus(info.status)) return;
     this.terminal = true;
     this.cancelling = false;
     this.cancelButton.hidden = true;
@@ -401,7 +401,7 @@ export class BuildView {
   private showInfo(info: BuildInfo): void {
     this.info = info;
     const snap = this.list.snapshotFor(info.digest);
-    const shown = this.cancelling && !isTerminal(info.status) ? { ...info, status: 'cancelling' as BuildInfo['status'] } : info;
+    const shown = this.cancelling && !isTerminalBuildStatus(info.status) ? { ...info, status: 'cancelling' as BuildInfo['status'] } : info;
     const key = JSON.stringify([shown, snap?.snapshotId, snap?.aliases]);
     if (this.meta.dataset.key === key) return;
     this.meta.dataset.key = key;

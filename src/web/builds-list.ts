@@ -13,7 +13,8 @@ import type { BrowserClient, BuildInfo, SnapshotInfo } from '../client/browser';
 import { AuthError } from '../client/browser';
 import { byId, h } from './dom';
 import { plainText } from './ansi';
-import { buildDurationMs, formatDuration, formatFullDate, formatTime, formatWhen, isTerminal, registryImageUrl, shortId, statusText, stepText } from './format';
+import { buildDurationMs, formatDuration, formatFullDate, formatTime, formatWhen, registryImageUrl, shortId, statusText, stepText } from './format';
+import { isTerminalBuildStatus } from '../shared/wire';
 
 /** What the list tells the rest of the page. */
 export interface BuildsListEvents {
@@ -297,7 +298,7 @@ export class BuildsList {
   /** (Re)write the cells after the link when what they show changed. */
   private fill(row: HTMLTableRowElement, b: BuildInfo, now: number): void {
     row.setAttribute('aria-current', String(b.buildId === this.selected));
-    if (isTerminal(b.status)) this.cancelling.delete(b.buildId);
+    if (isTerminalBuildStatus(b.status)) this.cancelling.delete(b.buildId);
     else if (this.cancelling.has(b.buildId)) b = { ...b, status: 'cancelling' as BuildInfo['status'] };
     const snapshot = this.snapshotFor(b.digest);
     const key = JSON.stringify([b.status, b.queuePosition, b.step, b.imageRef, b.digest, b.error, b.finishedAt, b.startedAt, snapshot?.snapshotId, snapshot?.aliases]);
@@ -319,7 +320,7 @@ export class BuildsList {
     const now = Date.now();
     for (const row of Array.from(this.body.rows)) {
       const b = this.get(row.dataset.buildId ?? '');
-      if (!b || isTerminal(b.status)) continue;
+      if (!b || isTerminalBuildStatus(b.status)) continue;
       const cell = row.querySelector('.duration');
       if (cell) cell.textContent = formatDuration(buildDurationMs(b, now));
     }

@@ -26,9 +26,6 @@ export function buildDurationMs(b: Pick<BuildInfo, 'createdAt' | 'startedAt' | '
   return Number.isNaN(from) || Number.isNaN(to) ? 0 : Math.max(0, to - from);
 }
 
-/** True for `succeeded`, `failed` and `cancelled`: the one list in src/shared/wire.ts. */
-export { isTerminalBuildStatus as isTerminal } from '../shared/wire';
-
 /** The status as a person reads it, with the queue position while queued. */
 export function statusText(b: Pick<BuildInfo, 'status' | 'queuePosition'>): string {
   switch (b.status) {
